@@ -1,0 +1,1 @@
+"""The censorship lab: simulated ISPs in network namespaces with a known truth."""

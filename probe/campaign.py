@@ -1,0 +1,203 @@
+"""One campaign: every target and control site measured once, concurrently.
+
+For each domain the steps run in order (resolve -> connect -> TLS -> HTTP),
+while all domains, resolvers and addresses run concurrently under one
+semaphore (``measurement.concurrency``). Each step has its own timeout inside
+its primitive, so a blackholed target costs at most its timeouts and delays
+nothing else.
+
+The differential controls that separate the techniques are measured here:
+
+* every resolver in the config (the system resolver is what the volunteer's
+  apps use; DoH and public resolvers are the DNS control),
+* the control SNI on each address of a target (``control_sni``): SNI
+  filtering resets the target name but not the control name,
+* the target SNI on a control site's address (``control_address``),
+* a delayed re-test with the control SNI after a failed handshake
+  (``residual``), when ``residual_delay`` > 0.
+
+The campaign returns records only; it does not write, judge or print.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+
+from probe.config import Config, Resolver
+from probe.net import dns, http, tcp, tls
+from probe.records import Clock, DnsQuery, Observation, TcpConnect, TlsHandshake
+
+__all__ = ["CampaignResult", "DomainResult", "run"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class DomainResult:
+    domain: str
+    role: str  # "target" or "control"
+    observations: tuple[Observation, ...]
+    t0: float
+    t: float
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignResult:
+    start_time: float  # UNIX time when the campaign started
+    domains: tuple[DomainResult, ...]
+    runtime: float
+
+    @property
+    def targets(self) -> tuple[DomainResult, ...]:
+        return tuple(d for d in self.domains if d.role == "target")
+
+    @property
+    def controls(self) -> tuple[DomainResult, ...]:
+        return tuple(d for d in self.domains if d.role == "control")
+
+
+def _usable(address: str, versions: Iterable[int]) -> bool:
+    """An address worth connecting to: right family, not loopback/unspecified."""
+    ip = ipaddress.ip_address(address)
+    return ip.version in versions and not (
+        ip.is_loopback or ip.is_unspecified or ip.is_multicast or ip.is_link_local
+    )
+
+
+def addresses_of(queries: Iterable[DnsQuery], versions: Iterable[int]) -> tuple[str, ...]:
+    """Distinct A/AAAA answers of all queries, in first-seen order."""
+    seen = dict.fromkeys(
+        a.value for q in queries for a in q.answers if a.answer_type in ("A", "AAAA")
+    )
+    return tuple(a for a in seen if _usable(a, tuple(versions)))
+
+
+class _Campaign:
+    def __init__(self, config: Config, doh_client: httpx.AsyncClient) -> None:
+        self.config = config
+        self.clock = Clock()
+        self.context: ssl.SSLContext = tls.make_context(config.measurement.ca_bundle or None)
+        self.doh_client = doh_client
+        self.limit = asyncio.Semaphore(config.measurement.concurrency)
+        self.ids = itertools.count(1)
+        # The control sites' DNS, awaited by targets for their control_address handshake.
+        self.control_dns: dict[str, asyncio.Task[tuple[DnsQuery, ...]]] = {}
+
+    async def step(self, call: Callable[[int], Awaitable[T]]) -> T:
+        """Run one primitive under the concurrency limit with a fresh transaction id."""
+        async with self.limit:
+            return await call(next(self.ids))
+
+    async def resolve(self, domain: str) -> tuple[DnsQuery, ...]:
+        calls = [self.query(domain, r, qtype) for r in self.config.resolvers
+                 for qtype in (("ANY",) if r.engine == "system" else ("A", "AAAA"))]  # fmt: skip
+        results = await asyncio.gather(*calls)
+        return tuple(q for group in results for q in group)
+
+    async def query(self, domain: str, r: Resolver, qtype: str) -> tuple[DnsQuery, ...]:
+        timeout, clock = self.config.timeouts.dns, self.clock
+        tags = () if r.engine == "system" else ("resolver_control",)
+        if r.engine == "system":
+            return (await self.step(lambda tid: dns.lookup_system(
+                domain, clock=clock, timeout=timeout, transaction_id=tid)),)  # fmt: skip
+        if r.engine == "udp":
+            return await self.step(lambda tid: dns.query_udp(
+                domain, qtype, r.address, port=r.port, clock=clock, timeout=timeout,
+                late_window=self.config.measurement.dns_late_window, transaction_id=tid,
+                tags=tags))  # fmt: skip
+        if r.engine == "tcp":
+            return (await self.step(lambda tid: dns.query_tcp(
+                domain, qtype, r.address, port=r.port, clock=clock, timeout=timeout,
+                transaction_id=tid, tags=tags)),)  # fmt: skip
+        return (await self.step(lambda tid: dns.query_doh(
+            domain, qtype, r.url, client=self.doh_client, clock=clock, timeout=timeout,
+            transaction_id=tid, tags=tags)),)  # fmt: skip
+
+    async def connect(self, ip: str, port: int, tags: tuple[str, ...]) -> TcpConnect:
+        return await self.step(lambda tid: tcp.connect(
+            ip, port, clock=self.clock, timeout=self.config.timeouts.connect,
+            transaction_id=tid, tags=tags))  # fmt: skip
+
+    async def handshake(self, ip: str, sni: str, tags: tuple[str, ...]) -> TlsHandshake:
+        m, t = self.config.measurement, self.config.timeouts
+        return await self.step(lambda tid: tls.handshake(
+            ip, m.https_port, sni, context=self.context, clock=self.clock,
+            connect_timeout=t.connect, timeout=t.tls, transaction_id=tid, tags=tags,
+            keep_der=m.keep_certificates))  # fmt: skip
+
+    async def fetch(self, scheme: str, domain: str, ip: str) -> Observation:
+        m = self.config.measurement
+        port = m.https_port if scheme == "https" else m.http_port
+        default = 443 if scheme == "https" else 80
+        url = f"{scheme}://{domain}/" if port == default else f"{scheme}://{domain}:{port}/"
+        return await self.step(lambda tid: http.get(
+            url, ip, context=self.context, clock=self.clock, timeout=self.config.timeouts.http,
+            body_cap=m.body_cap, transaction_id=tid, tags=("target",)))  # fmt: skip
+
+    async def measure(self, domain: str, role: str) -> DomainResult:
+        t0 = self.clock.now()
+        tag = ("target",) if role == "target" else ("control_site",)
+        m = self.config.measurement
+        queries = await (self.control_dns[domain] if role == "control" else self.resolve(domain))
+        addresses = addresses_of(queries, m.ip_versions)
+        connects = await asyncio.gather(*(
+            self.connect(ip, port, tag) for ip in addresses for port in (m.https_port, m.http_port)
+        ))  # fmt: skip
+        open_443 = [c.ip for c in connects if c.port == m.https_port and c.failure is None]
+        open_80 = [c.ip for c in connects if c.port == m.http_port and c.failure is None]
+        steps: list[Awaitable[Observation]] = [self.handshake(ip, domain, tag) for ip in open_443]
+        if role == "target":
+            steps += [self.handshake(ip, self.config.control_sni, ("control_sni",))
+                      for ip in open_443]  # fmt: skip
+            steps += [self.handshake(ip, domain, ("control_address",))
+                      for ip in await self.control_address()]  # fmt: skip
+        if m.http:
+            steps += [self.fetch("http", domain, ip) for ip in open_80]
+        observed = list(await asyncio.gather(*steps))
+        handshakes = [o for o in observed if isinstance(o, TlsHandshake) and o.tags == tag]
+        if m.http:
+            observed += await asyncio.gather(*(
+                self.fetch("https", domain, h.ip) for h in handshakes if h.failure is None))  # fmt: skip
+        observed += await self.residual(domain, handshakes)
+        return DomainResult(domain, role, (*queries, *connects, *observed), t0, self.clock.now())
+
+    async def control_address(self) -> tuple[str, ...]:
+        """The first usable address of the first control site that resolved."""
+        for task in self.control_dns.values():
+            found = addresses_of(await task, self.config.measurement.ip_versions)
+            if found:
+                return found[:1]
+        return ()
+
+    async def residual(self, domain: str, handshakes: list[TlsHandshake]) -> list[Observation]:
+        """After a failed handshake, wait and retry the address with the control SNI."""
+        delay = self.config.measurement.residual_delay
+        failed = [h.ip for h in handshakes if h.failure is not None]
+        if not failed or delay <= 0:
+            return []
+        await asyncio.sleep(delay)
+        return list(await asyncio.gather(*(
+            self.handshake(ip, self.config.control_sni, ("residual",)) for ip in failed)))  # fmt: skip
+
+
+async def run(config: Config) -> CampaignResult:
+    """Measure every target and control site of ``config`` once."""
+    start = time.time()
+    context = tls.make_context(config.measurement.ca_bundle or None)
+    async with httpx.AsyncClient(verify=context, timeout=config.timeouts.dns) as doh_client:
+        campaign = _Campaign(config, doh_client)
+        campaign.control_dns = {d: asyncio.create_task(campaign.resolve(d)) for d in config.controls}
+        results = await asyncio.gather(
+            *(campaign.measure(d, "control") for d in config.controls),
+            *(campaign.measure(d, "target") for d in config.targets),
+        )
+    return CampaignResult(start, tuple(results), round(time.time() - start, 6))

@@ -1,0 +1,237 @@
+"""TOML configuration -> a typed, validated, immutable :class:`Config`.
+
+Every key is documented in ``configs/x.toml``. Validation is strict: an
+unknown key, a wrong type or an impossible value raises :class:`ConfigError`
+naming the file, the key and what is wrong, before anything is measured.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+__all__ = ["Config", "ConfigError", "Resolver", "default_config_path", "load"]
+
+ENGINES: Final = ("system", "udp", "tcp", "doh")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
+_ASN = re.compile(r"^AS\d{1,10}$")
+_CC = re.compile(r"^[A-Z]{2}$")
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration file is unusable; the message names file, key and problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resolver:
+    engine: str  # one of ENGINES
+    address: str = ""  # IP literal (udp/tcp; optional bootstrap address for doh)
+    url: str = ""  # doh only
+    port: int = 53
+
+    @property
+    def label(self) -> str:
+        """How the resolver appears as ``resolver_address`` in queries."""
+        if self.engine == "doh":
+            return self.url
+        if self.engine == "system":
+            return ""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Vantage:
+    asn: str = "AS0"
+    cc: str = "ZZ"
+    network_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    https_port: int = 443
+    http_port: int = 80
+    ip_versions: tuple[int, ...] = (4, 6)
+    concurrency: int = 64
+    ca_bundle: str = ""
+    keep_certificates: bool = False
+    body_cap: int = 65536
+    dns_late_window: float = 0.3
+    residual_delay: float = 0.0
+    http: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    dns: float = 4.0
+    connect: float = 4.0
+    tls: float = 4.0
+    http: float = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    targets: tuple[str, ...]
+    controls: tuple[str, ...]
+    control_sni: str
+    resolvers: tuple[Resolver, ...]
+    vantage: Vantage = field(default_factory=Vantage)
+    measurement: Measurement = field(default_factory=Measurement)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+    def only(self, domains: tuple[str, ...]) -> Config:
+        """The same config restricted to ``domains`` (which must be targets or controls)."""
+        known = set(self.targets) | set(self.controls)
+        unknown = [d for d in domains if d not in known]
+        if unknown:
+            raise ConfigError(f"{self.path}: unknown domain(s) for --only: {', '.join(unknown)}")
+        targets = tuple(d for d in self.targets if d in domains)
+        return Config(self.path, targets, self.controls, self.control_sni, self.resolvers,
+                      self.vantage, self.measurement, self.timeouts)  # fmt: skip
+
+
+def default_config_path() -> Path:
+    """``$PROBE_CONFIG``, else ``configs/x.toml`` under the working directory."""
+    return Path(os.environ.get("PROBE_CONFIG", "configs/x.toml"))
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a config file; raise :class:`ConfigError` on any problem."""
+    name = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: no such file") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    return _Reader(name).config(data)
+
+
+class _Reader:
+    """Walks the TOML document, remembering the file name for error messages."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {key}: {problem}")
+
+    def table(self, data: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, "expected a table")
+        extra = sorted(set(value) - allowed)
+        if extra:
+            raise self.fail(f"{key}.{extra[0]}", "unknown key")
+        return value
+
+    def value(self, table: Mapping[str, Any], section: str, key: str, kind: type[T],
+              default: T, check: Callable[[T], bool] = lambda _: True,
+              problem: str = "invalid value") -> T:  # fmt: skip
+        if key not in table:
+            return default
+        value = table[key]
+        ok_type = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok_type = float(value), True
+        if not ok_type:
+            raise self.fail(f"{section}.{key}", f"expected {kind.__name__}, got {value!r}")
+        if not check(value):
+            raise self.fail(f"{section}.{key}", f"{problem}, got {value!r}")
+        return value  # type: ignore[no-any-return]
+
+    def section(self, data: Mapping[str, Any], name: str, cls: type[T],
+                checks: Mapping[str, tuple[Callable[[Any], bool], str]]) -> T:  # fmt: skip
+        """Read a flat table into the frozen dataclass ``cls`` (its defaults apply)."""
+        specs = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        table = self.table(data, name, set(specs))
+        default = cls()
+        values: dict[str, Any] = {}
+        for key in specs:
+            current = getattr(default, key)
+            if isinstance(current, tuple):
+                items = self.value(table, name, key, list, list(current))
+                check, problem = checks.get(key, (lambda _: True, ""))
+                if not all(isinstance(i, int) and check(i) for i in items) or not items:
+                    raise self.fail(f"{name}.{key}", f"{problem or 'invalid list'}, got {items!r}")
+                values[key] = tuple(items)
+            else:
+                check, problem = checks.get(key, (lambda _: True, "invalid value"))
+                values[key] = self.value(table, name, key, type(current), current, check, problem)
+        return cls(**values)
+
+    def domains(self, table: Mapping[str, Any], key: str, *, required: bool) -> tuple[str, ...]:
+        items = table.get(key, [])
+        if not isinstance(items, list) or (required and not items):
+            raise self.fail(f"targets.{key}", "expected a non-empty list of domain names")
+        for item in items:
+            if not isinstance(item, str) or not _DOMAIN.match(item):
+                raise self.fail(f"targets.{key}", f"not a domain name: {item!r}")
+        return tuple(dict.fromkeys(items))
+
+    def resolver(self, index: int, item: Any) -> Resolver:
+        key = f"resolvers[{index}]"
+        if not isinstance(item, dict):
+            raise self.fail(key, "expected a table")
+        extra = sorted(set(item) - {"engine", "address", "url", "port"})
+        if extra:
+            raise self.fail(f"{key}.{extra[0]}", "unknown key")
+        engine = item.get("engine")
+        if engine not in ENGINES:
+            raise self.fail(f"{key}.engine", f"expected one of {', '.join(ENGINES)}, got {engine!r}")
+        address = self.value(item, key, "address", str, "")
+        if address:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise self.fail(f"{key}.address", f"not an IP address: {address!r}") from None
+        elif engine in ("udp", "tcp"):
+            raise self.fail(f"{key}.address", f"required for engine {engine!r}")
+        url = self.value(item, key, "url", str, "")
+        if engine == "doh" and (urlsplit(url).scheme != "https" or not urlsplit(url).hostname):
+            raise self.fail(f"{key}.url", f"expected an https:// URL, got {url!r}")
+        port = self.value(item, key, "port", int, 53, lambda p: 0 < p < 65536, "not a port")
+        return Resolver(engine, address, url, port)
+
+    def config(self, data: Mapping[str, Any]) -> Config:
+        extra = sorted(set(data) - {"vantage", "targets", "measurement", "timeouts", "resolvers"})
+        if extra:
+            raise self.fail(extra[0], "unknown section")
+        port = (lambda p: 0 < p < 65536, "not a port")
+        positive = (lambda v: v > 0, "must be positive")
+        measurement = self.section(data, "measurement", Measurement, {
+            "https_port": port, "http_port": port, "concurrency": positive,
+            "body_cap": positive, "ip_versions": (lambda v: v in (4, 6), "expected 4 and/or 6"),
+            "dns_late_window": (lambda v: v >= 0, "must be >= 0"),
+            "residual_delay": (lambda v: v >= 0, "must be >= 0"),
+            "ca_bundle": (lambda v: not v or os.path.isfile(v), "no such file"),
+        })  # fmt: skip
+        timeouts = self.section(data, "timeouts", Timeouts, dict.fromkeys(
+            ("dns", "connect", "tls", "http"), positive))  # fmt: skip
+        vantage = self.section(data, "vantage", Vantage, {
+            "asn": (lambda v: bool(_ASN.match(v)), "expected AS<number>"),
+            "cc": (lambda v: bool(_CC.match(v)), "expected a two-letter country code"),
+        })  # fmt: skip
+        targets = self.table(data, "targets", {"x", "controls", "control_sni"})
+        x = self.domains(targets, "x", required=True)
+        controls = self.domains(targets, "controls", required=True)
+        control_sni = self.value(targets, "targets", "control_sni", str, "")
+        if control_sni and not _DOMAIN.match(control_sni):
+            raise self.fail("targets.control_sni", f"not a domain name: {control_sni!r}")
+        items = data.get("resolvers", [])
+        if not isinstance(items, list) or not items:
+            raise self.fail("resolvers", "expected at least one [[resolvers]] table")
+        resolvers = tuple(self.resolver(i, item) for i, item in enumerate(items))
+        return Config(self.path, x, controls, control_sni or controls[0], resolvers,
+                      vantage, measurement, timeouts)  # fmt: skip

@@ -1,0 +1,77 @@
+"""Censor techniques of the lab, one small module each, behind one interface.
+
+A technique lives in a simulated ISP's *router* namespace. The lab daemon runs
+one thread per namespace (the thread ``setns``-es into it once, so every socket
+and subprocess it makes belongs there) with its own asyncio loop, and drives
+each technique of that router through :class:`Technique`:
+
+* ``start(ctx)`` once when the lab comes up (listeners, nft tables, sniffers),
+* ``set_active(domains)`` whenever the scenario switches it on (the domains it
+  targets) or off (an empty set) — sporadic blocking is just this call on a
+  schedule,
+* ``stop()`` once at tear-down; it must leave nothing behind.
+
+The names in :data:`EXPECTED_METHOD` are the closed set of technique names
+that scenarios and ``truth.jsonl`` use; the value is the verdict ``method``
+the probe must report for it (``None``: the probe must NOT say "blocked").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import dns.message
+
+__all__ = ["EXPECTED_METHOD", "DnsPolicy", "RouterContext", "Technique"]
+
+#: technique name -> the verdict method it must be detected as (None: never "blocked").
+EXPECTED_METHOD: Final[Mapping[str, str | None]] = {
+    "dns_nxdomain": "dns",
+    "dns_servfail": "dns",
+    "dns_refused": "dns",
+    "dns_bogon": "dns",
+    "dns_blockpage": "dns",  # ISP resolver answers a blockpage address
+    "dns_injection": "dns",  # on-path forged answer racing the real one
+    "ip_blackhole": "tcp_ip",  # nft drop
+    "tcp_reset": "tcp_ip",  # nft reject with tcp reset on SYN
+    "sni_reset": "tls",  # in-path proxy resets after the ClientHello
+    "sni_stall": "tls",  # in-path proxy swallows the ClientHello
+    "sni_rst_injection": "tls",  # on-path: scapy injects RSTs, real packets still flow
+    "http_blockpage": "http",  # Host-header triggered blockpage on port 80
+    "throttle": "throttling",  # tc policer on X's addresses
+    "outage": None,  # the ISP's uplink drops everything: "down", never "blocked"
+    "lossy": None,  # random loss of 20-30% of packets: never "blocked"
+}
+
+#: A DNS policy of the ISP resolver: return a response to override the real
+#: answer, or None to let the query through. Consulted in order.
+DnsPolicy = Callable[[dns.message.Message], dns.message.Message | None]
+
+
+@dataclass(slots=True)
+class RouterContext:
+    """What a technique needs to know about the router it runs in."""
+
+    isp: str  # short ISP id from the scenario, e.g. "isp1"
+    netns: str  # the router's namespace name (the thread already runs inside it)
+    downlink: str  # router interface toward the vantage point
+    uplink: str  # router interface toward the core ("the internet")
+    vantage_prefixes: tuple[str, ...]  # the vantage point's networks, e.g. ("100.64.1.0/30",)
+    addresses: Mapping[str, tuple[str, ...]]  # domain -> the lab addresses of its replica
+    blockpage_address: str  # where DNS blockpage redirects point (a core-served address)
+    seed: int  # for any randomness (lossy links), so runs are reproducible
+    dns_policies: list[DnsPolicy] = field(default_factory=list)  # the ISP resolver reads these
+
+
+class Technique(Protocol):
+    """One censor technique in one router."""
+
+    name: str
+
+    async def start(self, ctx: RouterContext) -> None: ...
+
+    async def set_active(self, domains: frozenset[str]) -> None: ...
+
+    async def stop(self) -> None: ...

@@ -1,0 +1,222 @@
+"""Lab scenarios: which simulated ISPs exist and how each one censors, when.
+
+A scenario is a TOML file (``configs/scenarios/*.toml``; the keys are
+documented in ``pakistan-2024.toml``). :func:`load` validates it strictly:
+any problem raises :class:`ScenarioError` naming the file and the key, before
+a namespace is created.
+
+:func:`schedule` turns a scenario into the list of windows during which each
+technique is active. It is a pure function of the scenario (its seed) and the
+horizon, so a run can be replayed and the truth recomputed: ``always`` is one
+window covering the horizon; ``sporadic`` alternates on and off periods of
+10-60 s drawn from a generator seeded by (seed, ISP, technique).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from probe import config
+from probe.lab.censors import EXPECTED_METHOD
+
+__all__ = [
+    "SCENARIO_DIR",
+    "Isp",
+    "Scenario",
+    "ScenarioError",
+    "TechniqueSpec",
+    "Window",
+    "find",
+    "load",
+    "schedule",
+]
+
+REPO: Final = Path(__file__).resolve().parents[2]
+SCENARIO_DIR: Final = REPO / "configs" / "scenarios"
+DEFAULT_CONFIG: Final = REPO / "configs" / "x.toml"
+SCHEDULES: Final = ("always", "sporadic")
+ASN_RANGE: Final = range(64496, 64512)  # RFC 5398 documentation ASNs
+PERIOD: Final = (10.0, 60.0)  # seconds: bounds of a sporadic on/off period
+_ID: Final = re.compile(r"^[a-z][a-z0-9]{0,7}$")  # short: it ends up in interface names
+_CC: Final = re.compile(r"^[A-Z]{2}$")
+
+
+class ScenarioError(ValueError):
+    """A scenario file is unusable; the message names the file, the key and the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class TechniqueSpec:
+    technique: str  # a key of EXPECTED_METHOD
+    domains: tuple[str, ...]
+    schedule: str  # one of SCHEDULES
+
+
+@dataclass(frozen=True, slots=True)
+class Isp:
+    id: str
+    asn: int  # the number, e.g. 64496
+    cc: str
+    name: str
+    techniques: tuple[TechniqueSpec, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    path: str
+    name: str
+    seed: int
+    ipv6: bool
+    isps: tuple[Isp, ...]
+    targets: tuple[str, ...]  # the X names of the probe's config (configs/x.toml)
+    controls: tuple[str, ...]
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        """Every name the lab serves: X targets, then the control sites."""
+        return (*self.targets, *self.controls)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A technique is active on ``domains`` from ``start`` to ``end`` (seconds after lab start)."""
+
+    isp: str
+    technique: str
+    domains: tuple[str, ...]
+    start: float
+    end: float
+
+
+def find(name: str) -> Path:
+    """A scenario by name (``configs/scenarios/<name>.toml``) or by path."""
+    path = Path(name)
+    if path.suffix == ".toml" or path.exists():
+        return path
+    return SCENARIO_DIR / f"{name}.toml"
+
+
+def load(path: str | Path, probe_config: str | Path = DEFAULT_CONFIG) -> Scenario:
+    """Read and validate a scenario; domains must be targets or controls of ``probe_config``."""
+    name = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        known = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.toml")))
+        raise ScenarioError(f"{name}: no such scenario (known: {known})") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ScenarioError(f"{name}: {exc}") from None
+    probe = config.load(probe_config)
+    return _Reader(name, probe.targets, probe.controls).scenario(data, Path(path).stem)
+
+
+def schedule(scenario: Scenario, horizon: float) -> list[Window]:
+    """Every activity window of every technique, up to ``horizon`` seconds, sorted by start."""
+    windows: list[Window] = []
+    for isp in scenario.isps:
+        for spec in isp.techniques:
+            if spec.schedule == "always":
+                windows.append(Window(isp.id, spec.technique, spec.domains, 0.0, horizon))
+                continue
+            rng = random.Random(f"{scenario.seed}/{isp.id}/{spec.technique}")
+            active, t = rng.random() < 0.5, 0.0
+            while t < horizon:
+                end = min(horizon, t + round(rng.uniform(*PERIOD), 3))
+                if active:
+                    windows.append(Window(isp.id, spec.technique, spec.domains, t, end))
+                active, t = not active, end
+    return sorted(windows, key=lambda w: (w.start, w.isp, w.technique))
+
+
+class _Reader:
+    """Walks the TOML document, remembering the file for error messages."""
+
+    def __init__(self, path: str, targets: tuple[str, ...], controls: tuple[str, ...]) -> None:
+        self.path = path
+        self.targets = targets
+        self.known = (*targets, *controls)
+        self.controls = controls
+
+    def fail(self, key: str, problem: str) -> ScenarioError:
+        return ScenarioError(f"{self.path}: {key}: {problem}")
+
+    def keys(self, table: Mapping[str, Any], key: str, allowed: set[str]) -> None:
+        extra = sorted(set(table) - allowed)
+        if extra:
+            raise self.fail(f"{key}.{extra[0]}" if key else extra[0], "unknown key")
+
+    def get(self, table: Mapping[str, Any], key: str, where: str, kind: type) -> Any:
+        if key not in table:
+            raise self.fail(where, "missing")
+        value = table[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(where, f"expected {kind.__name__}, got {value!r}")
+        return value
+
+    def scenario(self, data: Mapping[str, Any], stem: str) -> Scenario:
+        self.keys(data, "", {"name", "description", "seed", "ipv6", "isps"})
+        name = str(data.get("name", stem))
+        seed = self.get(data, "seed", "seed", int)
+        ipv6 = bool(data.get("ipv6", True))
+        items = self.get(data, "isps", "isps", list)
+        if not items:
+            raise self.fail("isps", "expected at least one [[isps]] table")
+        isps = tuple(self.isp(f"isps[{i}]", item) for i, item in enumerate(items))
+        for field, values in (("id", [i.id for i in isps]), ("asn", [i.asn for i in isps])):
+            duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+            if duplicates:
+                raise self.fail(f"isps[].{field}", f"duplicate value {duplicates[0]}")
+        return Scenario(self.path, name, seed, ipv6, isps, self.targets, self.controls)
+
+    def isp(self, key: str, item: Any) -> Isp:
+        if not isinstance(item, dict):
+            raise self.fail(key, "expected a table")
+        self.keys(item, key, {"id", "asn", "cc", "name", "techniques"})
+        isp_id = self.get(item, "id", f"{key}.id", str)
+        if not _ID.match(isp_id):
+            raise self.fail(f"{key}.id", f"expected 1-8 of [a-z0-9], starting with a letter, got {isp_id!r}")
+        asn_text = self.get(item, "asn", f"{key}.asn", str)
+        match = re.fullmatch(r"AS(\d+)", asn_text)
+        if match is None or int(match[1]) not in ASN_RANGE:
+            raise self.fail(f"{key}.asn", f"expected a documentation ASN AS64496-AS64511, got {asn_text!r}")
+        cc = self.get(item, "cc", f"{key}.cc", str)
+        if not _CC.match(cc):
+            raise self.fail(f"{key}.cc", f"expected a two-letter country code, got {cc!r}")
+        name = self.get(item, "name", f"{key}.name", str)
+        specs = item.get("techniques", [])
+        if not isinstance(specs, list):
+            raise self.fail(f"{key}.techniques", "expected a list")
+        techniques = tuple(self.technique(f"{key}.techniques[{i}]", s) for i, s in enumerate(specs))
+        names = [t.technique for t in techniques]
+        for i, technique in enumerate(names):
+            if technique in names[:i]:
+                raise self.fail(f"{key}.techniques[{i}].technique", f"{technique!r} listed twice")
+        return Isp(isp_id, int(asn_text[2:]), cc, name, techniques)
+
+    def technique(self, key: str, item: Any) -> TechniqueSpec:
+        if not isinstance(item, dict):
+            raise self.fail(key, "expected a table")
+        self.keys(item, key, {"technique", "domains", "schedule"})
+        technique = self.get(item, "technique", f"{key}.technique", str)
+        if technique not in EXPECTED_METHOD:
+            known = ", ".join(EXPECTED_METHOD)
+            raise self.fail(f"{key}.technique", f"unknown technique {technique!r} (known: {known})")
+        domains = item.get("domains", list(self.targets))
+        if not isinstance(domains, list) or not domains:
+            raise self.fail(f"{key}.domains", "expected a non-empty list of domain names")
+        for domain in domains:
+            if domain not in self.known:
+                raise self.fail(
+                    f"{key}.domains", f"unknown domain {domain!r} (not a target or control)"
+                )
+        when = item.get("schedule", "always")
+        if when not in SCHEDULES:
+            raise self.fail(f"{key}.schedule", f"expected one of {', '.join(SCHEDULES)}, got {when!r}")
+        return TechniqueSpec(technique, tuple(dict.fromkeys(domains)), when)

@@ -1,0 +1,104 @@
+"""Append-only JSON Lines storage: one file per UTC day, nothing lost on a crash.
+
+Each measurement is written as one line with a single ``write`` on a file
+opened in append mode, then flushed and ``fsync``-ed, so a power cut can at
+worst leave one torn *last* line. The reader detects a line that does not
+parse (torn, or garbage) and skips it with a count, never failing.
+``.jsonl.gz`` files (compressed past days) are read the same way.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["ReadStats", "append", "day_file", "iter_files", "read"]
+
+
+def day_file(directory: str | os.PathLike[str], timestamp: float | None = None) -> Path:
+    """The file for the UTC day of ``timestamp`` (now by default)."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(time.time() if timestamp is None else timestamp))
+    return Path(directory) / f"{day}.jsonl"
+
+
+def append(path: Path, measurements: Iterable[Mapping[str, Any]]) -> int:
+    """Append measurements as JSON lines, each flushed and fsynced; return how many."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with open(path, "ab") as f:
+        _repair_tail(f, path)
+        for m in measurements:
+            line = json.dumps(m, ensure_ascii=False, separators=(",", ":")) + "\n"
+            f.write(line.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+            count += 1
+    return count
+
+
+def _repair_tail(f: IO[bytes], path: Path) -> None:
+    """Start on a fresh line if a crash left the file without a final newline."""
+    size = path.stat().st_size
+    if size:
+        with open(path, "rb") as r:
+            r.seek(size - 1)
+            if r.read(1) != b"\n":
+                f.write(b"\n")
+
+
+@dataclass(slots=True)
+class ReadStats:
+    files: int = 0
+    lines: int = 0
+    skipped: int = 0  # torn or unparsable lines
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+
+def iter_files(paths: Iterable[str | os.PathLike[str]]) -> Iterator[Path]:
+    """Measurement files under the given files and folders, sorted within each folder."""
+    for p in map(Path, paths):
+        if p.is_dir():
+            yield from sorted(x for x in p.rglob("*") if x.name.endswith((".jsonl", ".jsonl.gz")))
+        else:
+            yield p
+
+
+def read(
+    paths: Iterable[str | os.PathLike[str]], stats: ReadStats | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every measurement (a JSON object per line) in the files; bad lines are counted."""
+    stats = stats if stats is not None else ReadStats()
+    for path in iter_files(paths):
+        stats.files += 1
+        opener = gzip.open if path.name.endswith(".gz") else open
+        try:
+            with opener(path, "rb") as f:
+                yield from _lines(f, stats)
+        except (OSError, EOFError) as exc:  # unreadable file, or a truncated .gz
+            stats.skip(f"unreadable file: {type(exc).__name__}")
+
+
+def _lines(f: IO[bytes], stats: ReadStats) -> Iterator[dict[str, Any]]:
+    for raw in f:
+        if not raw.strip():
+            continue
+        stats.lines += 1
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            stats.skip("torn or invalid JSON line")
+            continue
+        if isinstance(value, dict):
+            yield value
+        else:
+            stats.skip("not a JSON object")

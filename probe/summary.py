@@ -1,0 +1,67 @@
+"""What ``probe run`` shows a volunteer: one row per target, one plain word per step.
+
+Pure functions of measurement dicts, so the same words come out of a live run
+and of stored files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from probe.verdict import summary_keys, verdict
+
+__all__ = ["step_words", "table", "with_verdicts"]
+
+_STEPS = (("DNS", "queries"), ("TCP", "tcp_connect"), ("TLS", "tls_handshakes"),
+          ("HTTP", "requests"))  # fmt: skip
+
+
+def with_verdicts(measurements: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add the verdict keys (``blocking``, ``accessible``, ``x_verdict``) to each target."""
+    out = []
+    for m in measurements:
+        if m.get("annotations", {}).get("x_role") == "target":
+            m["test_keys"].update(summary_keys(verdict(m)))
+        out.append(m)
+    return out
+
+
+def _failure(entry: Mapping[str, Any]) -> str | None:
+    status = entry.get("status")
+    if isinstance(status, Mapping):
+        return status.get("failure")  # type: ignore[no-any-return]
+    return entry.get("failure")  # type: ignore[no-any-return]
+
+
+def step_words(test_keys: Mapping[str, Any]) -> dict[str, str]:
+    """For each step, "ok", the first failure string among the target's own tries, or "-"."""
+    words = {}
+    for name, key in _STEPS:
+        own = [e for e in test_keys.get(key, []) if "target" in e.get("tags", ())
+               or (key == "queries" and e.get("engine") == "getaddrinfo")]  # fmt: skip
+        if not own:
+            words[name] = "-"
+            continue
+        failures = [f for f in map(_failure, own) if f is not None]
+        words[name] = "ok" if len(failures) < len(own) else failures[0]
+    return words
+
+
+def table(measurements: Iterable[Mapping[str, Any]]) -> str:
+    """A fixed-width table: target, DNS, TCP, TLS, HTTP, verdict."""
+    rows = [("TARGET", "DNS", "TCP", "TLS", "HTTP", "VERDICT")]
+    notes = []
+    for m in measurements:
+        if m.get("annotations", {}).get("x_role") != "target":
+            continue
+        tk = m["test_keys"]
+        words = step_words(tk)
+        v = tk.get("x_verdict") or {}
+        domain = str(m.get("input", "")).removeprefix("https://").rstrip("/")
+        rows.append((domain, *(words[s] for s, _ in _STEPS), str(v.get("status", "-"))))
+        if v.get("status") not in (None, "ok"):
+            notes.append(f"{domain}: {v.get('explanation', '')}")
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines + ([""] + notes if notes else []))

@@ -1,0 +1,87 @@
+"""Config loading: the default file is valid; every bad input names file, key and problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from probe.config import ConfigError, load
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MINIMAL = """
+[targets]
+x = ["x.com"]
+controls = ["www.example.com"]
+[[resolvers]]
+engine = "udp"
+address = "127.0.0.1"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_default_config_is_valid() -> None:
+    config = load(ROOT / "configs" / "x.toml")
+    assert "x.com" in config.targets and "t.co" in config.targets
+    assert len(config.targets) >= 12
+    assert config.control_sni == config.controls[0]
+    assert {r.engine for r in config.resolvers} == {"system", "udp", "tcp", "doh"}
+    assert config.measurement.body_cap == 65536
+    assert config.vantage.asn == "AS0" and config.vantage.cc == "ZZ"
+
+
+def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
+    config = load(write(tmp_path, MINIMAL))
+    assert config.timeouts.tls == 4.0
+    assert config.resolvers[0].label == "127.0.0.1:53"
+    assert config.only(("x.com",)).targets == ("x.com",)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("[measurement]\nbody_cap = -1\n", "measurement.body_cap: must be positive"),
+        ("[measurement]\nbody_cap = 'big'\n", "measurement.body_cap: expected int"),
+        ("[measurement]\nbogus = 1\n", "measurement.bogus: unknown key"),
+        ("[timeouts]\ntls = 0\n", "timeouts.tls: must be positive"),
+        ("[measurement]\nip_versions = [5]\n", "measurement.ip_versions: expected 4 and/or 6"),
+        ("[measurement]\nca_bundle = '/nonexistent.pem'\n", "measurement.ca_bundle: no such file"),
+        ("[vantage]\nasn = '64500'\n", "vantage.asn: expected AS<number>"),
+        ("[vantage]\ncc = 'pak'\n", "vantage.cc: expected a two-letter country code"),
+        ("[[resolvers]]\nengine = 'carrier-pigeon'\n", "resolvers[1].engine: expected one of"),
+        ("[[resolvers]]\nengine = 'udp'\n", "resolvers[1].address: required for engine 'udp'"),
+        ("[[resolvers]]\nengine = 'udp'\naddress = 'dns.google'\n", "resolvers[1].address: not an IP"),
+        ("[[resolvers]]\nengine = 'doh'\nurl = 'http://x/'\n", "resolvers[1].url: expected an https://"),
+        ("[extra]\n", "extra: unknown section"),
+    ],
+)
+def test_bad_config_names_file_key_and_problem(tmp_path: Path, extra: str, message: str) -> None:
+    path = write(tmp_path, MINIMAL + extra)
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert message in str(info.value)
+
+
+def test_bad_targets(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL.replace('["x.com"]', '["not a domain"]'))
+    with pytest.raises(ConfigError, match=r"targets\.x: not a domain name: 'not a domain'"):
+        load(path)
+
+
+def test_unparsable_and_missing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load(tmp_path / "missing.toml")
+    with pytest.raises(ConfigError, match=r"c\.toml: "):
+        load(write(tmp_path, "[targets\n"))
+
+
+def test_only_rejects_unknown_domain(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown domain"):
+        load(write(tmp_path, MINIMAL)).only(("example.net",))

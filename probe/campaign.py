@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -82,10 +83,12 @@ def addresses_of(queries: Iterable[DnsQuery], versions: Iterable[int]) -> tuple[
 
 
 class _Campaign:
-    def __init__(self, config: Config, doh_client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, config: Config, context: ssl.SSLContext, doh_client: httpx.AsyncClient
+    ) -> None:
         self.config = config
         self.clock = Clock()
-        self.context: ssl.SSLContext = tls.make_context(config.measurement.ca_bundle or None)
+        self.context = context
         self.doh_client = doh_client
         self.limit = asyncio.Semaphore(config.measurement.concurrency)
         self.ids = itertools.count(1)
@@ -193,8 +196,10 @@ async def run(config: Config) -> CampaignResult:
     """Measure every target and control site of ``config`` once."""
     start = time.time()
     context = tls.make_context(config.measurement.ca_bundle or None)
-    async with httpx.AsyncClient(verify=context, timeout=config.timeouts.dns) as doh_client:
-        campaign = _Campaign(config, doh_client)
+    pins = {urlsplit(r.url).hostname or "": r.address for r in config.resolvers
+            if r.engine == "doh" and r.address}  # fmt: skip
+    async with dns.doh_client(context, pins) as doh_client:
+        campaign = _Campaign(config, context, doh_client)
         campaign.control_dns = {d: asyncio.create_task(campaign.resolve(d)) for d in config.controls}
         results = await asyncio.gather(
             *(campaign.measure(d, "control") for d in config.controls),

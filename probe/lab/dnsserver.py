@@ -301,15 +301,16 @@ async def _serve_http(
         method, target, _ = request_line.split(" ", 2)
         headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines)}
         body = await reader.readexactly(int(headers.get("content-length", "0")))
-        status, content = "404 Not Found", b""
-        if method == "POST" and target == path:
+        if method != "POST" or target != path:
+            status, content = "404 Not Found", b""
+        else:
             replies = await _replies(handler, body, (str(peer[0]), int(peer[1])))
-            if not replies:  # silence: hang up (finally closes); garbage: 400
-                if replies is not None:
-                    return
-                status = "400 Bad Request"
+            if replies is None:
+                status, content = "400 Bad Request", b""
+            elif not replies:
+                return  # the handler says nothing: hang up (finally closes)
             else:
-                await asyncio.sleep(replies[0][0])  # the earliest reply; DoH has one answer
+                await asyncio.sleep(replies[0][0])  # the earliest reply: HTTP carries one
                 status, content = "200 OK", replies[0][1]
         writer.write(
             f"HTTP/1.1 {status}\r\ncontent-type: application/dns-message\r\n"

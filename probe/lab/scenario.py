@@ -128,7 +128,7 @@ def schedule(scenario: Scenario, horizon: float) -> list[Window]:
             rng = random.Random(f"{scenario.seed}/{isp.id}/{spec.technique}")
             active, t = rng.random() < 0.5, 0.0
             while t < horizon:
-                end = min(horizon, t + round(rng.uniform(*PERIOD), 3))
+                end = min(horizon, round(t + rng.uniform(*PERIOD), 3))
                 if active:
                     windows.append(Window(isp.id, spec.technique, spec.domains, t, end))
                 active, t = not active, end

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Final
 
@@ -38,7 +40,7 @@ from dns.rdtypes.ANY.TXT import TXT
 from probe.failures import DNS_MISBEHAVING, DNS_NO_ANSWER, classify, failure_for_rcode
 from probe.records import Clock, DnsAnswer, DnsQuery
 
-__all__ = ["lookup_system", "query_doh", "query_tcp", "query_udp"]
+__all__ = ["doh_client", "lookup_system", "query_doh", "query_tcp", "query_udp"]
 
 QUERY_TYPES: Final = frozenset({"A", "AAAA", "TXT"})
 _ANSWER_TYPES: Final = frozenset({"A", "AAAA", "CNAME", "TXT"})
@@ -134,6 +136,30 @@ async def query_tcp(
         if writer is not None:
             writer.close()
     return _checked(blank, query, wire, clock.now())
+
+
+class _PinnedTransport(httpx.AsyncHTTPTransport):
+    """Connects to a fixed IP for some host names, keeping Host and SNI the name's."""
+
+    def __init__(self, pins: Mapping[str, str], context: ssl.SSLContext) -> None:
+        super().__init__(verify=context, trust_env=False)
+        self._pins = dict(pins)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        ip = self._pins.get(request.url.host)
+        if ip is not None:  # the Host header was already set from the name
+            request.extensions = {**request.extensions, "sni_hostname": request.url.host}
+            request.url = request.url.copy_with(host=ip)
+        return await super().handle_async_request(request)
+
+
+def doh_client(context: ssl.SSLContext, pins: Mapping[str, str]) -> httpx.AsyncClient:
+    """An httpx client for :func:`query_doh`.
+
+    ``pins`` maps a DoH server's host name to the IP to connect to: the
+    bootstrap address, so that the DoH control needs no (tamperable) lookup.
+    """
+    return httpx.AsyncClient(transport=_PinnedTransport(pins, context), trust_env=False)
 
 
 async def query_doh(

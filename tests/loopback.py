@@ -1,0 +1,103 @@
+"""A whole fake internet on loopback for end-to-end tests of ``probe run``.
+
+A DNS server (UDP+TCP, :mod:`probe.lab.dnsserver`) runs on its own event loop in
+a background thread, beside the threaded TLS and HTTP servers of
+``tests/servers.py``, so the probe under test can own the main thread's loop
+(``asyncio.run`` inside ``probe run``). Everything binds 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from probe.lab.dnsserver import DnsServer, Zone, serve
+from probe.lab.pki import Authority
+from servers import HttpServer, TlsServer, fixed_response
+
+T = TypeVar("T")
+
+PAGE = b"<html><head><title>X replica</title></head><body>hello</body></html>"
+
+
+class BackgroundLoop:
+    """An asyncio loop in a daemon thread; ``call`` runs a coroutine there and waits."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=10)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.loop.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Internet:
+    dns_port: int
+    https_port: int
+    http_port: int
+    ca_file: Path
+    tls: TlsServer
+    http: HttpServer
+
+    def config(self, targets: list[str], controls: list[str], **measurement: Any) -> str:
+        """A probe config (TOML text) pointing at this loopback internet."""
+        extra = "".join(f"{k} = {v!r}\n" for k, v in measurement.items())
+        return f"""
+[vantage]
+asn = "AS64500"
+cc = "PK"
+network_name = "Loopback ISP"
+[targets]
+x = {targets!r}
+controls = {controls!r}
+[measurement]
+https_port = {self.https_port}
+http_port = {self.http_port}
+ip_versions = [4]
+ca_bundle = "{self.ca_file}"
+dns_late_window = 0.05
+{extra}
+[timeouts]
+dns = 1.0
+connect = 1.0
+tls = 1.0
+http = 2.0
+[[resolvers]]
+engine = "udp"
+address = "127.0.0.1"
+port = {self.dns_port}
+[[resolvers]]
+engine = "tcp"
+address = "127.0.0.1"
+port = {self.dns_port}
+"""
+
+
+@contextmanager
+def internet(tmp: Path, records: Mapping[str, Mapping[str, list[str]]]) -> Iterator[Internet]:
+    """Serve ``records`` over DNS and every name over HTTPS and HTTP on 127.0.0.1."""
+    ca = Authority.create()
+    ca_file = tmp / "ca.pem"
+    ca_file.write_bytes(ca.cert_pem)
+    cert = ca.issue(sorted(records), ip_addresses=["127.0.0.1"])
+    page = fixed_response(PAGE, headers=[("Content-Type", "text/html")])
+    background = BackgroundLoop()
+    with ExitStack() as stack:
+        stack.callback(background.close)
+        tls = stack.enter_context(TlsServer(cert, handler=page))
+        http = stack.enter_context(HttpServer(page))
+        server: DnsServer = background.call(serve("127.0.0.1", 0, Zone(records)))
+        stack.callback(lambda: background.call(server.close()))
+        yield Internet(server.port, tls.port, http.port, ca_file, tls, http)

@@ -1,0 +1,140 @@
+"""End to end on loopback: `probe run` against a fake internet on 127.0.0.1.
+
+Real packets flow through real sockets: a DNS server, a TLS server with a
+test CA, a plain HTTP server. Every measurement written must validate against
+the JSON Schema, carry the exact failure strings, and never the probe's IP.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from loopback import internet
+from probe.__main__ import main
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "probe" / "schema" / "measurement.schema.json").read_text())
+
+RECORDS = {
+    "x.com": {"A": ["127.0.0.1"]},
+    "www.example.com": {"A": ["127.0.0.1"]},
+    "t.co": {"A": ["127.0.0.3"]},  # nothing listens there: connection refused
+}
+
+
+def validate(measurement: dict[str, Any]) -> None:
+    jsonschema.Draft202012Validator(SCHEMA).validate(measurement)
+
+
+def run_probe(tmp_path: Path, config: str, *args: str) -> tuple[int, list[dict[str, Any]]]:
+    path = tmp_path / "config.toml"
+    path.write_text(config)
+    out = tmp_path / "results"
+    code = main(["run", "--config", str(path), "--output", str(out), *args])
+    files = list(out.glob("*.jsonl"))
+    lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    return code, lines
+
+
+def by_input(measurements: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {m["input"]: m for m in measurements}
+
+
+def test_probe_run_on_loopback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with internet(tmp_path, RECORDS) as net:
+        config = net.config(["x.com", "t.co", "api.x.com"], ["www.example.com"])
+        code, measurements = run_probe(tmp_path, config)
+    assert code == 0
+    assert len(measurements) == 4  # three targets and one control site
+    for m in measurements:
+        validate(m)
+        assert m["probe_ip"] == "127.0.0.1"
+        assert m["probe_asn"] == "AS64500" and m["probe_cc"] == "PK"
+    assert len({m["report_id"] for m in measurements}) == 1
+    ms = by_input(measurements)
+
+    x = ms["https://x.com/"]["test_keys"]
+    own = [q for q in x["queries"] if q["hostname"] == "x.com"]
+    assert {q["engine"] for q in own} == {"udp", "tcp"}
+    a = [q for q in own if q["engine"] == "udp" and q["query_type"] == "A"][0]
+    assert a["failure"] is None and a["answers"][0]["ipv4"] == "127.0.0.1"
+    assert a["rcode"] == "NOERROR" and a["raw_response"]
+    aaaa = [q for q in own if q["engine"] == "udp" and q["query_type"] == "AAAA"][0]
+    assert aaaa["failure"] == "dns_no_answer"
+    target_tls = [h for h in x["tls_handshakes"] if h["tags"] == ["target"]]
+    assert [h["failure"] for h in target_tls] == [None]
+    assert target_tls[0]["server_name"] == "x.com"
+    assert target_tls[0]["x_certificates"][0]["sans"][0] == "x.com"
+    assert [h["failure"] for h in x["tls_handshakes"] if h["tags"] == ["control_sni"]] == [None]
+    control_address = [h for h in x["tls_handshakes"] if h["tags"] == ["control_address"]]
+    assert control_address and control_address[0]["server_name"] == "x.com"
+    # The control site's own observations travel with every target measurement.
+    assert any(h["tags"] == ["control_site"] for h in x["tls_handshakes"])
+    https = [r for r in x["requests"] if r["request"]["url"].startswith("https://")]
+    http = [r for r in x["requests"] if r["request"]["url"].startswith("http://")]
+    assert https[0]["failure"] is None and https[0]["response"]["code"] == 200
+    assert https[0]["response"]["x_title"] == "X replica"
+    assert http[0]["response"]["code"] == 200
+    assert x["x_verdict"]["status"] == "ok" and x["accessible"] is True
+
+    tco = ms["https://t.co/"]["test_keys"]
+    assert {c["status"]["failure"] for c in tco["tcp_connect"] if c["tags"] == ["target"]} == {
+        "connection_refused"
+    }
+    assert tco["tls_handshakes"] and not [h for h in tco["tls_handshakes"] if "target" in h["tags"]]
+
+    api = ms["https://api.x.com/"]["test_keys"]
+    assert {q["failure"] for q in api["queries"] if q["hostname"] == "api.x.com"} == {
+        "dns_nxdomain_error"
+    }
+    assert not [c for c in api["tcp_connect"] if c["tags"] == ["target"]]
+
+    out = capsys.readouterr()
+    assert "x.com" in out.out and "connection_refused" in out.out
+    assert "4 measurements appended to" in out.err
+
+
+def test_only_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with internet(tmp_path, RECORDS) as net:
+        code, measurements = run_probe(
+            tmp_path, net.config(["x.com", "t.co"], ["www.example.com"]), "--only", "x.com", "--json"
+        )
+    assert code == 0
+    assert {m["input"] for m in measurements} == {"https://x.com/", "https://www.example.com/"}
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [m["measurement_uid"] for m in printed] == [m["measurement_uid"] for m in measurements]
+
+
+def test_bad_config_exits_2_and_measures_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, measurements = run_probe(tmp_path, "[targets]\nx = 'x.com'\n")
+    assert code == 2 and measurements == []
+    assert "config error" in capsys.readouterr().err
+
+
+def test_unknown_only_domain_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with internet(tmp_path, RECORDS) as net:
+        code, _ = run_probe(tmp_path, net.config(["x.com"], ["www.example.com"]), "--only", "nope.example")
+    assert code == 2
+    assert "unknown domain" in capsys.readouterr().err
+
+
+def test_own_address_is_scrubbed(tmp_path: Path) -> None:
+    from probe.campaign import CampaignResult, DomainResult
+    from probe.config import load
+    from probe.normalize import measurements
+    from probe.records import DnsAnswer, DnsQuery
+
+    q = DnsQuery("x.com", "TXT", "udp", "127.0.0.1:53", (DnsAnswer("TXT", "203.0.113.77", 60),),
+                 "NOERROR", None, None, 0.0, 0.1, 1)  # fmt: skip
+    result = CampaignResult(0.0, (DomainResult("x.com", "target", (q,), 0.0, 0.1),), 0.1)
+    config_path = tmp_path / "c.toml"
+    config_path.write_text("[targets]\nx=['x.com']\ncontrols=['www.example.com']\n"
+                           "[[resolvers]]\nengine='system'\n")  # fmt: skip
+    [m] = measurements(result, load(config_path), scrub=frozenset({"203.0.113.77"}))
+    assert "203.0.113.77" not in json.dumps(m)
+    assert m["test_keys"]["queries"][0]["answers"][0]["txt"] == "[scrubbed]"

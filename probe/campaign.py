@@ -67,11 +67,13 @@ class CampaignResult:
 
 
 def _usable(address: str, versions: Iterable[int]) -> bool:
-    """An address worth connecting to: right family, not loopback/unspecified."""
+    """An address worth connecting to: the right family, and unicast.
+
+    Bogons such as 127.0.0.1 are connected to on purpose: what answers there
+    is evidence (a DNS hijack to localhost), and the verdict flags them anyway.
+    """
     ip = ipaddress.ip_address(address)
-    return ip.version in versions and not (
-        ip.is_loopback or ip.is_unspecified or ip.is_multicast or ip.is_link_local
-    )
+    return ip.version in versions and not (ip.is_unspecified or ip.is_multicast)
 
 
 def addresses_of(queries: Iterable[DnsQuery], versions: Iterable[int]) -> tuple[str, ...]:
@@ -100,18 +102,20 @@ class _Campaign:
         async with self.limit:
             return await call(next(self.ids))
 
-    async def resolve(self, domain: str) -> tuple[DnsQuery, ...]:
-        calls = [self.query(domain, r, qtype) for r in self.config.resolvers
+    async def resolve(self, domain: str, role: tuple[str, ...]) -> tuple[DnsQuery, ...]:
+        calls = [self.query(domain, r, qtype, role) for r in self.config.resolvers
                  for qtype in (("ANY",) if r.engine == "system" else ("A", "AAAA"))]  # fmt: skip
         results = await asyncio.gather(*calls)
         return tuple(q for group in results for q in group)
 
-    async def query(self, domain: str, r: Resolver, qtype: str) -> tuple[DnsQuery, ...]:
+    async def query(
+        self, domain: str, r: Resolver, qtype: str, role: tuple[str, ...]
+    ) -> tuple[DnsQuery, ...]:
         timeout, clock = self.config.timeouts.dns, self.clock
-        tags = () if r.engine == "system" else ("resolver_control",)
+        tags = (*role, "resolver_control") if r.control else role
         if r.engine == "system":
             return (await self.step(lambda tid: dns.lookup_system(
-                domain, clock=clock, timeout=timeout, transaction_id=tid)),)  # fmt: skip
+                domain, clock=clock, timeout=timeout, transaction_id=tid, tags=tags)),)  # fmt: skip
         if r.engine == "udp":
             return await self.step(lambda tid: dns.query_udp(
                 domain, qtype, r.address, port=r.port, clock=clock, timeout=timeout,
@@ -137,20 +141,20 @@ class _Campaign:
             connect_timeout=t.connect, timeout=t.tls, transaction_id=tid, tags=tags,
             keep_der=m.keep_certificates))  # fmt: skip
 
-    async def fetch(self, scheme: str, domain: str, ip: str) -> Observation:
+    async def fetch(self, scheme: str, domain: str, ip: str, tags: tuple[str, ...]) -> Observation:
         m = self.config.measurement
         port = m.https_port if scheme == "https" else m.http_port
         default = 443 if scheme == "https" else 80
         url = f"{scheme}://{domain}/" if port == default else f"{scheme}://{domain}:{port}/"
         return await self.step(lambda tid: http.get(
             url, ip, context=self.context, clock=self.clock, timeout=self.config.timeouts.http,
-            body_cap=m.body_cap, transaction_id=tid, tags=("target",)))  # fmt: skip
+            body_cap=m.body_cap, transaction_id=tid, tags=tags))  # fmt: skip
 
     async def measure(self, domain: str, role: str) -> DomainResult:
         t0 = self.clock.now()
         tag = ("target",) if role == "target" else ("control_site",)
         m = self.config.measurement
-        queries = await (self.control_dns[domain] if role == "control" else self.resolve(domain))
+        queries = await (self.control_dns[domain] if role == "control" else self.resolve(domain, tag))
         addresses = addresses_of(queries, m.ip_versions)
         connects = await asyncio.gather(*(
             self.connect(ip, port, tag) for ip in addresses for port in (m.https_port, m.http_port)
@@ -164,12 +168,12 @@ class _Campaign:
             steps += [self.handshake(ip, domain, ("control_address",))
                       for ip in await self.control_address()]  # fmt: skip
         if m.http:
-            steps += [self.fetch("http", domain, ip) for ip in open_80]
+            steps += [self.fetch("http", domain, ip, tag) for ip in open_80]
         observed = list(await asyncio.gather(*steps))
         handshakes = [o for o in observed if isinstance(o, TlsHandshake) and o.tags == tag]
         if m.http:
             observed += await asyncio.gather(*(
-                self.fetch("https", domain, h.ip) for h in handshakes if h.failure is None))  # fmt: skip
+                self.fetch("https", domain, h.ip, tag) for h in handshakes if h.failure is None))  # fmt: skip
         observed += await self.residual(domain, handshakes)
         return DomainResult(domain, role, (*queries, *connects, *observed), t0, self.clock.now())
 
@@ -200,7 +204,9 @@ async def run(config: Config) -> CampaignResult:
             if r.engine == "doh" and r.address}  # fmt: skip
     async with dns.doh_client(context, pins) as doh_client:
         campaign = _Campaign(config, context, doh_client)
-        campaign.control_dns = {d: asyncio.create_task(campaign.resolve(d)) for d in config.controls}
+        campaign.control_dns = {
+            d: asyncio.create_task(campaign.resolve(d, ("control_site",))) for d in config.controls
+        }
         results = await asyncio.gather(
             *(campaign.measure(d, "control") for d in config.controls),
             *(campaign.measure(d, "target") for d in config.targets),

@@ -37,6 +37,7 @@ class Resolver:
     address: str = ""  # IP literal (udp/tcp; optional bootstrap address for doh)
     url: str = ""  # doh only
     port: int = 53
+    control: bool = True  # a DNS control (DoH, public resolver), not the ISP's own resolver
 
     @property
     def label(self) -> str:
@@ -184,7 +185,7 @@ class _Reader:
         key = f"resolvers[{index}]"
         if not isinstance(item, dict):
             raise self.fail(key, "expected a table")
-        extra = sorted(set(item) - {"engine", "address", "url", "port"})
+        extra = sorted(set(item) - {"engine", "address", "url", "port", "control"})
         if extra:
             raise self.fail(f"{key}.{extra[0]}", "unknown key")
         engine = item.get("engine")
@@ -202,7 +203,10 @@ class _Reader:
         if engine == "doh" and (urlsplit(url).scheme != "https" or not urlsplit(url).hostname):
             raise self.fail(f"{key}.url", f"expected an https:// URL, got {url!r}")
         port = self.value(item, key, "port", int, 53, lambda p: 0 < p < 65536, "not a port")
-        return Resolver(engine, address, url, port)
+        control = self.value(item, key, "control", bool, engine != "system")
+        if engine == "system" and control:
+            raise self.fail(f"{key}.control", "the system resolver is never a control")
+        return Resolver(engine, address, url, port, control)
 
     def config(self, data: Mapping[str, Any]) -> Config:
         extra = sorted(set(data) - {"vantage", "targets", "measurement", "timeouts", "resolvers"})

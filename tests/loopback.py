@@ -78,6 +78,7 @@ http = 2.0
 engine = "udp"
 address = "127.0.0.1"
 port = {self.dns_port}
+control = false
 [[resolvers]]
 engine = "tcp"
 address = "127.0.0.1"

@@ -170,9 +170,15 @@ class _Server:
 
 
 class ResetServer(_Server):
-    """Accepts, then resets at once: the client's connect succeeds, its first read fails."""
+    """Accepts, reads the client's first bytes (or its FIN), then sends an RST.
+
+    Waiting for data makes the outcome deterministic: an RST sent right after
+    accept() races the client's own connect completion (seen as either a
+    successful connect or ``connection_reset``, depending on scheduling).
+    """
 
     def _handle(self, conn: socket.socket) -> None:
+        conn.recv(65536)
         reset(conn)
 
 

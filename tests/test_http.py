@@ -387,3 +387,23 @@ def test_download_reset_midway_is_a_failure_with_its_bytes() -> None:
 def test_download_silence_is_a_timeout() -> None:
     record = fetch_throughput(StallServer(), max_bytes=1000, timeout=0.5)
     assert (record.failure, record.num_bytes) == ("generic_timeout_error", 0)
+
+
+def test_close_during_body_is_eof_keeping_the_partial_body() -> None:
+    record = fetch(HttpServer(lambda _request, conn: conn.sendall(head(1000) + b"z" * 100)))
+    assert (record.failure, record.failed_operation) == ("eof_error", "read")
+    assert (record.status_code, record.body, record.body_is_truncated) == (200, b"z" * 100, True)
+
+
+def test_https_close_after_client_hello_is_eof(tmp_path: Path) -> None:
+    authority = Authority.create()
+    server = TlsServer(authority.issue(["x.com"]), "close_after_client_hello")
+    record = fetch(server, context=trusting(tmp_path, authority))
+    assert (record.failure, record.failed_operation) == ("eof_error", "tls_handshake")
+
+
+def test_https_stalled_handshake_ends_at_the_deadline(tmp_path: Path) -> None:
+    authority = Authority.create()
+    server = TlsServer(authority.issue(["x.com"]), "stall")
+    record = fetch(server, context=trusting(tmp_path, authority), timeout=0.5)
+    assert (record.failure, record.failed_operation) == ("generic_timeout_error", "tls_handshake")

@@ -154,6 +154,10 @@ def _classify_one(exc: BaseException) -> str | None:  # noqa: PLR0911 - a table 
         return SSL_INVALID_CERTIFICATE
     if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError | asyncio.IncompleteReadError):
         return EOF_ERROR
+    if isinstance(exc, ssl.SSLWantReadError | ssl.SSLWantWriteError):
+        # "Wait for more bytes" is flow control, not a failure; it shows up as the
+        # context of a timeout that cancelled a stalled handshake (anyio, under httpx).
+        return None
     if isinstance(exc, ssl.SSLError):
         return SSL_FAILED_HANDSHAKE
     if isinstance(exc, socket.gaierror):

@@ -98,10 +98,10 @@ def fixed_response(
 class _Server:
     """Listener, acceptor thread, one thread per connection, orderly teardown."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
         self._listener = socket.socket(_family(host), socket.SOCK_STREAM)
-        self._listener.bind((host, 0))
+        self._listener.bind((host, port))
         self._listener.listen(16)
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()

@@ -28,7 +28,7 @@ from servers import (
 )
 
 from probe.lab.pki import Authority
-from probe.net.http import download, get
+from probe.net.http import ALPN, download, get
 from probe.net.tls import make_context
 from probe.records import Clock, HttpRequest, Throughput
 
@@ -93,7 +93,7 @@ def fetch(
             get(
                 f"{scheme}://x.com:{server.port}/path?q=1",
                 server.host,
-                context=context or make_context(None),
+                context=context or make_context(None, alpn=ALPN),
                 clock=Clock(),
                 timeout=timeout,
                 body_cap=body_cap,
@@ -112,7 +112,7 @@ def fetch_throughput(
             download(
                 f"http://pbs.twimg.com:{server.port}/media/big.jpg",
                 server.host,
-                context=make_context(None),
+                context=make_context(None, alpn=ALPN),
                 clock=Clock(),
                 timeout=timeout,
                 max_bytes=max_bytes,
@@ -239,7 +239,7 @@ def test_connection_refused() -> None:
             get(
                 f"http://x.com:{endpoint.port}/",
                 endpoint.host,
-                context=make_context(None),
+                context=make_context(None, alpn=ALPN),
                 clock=Clock(),
                 timeout=5.0,
                 body_cap=CHUNK,
@@ -277,7 +277,7 @@ def test_bad_input_raises(url: str, ip: str) -> None:
             get(
                 url,
                 ip,
-                context=make_context(None),
+                context=make_context(None, alpn=ALPN),
                 clock=Clock(),
                 timeout=1.0,
                 body_cap=1,
@@ -292,7 +292,7 @@ def test_bad_input_raises(url: str, ip: str) -> None:
 def trusting(tmp_path: Path, authority: Authority) -> ssl.SSLContext:
     ca_file = tmp_path / "ca.pem"
     ca_file.write_bytes(authority.cert_pem)
-    return make_context(str(ca_file))
+    return make_context(str(ca_file), alpn=ALPN)
 
 
 def test_https_sends_the_url_name_as_sni_and_verifies_it(tmp_path: Path) -> None:
@@ -303,6 +303,15 @@ def test_https_sends_the_url_name_as_sni_and_verifies_it(tmp_path: Path) -> None
     assert server.server_names == ["x.com"]
     assert hosts(server) == [f"x.com:{server.port}"]
     assert record.alpn == "http/1.1"
+
+
+@pytest.mark.skipif("h2" in ALPN, reason="the loopback TLS server speaks HTTP/1.1 only")
+def test_https_does_not_offer_h2_without_the_h2_package(tmp_path: Path) -> None:
+    authority = Authority.create()
+    server = TlsServer(authority.issue(["x.com"]), alpn=("h2", "http/1.1"))
+    record = fetch(server, context=trusting(tmp_path, authority))
+    assert (record.failure, record.status_code) == (None, 200)
+    assert record.alpn == "http/1.1"  # the server prefers h2 but was not offered it
 
 
 def test_https_wrong_name(tmp_path: Path) -> None:
@@ -367,7 +376,7 @@ def test_download_refused() -> None:
             download(
                 f"http://x.com:{endpoint.port}/",
                 endpoint.host,
-                context=make_context(None),
+                context=make_context(None, alpn=ALPN),
                 clock=Clock(),
                 timeout=5.0,
                 max_bytes=1000,

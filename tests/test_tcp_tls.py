@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from servers import HttpServer, ResetServer, StallServer, TlsServer, refusing_port
 
 from probe.lab.pki import Authority, Issued, write_pair
 from probe.net.tcp import connect
 from probe.net.tls import handshake, make_context
 from probe.records import Clock, TcpConnect, TlsHandshake
-from tests.servers import HttpServer, ResetServer, StallServer, TlsServer, refusing_port
 
 # An unclosed socket anywhere (probe or test server) fails the test.
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")

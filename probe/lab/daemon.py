@@ -99,11 +99,11 @@ class NamespaceThread(threading.Thread):
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        await self.service.start()
-        self.ready.set()
         try:
+            await self.service.start()
+            self.ready.set()
             await self._stop.wait()
-        finally:
+        finally:  # also after a failed start: undo what did start
             await self.service.stop()
 
     def begin(self, t0: float) -> None:

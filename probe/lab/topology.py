@@ -24,6 +24,7 @@ Addresses (documentation and shared ranges only):
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import shutil
 from collections.abc import Mapping
@@ -151,6 +152,8 @@ def destroy() -> list[str]:
             if directory.name.startswith(OWN_PREFIXES):
                 shutil.rmtree(directory, ignore_errors=True)
                 removed.append(str(directory))
+        with contextlib.suppress(OSError):  # only if empty: other users may have entries
+            ETC_NETNS.rmdir()
     return removed
 
 

@@ -7,6 +7,11 @@ name as SNI and verify the certificate against it (``ssl`` checks the hostname
 given to ``wrap_bio``). Redirects are never followed: the 3xx and its
 ``Location`` are the observation. No proxy or environment settings apply.
 
+httpcore sets the ALPN list of the ``context`` it is given to what it can
+speak (:data:`ALPN`) at every connect, so give these primitives a context of
+their own, ``tls.make_context(ca_bundle, alpn=http.ALPN)``: sharing one with
+the TLS handshakes would silently change the ClientHello those send.
+
 One deadline (``asyncio.timeout``) bounds the whole exchange, connect to last
 byte, so a server dripping a byte at a time cannot hold the probe past it.
 An httpx trace hook tells which operation was running when something failed.
@@ -46,7 +51,7 @@ import httpx
 from probe.failures import GENERIC_TIMEOUT, Operation, classify
 from probe.records import Clock, HttpRequest, Throughput
 
-__all__ = ["download", "get"]
+__all__ = ["ALPN", "download", "get"]
 
 #: Headers of a common desktop browser, so the request looks like any other.
 REQUEST_HEADERS: Final[tuple[tuple[str, str], ...]] = (
@@ -63,8 +68,11 @@ REQUEST_HEADERS: Final[tuple[tuple[str, str], ...]] = (
 #: Throughput sampling period, in seconds.
 SAMPLE_PERIOD: Final = 0.1
 
-# h2 is optional: offered through ALPN only when the package is installed.
-_HTTP2: Final = importlib.util.find_spec("h2") is not None
+#: What httpcore offers (and writes into the context): h2 only when the optional
+#: ``h2`` package is installed, since a server that picks h2 must then be spoken to in h2.
+ALPN: Final[tuple[str, ...]] = (
+    ("http/1.1", "h2") if importlib.util.find_spec("h2") is not None else ("http/1.1",)
+)
 
 # httpcore trace events that start each operation (see httpcore's Trace names).
 _PHASES: Final[dict[str, Operation]] = {
@@ -99,7 +107,6 @@ class _Exchange:
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    url: str
     address_url: httpx.URL  # the URL with the host replaced by the IP
     ip: str
     port: int
@@ -115,7 +122,6 @@ def _target(url: str, ip: str, host: str | None) -> _Target:
     address = str(ipaddress.ip_address(ip))
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     return _Target(
-        url=url,
         address_url=parsed.copy_with(host=address, port=port),
         ip=address,
         port=port,
@@ -136,7 +142,7 @@ async def _exchange(
         extensions={"sni_hostname": target.server_name, "trace": result.trace},
     )
     result.request_headers = _decoded(request.headers)
-    transport = httpx.AsyncHTTPTransport(verify=context, http2=_HTTP2, trust_env=False)
+    transport = httpx.AsyncHTTPTransport(verify=context, http2="h2" in ALPN, trust_env=False)
     async with httpx.AsyncClient(transport=transport, timeout=None, trust_env=False) as client:
         try:
             async with asyncio.timeout(timeout):

@@ -86,10 +86,10 @@ async def handshake(
         except Exception as exc:  # every network outcome becomes a failure string
             failure = classify(exc)
         t = clock.now()
-        _goodbye(sock, tls, outgoing, established=failure is None)
+        established = failure is None
+        _goodbye(sock, tls, outgoing, established=established)
     # OpenSSL may know a cipher or ALPN before a failed verification: only a
     # completed handshake's parameters are recorded.
-    established = failure is None
     cipher = tls.cipher() if established else None
     return TlsHandshake(
         ip=ip,

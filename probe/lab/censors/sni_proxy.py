@@ -1,0 +1,65 @@
+"""``sni_reset`` and ``sni_stall``: an in-path box reads the SNI and kills the handshake.
+
+While active, the router redirects the vantage point's port-443 connections
+to a transparent proxy (:mod:`probe.lab.censors._redirect`). The proxy
+accepts (the probe's TCP connect succeeds), reads the ClientHello, and if
+its SNI is an active name it either resets the connection (``sni_reset``:
+the probe sees ``connection_reset`` at the TLS step) or swallows everything
+and never answers (``sni_stall``: ``generic_timeout_error``; the socket is
+closed only when the client leaves or the technique stops). Any other SNI,
+including the probe's control SNI on the target's own address, is spliced
+to the original destination untouched. All port-443 traffic goes through
+the box, whatever the address: the SNI is the only trigger, as in the
+field (the probe's "target SNI to a control address" test relies on it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Final, Literal
+
+from probe.lab.censors import RouterContext
+from probe.lab.censors._redirect import RedirectProxy, reset, splice
+from probe.lab.censors._tls import parse_hello
+
+__all__ = ["SniProxy"]
+
+_TLS_PORT: Final = 443
+_CHUNK: Final = 65536
+
+
+class SniProxy:
+    def __init__(self, name: Literal["sni_reset", "sni_stall"]) -> None:
+        self.name: str = name
+        self._active: frozenset[str] = frozenset()
+        self._proxy = RedirectProxy(name, _TLS_PORT, self._handle)
+
+    async def start(self, ctx: RouterContext) -> None:
+        await self._proxy.start(ctx)
+
+    async def set_active(self, domains: frozenset[str]) -> None:
+        self._active = frozenset(d.lower().rstrip(".") for d in domains)
+        await self._proxy.redirect(bool(self._active))
+
+    async def stop(self) -> None:
+        await self._proxy.stop()
+
+    async def _handle(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        destination: tuple[str, int],
+    ) -> None:
+        data = b""
+        while (hello := parse_hello(data)) is None:
+            chunk = await reader.read(_CHUNK)
+            if not chunk:
+                return  # the client left before finishing its hello
+            data += chunk
+        if hello.server_name not in self._active:
+            await splice((reader, writer), destination, data)
+        elif self.name == "sni_reset":
+            reset(writer)
+        else:
+            while await reader.read(_CHUNK):
+                pass  # sni_stall: swallow, never answer

@@ -1,0 +1,128 @@
+"""``probe lab ...``: the censorship lab's commands.
+
+:func:`add_parser` mounts ``lab up|down|status|run|eval`` on the probe's command line; each
+subcommand sets ``handler(args) -> exit code``. :func:`main` runs the same commands without
+the probe's CLI (``python -m probe.lab.cli``). Heavy modules are imported in the handlers, so
+mounting costs nothing. Exit codes: 0 done, 1 the lab or a probe round failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["add_parser", "main"]
+
+# The evaluation of a run against its truth lives in this module, as `main(argv) -> int`
+# (argv = [DIR]); it belongs to the lab's evaluation, not to these commands.
+EVALUATOR = "probe.lab.evaluate"
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``lab`` and its subcommands to ``subparsers``."""
+    lab = subparsers.add_parser(
+        "lab", help="the censorship lab: simulated ISPs in network namespaces (needs root)"
+    )
+    sub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)
+
+    up = sub.add_parser("up", help="create the lab of a scenario and leave it running")
+    _scenario_arguments(up)
+    up.set_defaults(handler=cmd_up)
+
+    down = sub.add_parser("down", help="stop the lab and remove everything it left")
+    down.set_defaults(handler=cmd_down)
+
+    status = sub.add_parser("status", help="is a lab up, and how to run a probe in it")
+    status.set_defaults(handler=cmd_status)
+
+    run = sub.add_parser("run", help="up, probe every ISP on an interval, then down")
+    _scenario_arguments(run)
+    run.add_argument("--duration", type=float, required=True, metavar="SECONDS")
+    run.add_argument("--interval", type=float, required=True, metavar="SECONDS")
+    run.add_argument("--output", type=Path, required=True, metavar="DIR",
+                     help="measurements go to DIR/<isp>/, the truth to DIR/truth.jsonl")  # fmt: skip
+    run.set_defaults(handler=cmd_run)
+
+    evaluate = sub.add_parser("eval", help="score the verdicts of a `lab run` against its truth")
+    evaluate.add_argument("directory", type=Path, metavar="DIR")
+    evaluate.set_defaults(handler=cmd_eval)
+
+
+def _scenario_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenario", required=True, metavar="NAME",
+                        help="a name in configs/scenarios/ (e.g. pakistan-2024) or a path")  # fmt: skip
+    parser.add_argument("--seed", type=int, help="override the scenario's seed")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from probe.lab import runner
+    from probe.lab.scenario import ScenarioError
+
+    try:
+        lab = runner.up(args.scenario, seed=args.seed)
+    except (ScenarioError, runner.LabError) as exc:
+        print(f"probe lab: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ScenarioError) else 1
+    print(f"lab up: {lab.topology.scenario.name}, daemon {lab.pid}, state {lab.state}")
+    print(runner.status(lab.state))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from probe.lab import runner
+
+    removed = runner.down()
+    print(f"lab down: removed {len(removed)} item(s)" + "".join(f"\n  {r}" for r in removed))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from probe.lab import runner
+
+    print(runner.status())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from probe.lab import runner
+    from probe.lab.scenario import ScenarioError
+
+    if args.duration <= 0 or args.interval <= 0:
+        print("probe lab: --duration and --interval must be positive", file=sys.stderr)
+        return 2
+    try:
+        failures = runner.run(args.scenario, duration=args.duration, interval=args.interval,
+                              output=args.output, seed=args.seed)  # fmt: skip
+    except ScenarioError as exc:
+        print(f"probe lab: {exc}", file=sys.stderr)
+        return 2
+    except runner.LabError as exc:
+        print(f"probe lab: {exc}", file=sys.stderr)
+        return 1
+    return 1 if failures else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    try:
+        evaluator = importlib.import_module(EVALUATOR)
+    except ModuleNotFoundError:
+        print(f"probe lab: evaluation is not available ({EVALUATOR} missing)", file=sys.stderr)
+        return 1
+    code: int = evaluator.main([str(args.directory)])
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m probe.lab.cli up|down|status|run|eval ...`` (the same as ``probe lab``)."""
+    parser = argparse.ArgumentParser(prog="python -m probe.lab.cli")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["lab", *(sys.argv[1:] if argv is None else argv)])
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

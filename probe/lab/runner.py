@@ -1,0 +1,354 @@
+"""Bring the lab up and down, and run the probe in every simulated ISP on an interval.
+
+State lives in :data:`STATE_DIR` (``/run/probelab``: tmpfs, gone at reboot): ``lab.json`` for
+the daemon, its pid file and log, the lab CA, and one probe config per vantage point.
+
+:func:`down` is idempotent and needs no state: it finds the daemon through the pid file and
+every other lab process by its network namespace (any process with a thread in a lab
+namespace), stops them by pid, then deletes the namespaces. So it also cleans up after a
+``lab run`` that was SIGKILLed. :func:`run` always ends with :func:`down`: on return, on an
+exception, on Ctrl-C and on SIGTERM.
+
+The probe runs in a vantage namespace exactly as a user would run it:
+``ip netns exec probelab-v-<isp> python -m probe run --config FILE --output DIR``; only the
+generated config (:func:`probe_config`) knows it is in a lab.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from types import FrameType
+from typing import Final
+
+from probe.lab import netns, topology
+from probe.lab.daemon import CA_FILE, Settings
+from probe.lab.scenario import REPO, find, load, schedule
+from probe.lab.topology import DOH, DOH_NAME, PUBLIC_RESOLVERS, IspNet, Topology
+
+__all__ = [
+    "STATE_DIR",
+    "Lab",
+    "LabError",
+    "down",
+    "lab_processes",
+    "probe_config",
+    "run",
+    "status",
+    "up",
+]
+
+STATE_DIR: Final = Path("/run/probelab")
+DEFAULT_HORIZON: Final = 6 * 3600.0  # schedule length of `lab up` (no duration given)
+READY_TIMEOUT: Final = 30.0
+STOP_TIMEOUT: Final = 10.0
+LAB_TIMEOUT: Final = 2.0  # the probe's step timeouts in the lab (every host is one hop away)
+PID_FILE: Final = "daemon.pid"
+
+Progress = Callable[[str], None]
+
+
+class LabError(RuntimeError):
+    """The lab cannot be brought up (already up, not root, a start-up failure...)."""
+
+
+class Interrupted(Exception):  # noqa: N818 - it is a signal, not an error
+    """SIGTERM arrived during ``lab run``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lab:
+    topology: Topology
+    state: Path
+    pid: int  # the daemon's
+    configs: dict[str, Path]  # ISP id -> the probe config of its vantage point
+
+
+def stderr(message: str) -> None:
+    print(f"lab: {message}", file=sys.stderr, flush=True)
+
+
+def _env() -> dict[str, str]:
+    """The environment of lab subprocesses: they import this very ``probe`` package."""
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}
+
+
+def up(
+    scenario: str | Path,
+    *,
+    seed: int | None = None,
+    horizon: float = DEFAULT_HORIZON,
+    truth: Path | None = None,
+    state: Path = STATE_DIR,
+) -> Lab:
+    """Create the namespaces, start the daemon, wait until every server listens."""
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces)")
+    loaded = load(find(str(scenario)))
+    if seed is not None:
+        loaded = replace(loaded, seed=seed)
+    if any(name.startswith(topology.OWN_PREFIXES) for name in netns.names(topology.PREFIX)):
+        raise LabError("a lab is already up: run `probe lab down` first")
+    lab = topology.plan(loaded)
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True)
+    settings = Settings(loaded.path, loaded.seed, horizon, str(truth or state / "truth.jsonl"))
+    (state / "lab.json").write_text(json.dumps(asdict(settings)), encoding="utf-8")
+    try:
+        topology.create(lab)
+        with (state / "daemon.log").open("ab") as log:
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "probe.lab.daemon", str(state)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env(), cwd=REPO,
+                start_new_session=True,  # Ctrl-C on the terminal is for the runner, not it
+            )  # fmt: skip
+        (state / PID_FILE).write_text(f"{daemon.pid}\n", encoding="utf-8")
+        _wait_ready(state, daemon)
+        configs = {}
+        (state / "configs").mkdir()
+        for net in lab.isps:
+            configs[net.isp.id] = state / "configs" / f"{net.isp.id}.toml"
+            configs[net.isp.id].write_text(probe_config(lab, net, state / CA_FILE))
+    except BaseException:
+        down(state)
+        raise
+    return Lab(lab, state, daemon.pid, configs)
+
+
+def _wait_ready(state: Path, daemon: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not (state / "ready").exists():
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            failed = state / "failed"
+            why = failed.read_text() if failed.exists() else _tail(state / "daemon.log")
+            raise LabError(f"the lab daemon did not come up:\n{why}")
+        time.sleep(0.02)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def probe_config(lab: Topology, net: IspNet, ca_bundle: Path) -> str:
+    """The probe config of one vantage point: configs/x.toml's targets, lab resolvers and CA."""
+    isp, scenario = net.isp, lab.scenario
+    resolvers = [{"engine": "system"}]
+    resolvers += [{"engine": "udp", "address": a} for a in PUBLIC_RESOLVERS]
+    resolvers += [{"engine": "tcp", "address": PUBLIC_RESOLVERS[0]}]
+    resolvers += [{"engine": "doh", "url": f"https://{DOH_NAME}/dns-query", "address": DOH}]
+    text = [
+        f"# Generated by `probe lab` for the SIMULATED ISP {isp.id} of scenario {scenario.name}.",
+        "[vantage]",
+        f"asn = {_toml(f'AS{isp.asn}')}",
+        f"cc = {_toml(isp.cc)}",
+        f"network_name = {_toml(isp.name)}",
+        "[targets]",
+        f"x = {_toml(list(scenario.targets))}",
+        f"controls = {_toml(list(scenario.controls))}",
+        "[measurement]",
+        f"ip_versions = {[4, 6] if scenario.ipv6 else [4]}",
+        f"ca_bundle = {_toml(str(ca_bundle))}",
+        "[timeouts]",
+        *(f"{step} = {LAB_TIMEOUT}" for step in ("dns", "connect", "tls")),
+        f"http = {2 * LAB_TIMEOUT}",
+    ]
+    for resolver in resolvers:
+        text += ["[[resolvers]]", *(f"{k} = {_toml(v)}" for k, v in resolver.items())]
+    return "\n".join(text) + "\n"
+
+
+def _toml(value: str | list[str]) -> str:
+    """A TOML string or array of strings (JSON's escapes are valid TOML basic strings)."""
+    return json.dumps(value)
+
+
+def lab_processes() -> set[int]:
+    """Pids of processes with a thread in one of the lab's namespaces (the daemon, probes)."""
+    inodes = set()
+    for name in netns.names(topology.PREFIX):
+        if name.startswith(topology.OWN_PREFIXES):
+            with contextlib.suppress(OSError):
+                inodes.add(os.stat(netns.NETNS_DIR / name).st_ino)
+    pids = set()
+    for link in Path("/proc").glob("[0-9]*/task/[0-9]*/ns/net"):
+        with contextlib.suppress(OSError, ValueError):
+            if int(os.readlink(link).removeprefix("net:[").rstrip("]")) in inodes:
+                pids.add(int(link.parts[2]))
+    pids.discard(os.getpid())
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie has finished: its parent just has not reaped it yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _daemon_pid(state: Path) -> int | None:
+    """The daemon's pid from the pid file, if that process is still the lab daemon."""
+    with contextlib.suppress(OSError, ValueError):
+        pid = int((state / PID_FILE).read_text())
+        if b"probe.lab.daemon" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid
+    return None
+
+
+def _stop(pids: set[int], timeout: float) -> None:
+    """SIGTERM, then SIGKILL what is left after ``timeout``; reap our own children."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def down(state: Path = STATE_DIR) -> list[str]:
+    """Stop every lab process and remove the lab (or a killed run's leftovers); what went."""
+    removed = []
+    daemon = _daemon_pid(state)
+    if daemon is not None:  # first, and alone: it writes the open truth windows on SIGTERM
+        _stop({daemon}, STOP_TIMEOUT)
+        removed.append(f"daemon {daemon}")
+    stray = lab_processes()
+    _stop(stray, 2.0)
+    removed += [f"process {pid}" for pid in sorted(stray)]
+    removed += topology.destroy()
+    if state.exists():
+        shutil.rmtree(state, ignore_errors=True)
+        removed.append(str(state))
+    return removed
+
+
+def status(state: Path = STATE_DIR) -> str:
+    """A human summary of the lab: up or not, scenario, daemon, namespaces."""
+    names = [n for n in netns.names(topology.PREFIX) if n.startswith(topology.OWN_PREFIXES)]
+    daemon = _daemon_pid(state)
+    if not names and daemon is None:
+        return "lab: down"
+    lines = [f"lab: up ({len(names)} namespaces), daemon {daemon or 'NOT RUNNING'}"]
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        settings = Settings.read(state)
+        lines.append(f"scenario {settings.scenario} seed {settings.seed} truth {settings.truth}")
+    for config in sorted((state / "configs").glob("*.toml")):
+        lines.append(
+            f"  ip netns exec {topology.PREFIX}v-{config.stem} {sys.executable} -m probe run "
+            f"--config {config} --output DIR"
+        )
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Interrupted` (Ctrl-C is KeyboardInterrupt already)."""
+
+    def handler(signum: int, _: FrameType | None) -> None:
+        raise Interrupted(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(
+    scenario: str | Path,
+    *,
+    duration: float,
+    interval: float,
+    output: Path,
+    seed: int | None = None,
+    progress: Progress = stderr,
+) -> int:
+    """Up, a probe round in every ISP every ``interval`` s for ``duration`` s, down; rounds failed."""
+    output.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    probes: list[subprocess.Popen[bytes]] = []
+    with _sigterm_raises():
+        try:
+            started = time.monotonic()
+            lab = up(scenario, seed=seed, horizon=duration + 600.0, truth=output / "truth.jsonl")
+            _describe(lab, output, duration, interval)
+            progress(f"up: {lab.topology.scenario.name}, {len(lab.topology.isps)} ISPs "
+                     f"in {time.monotonic() - started:.1f} s; output {output}")  # fmt: skip
+            t0, round_number = time.monotonic(), 0
+            while time.monotonic() - t0 < duration:
+                round_number += 1
+                began = time.monotonic()
+                probes = [_probe(lab, net, output) for net in lab.topology.isps]
+                codes = [p.wait() for p in probes]
+                failed = [n.isp.id for n, c in zip(lab.topology.isps, codes, strict=True) if c]
+                failures += bool(failed)
+                progress(f"round {round_number} done in {time.monotonic() - began:.1f} s"
+                         + (f"; probe failed in {', '.join(failed)}" if failed else ""))  # fmt: skip
+                time.sleep(max(0.0, min(began + interval, t0 + duration) - time.monotonic()))
+        except (KeyboardInterrupt, Interrupted) as exc:
+            progress(f"interrupted ({exc.__class__.__name__}): tearing down")
+            failures += 1
+        finally:
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            try:
+                _stop({p.pid for p in probes if p.poll() is None}, 2.0)
+                down()
+                progress("down")
+            finally:
+                signal.signal(signal.SIGINT, previous)
+    return failures
+
+
+def _probe(lab: Lab, net: IspNet, output: Path) -> subprocess.Popen[bytes]:
+    logs = output / "logs"
+    logs.mkdir(exist_ok=True)
+    argv = [
+        "ip", "netns", "exec", net.vantage, sys.executable, "-m", "probe", "run",
+        "--config", str(lab.configs[net.isp.id]), "--output", str(output / net.isp.id),
+    ]  # fmt: skip
+    with (logs / f"{net.isp.id}.log").open("ab") as log:
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env(), cwd=REPO,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def _describe(lab: Lab, output: Path, duration: float, interval: float) -> None:
+    """``lab.json`` of the run: the scenario, each ISP's network and the planned schedule."""
+    scenario = lab.topology.scenario
+    shutil.copyfile(scenario.path, output / "scenario.toml")
+    description = {
+        "scenario": scenario.name,
+        "seed": scenario.seed,
+        "duration": duration,
+        "interval": interval,
+        "isps": [
+            {"id": n.isp.id, "asn": f"AS{n.isp.asn}", "cc": n.isp.cc, "name": n.isp.name,
+             "vantage": [a for a in (n.vantage_address, n.vantage_address6) if a],
+             "techniques": [asdict(t) for t in n.isp.techniques]}
+            for n in lab.topology.isps
+        ],
+        "addresses": lab.topology.addresses,
+        "schedule": [asdict(w) for w in schedule(scenario, duration)],
+    }  # fmt: skip
+    (output / "lab.json").write_text(json.dumps(description, indent=1), encoding="utf-8")

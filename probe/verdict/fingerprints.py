@@ -1,0 +1,125 @@
+"""Blockpage fingerprints: data files, one loader, one matcher.
+
+A fingerprint is a string a censor's blockpage (or blocking resolver) shows
+and a genuine site never does. The file format is OONI fastpath's
+(``fingerprints_http.json`` / ``fingerprints_dns.json`` in ooni/backend), so
+OONI's files load unchanged and ours can be read beside them: a JSON list of
+objects with
+
+* ``name``: what the verdict reports (e.g. ``pk.nayatel_safeweb``),
+* ``location_found``: ``"body"``, ``"header.<name>"`` (case-insensitive) or ``"dns"``
+  (an answer's address or CNAME target),
+* ``pattern_type``: ``"contains"``, ``"prefix"``, ``"full"`` or ``"regexp"`` (a search),
+* ``pattern``; any other key (``scope``, ``expected_countries``, ...) is kept out of the way.
+
+``probe/verdict/fingerprints.json`` ships the Pakistani ones; users extend
+it with their own files (:func:`load_fingerprints`). A malformed file is bad
+input and raises ``ValueError`` naming the file and the entry.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["Fingerprint", "Fingerprints", "default_fingerprints", "load_fingerprints"]
+
+PATTERN_TYPES: Final = frozenset({"contains", "prefix", "full", "regexp"})
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    name: str
+    location: str  # "body", "header.server", "dns" (lower case)
+    pattern_type: str
+    pattern: str
+    regex: re.Pattern[str] | None = None  # compiled once for "regexp"
+
+    def matches(self, text: str) -> bool:
+        if self.regex is not None:
+            return self.regex.search(text) is not None
+        if self.pattern_type == "contains":
+            return self.pattern in text
+        if self.pattern_type == "prefix":
+            return text.startswith(self.pattern)
+        return text == self.pattern
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprints:
+    dns: tuple[Fingerprint, ...]
+    http: tuple[Fingerprint, ...]
+
+    def match_dns(self, value: str) -> Fingerprint | None:
+        """The fingerprint a DNS answer (address or CNAME target) matches, if any."""
+        return next((fp for fp in self.dns if fp.matches(value)), None)
+
+    def match_http(self, body: str, headers: Sequence[tuple[str, str]]) -> Fingerprint | None:
+        """The first fingerprint the response body or one of its headers matches."""
+        by_name: dict[str, list[str]] = {}
+        for name, value in headers:
+            by_name.setdefault(f"header.{name.lower()}", []).append(value)
+        for fp in self.http:
+            texts = [body] if fp.location == "body" else by_name.get(fp.location, [])
+            if any(fp.matches(text) for text in texts):
+                return fp
+        return None
+
+    def __add__(self, other: Fingerprints) -> Fingerprints:
+        return Fingerprints(self.dns + other.dns, self.http + other.http)
+
+
+def load_fingerprints(*paths: str | Path, include_default: bool = True) -> Fingerprints:
+    """Fingerprints from OONI-format files (after the shipped ones unless told not to)."""
+    result = default_fingerprints() if include_default else Fingerprints((), ())
+    for path in paths:
+        text = Path(path).read_text("utf-8")
+        result = result + _parse(text, str(path))
+    return result
+
+
+@cache
+def default_fingerprints() -> Fingerprints:
+    """The fingerprints shipped as ``probe/verdict/fingerprints.json``."""
+    text = resources.files("probe.verdict").joinpath("fingerprints.json").read_text("utf-8")
+    return _parse(text, "fingerprints.json")
+
+
+def _parse(text: str, source: str) -> Fingerprints:
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source}: not JSON: {exc}") from exc
+    if not isinstance(data, list):
+        raise ValueError(f"{source}: expected a JSON list of fingerprints")
+    parsed = [_entry(item, f"{source}[{i}]") for i, item in enumerate(data)]
+    return Fingerprints(
+        tuple(fp for fp in parsed if fp.location == "dns"),
+        tuple(fp for fp in parsed if fp.location != "dns"),
+    )
+
+
+def _entry(item: Any, where: str) -> Fingerprint:
+    if not isinstance(item, dict):
+        raise ValueError(f"{where}: expected an object")
+    fields = [item.get(k) for k in ("name", "location_found", "pattern_type", "pattern")]
+    if not all(isinstance(f, str) and f for f in fields):
+        raise ValueError(f"{where}: name, location_found, pattern_type, pattern must be strings")
+    name, location, pattern_type, pattern = (str(f) for f in fields)
+    location = location.lower()
+    if pattern_type not in PATTERN_TYPES:
+        raise ValueError(f"{where}: pattern_type {pattern_type!r} not in {sorted(PATTERN_TYPES)}")
+    if location not in ("body", "dns") and not location.startswith("header."):
+        raise ValueError(f"{where}: location_found {location!r} is not body, header.* or dns")
+    try:
+        regex = re.compile(pattern) if pattern_type == "regexp" else None
+    except re.error as exc:
+        raise ValueError(f"{where}: bad regexp: {exc}") from exc
+    return Fingerprint(name, location, pattern_type, pattern, regex)
+

@@ -33,8 +33,12 @@ def probe(*args: str) -> tuple[float, float, int]:
     """Run the probe CLI; return (wall seconds, CPU seconds, peak RSS in MB) of that child."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "probe", *args], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "probe", *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -49,18 +53,27 @@ def main() -> None:
     records["control.bench.example"] = {"A": ["127.0.0.1"]}
     with internet(tmp, records) as net, StallServer(host="127.0.0.2", port=net.https_port):
         config = tmp / "bench.toml"
-        config.write_text(net.config(ok + stalled, ["control.bench.example"]).replace(
-            "tls = 1.0", f"tls = {TLS_TIMEOUT}"))  # fmt: skip
+        config.write_text(
+            net.config(ok + stalled, ["control.bench.example"]).replace(
+                "tls = 1.0", f"tls = {TLS_TIMEOUT}"
+            )
+        )
         wall, cpu, rss = probe("run", "--config", str(config), "--output", str(tmp / "out"))
-        print(f"(a) 60 targets, 15 stalled: wall {wall:.2f} s = {wall / TLS_TIMEOUT:.2f} x the "
-              f"TLS timeout ({TLS_TIMEOUT} s); CPU {cpu:.2f} s")  # fmt: skip
+        print(
+            f"(a) 60 targets, 15 stalled: wall {wall:.2f} s = {wall / TLS_TIMEOUT:.2f} x the "
+            f"TLS timeout ({TLS_TIMEOUT} s); CPU {cpu:.2f} s"
+        )
         print(f"(b) peak RSS of that run: {rss} MB")
         small = tmp / "small.toml"
         small.write_text(net.config(ok[:15], ["control.bench.example"]))
-        runs = [probe("run", "--config", str(small), "--output", str(tmp / "out")) for _ in range(3)]
+        runs = [
+            probe("run", "--config", str(small), "--output", str(tmp / "out")) for _ in range(3)
+        ]
         cpu15 = min(r[1] for r in runs)
-        print(f"(d) 15 targets: CPU {cpu15:.2f} s per run (best of 3), wall "
-              f"{min(r[0] for r in runs):.2f} s, peak RSS {max(r[2] for r in runs)} MB")  # fmt: skip
+        print(
+            f"(d) 15 targets: CPU {cpu15:.2f} s per run (best of 3), wall "
+            f"{min(r[0] for r in runs):.2f} s, peak RSS {max(r[2] for r in runs)} MB"
+        )
     version = min(probe("--version")[0] for _ in range(5))
     print(f"(c) probe --version: {version:.3f} s (best of 5)")
 

@@ -103,8 +103,11 @@ class _Campaign:
             return await call(next(self.ids))
 
     async def resolve(self, domain: str, role: tuple[str, ...]) -> tuple[DnsQuery, ...]:
-        calls = [self.query(domain, r, qtype, role) for r in self.config.resolvers
-                 for qtype in (("ANY",) if r.engine == "system" else ("A", "AAAA"))]  # fmt: skip
+        calls = [
+            self.query(domain, r, qtype, role)
+            for r in self.config.resolvers
+            for qtype in (("ANY",) if r.engine == "system" else ("A", "AAAA"))
+        ]
         results = await asyncio.gather(*calls)
         return tuple(q for group in results for q in group)
 
@@ -114,66 +117,138 @@ class _Campaign:
         timeout, clock = self.config.timeouts.dns, self.clock
         tags = (*role, "resolver_control") if r.control else role
         if r.engine == "system":
-            return (await self.step(lambda tid: dns.lookup_system(
-                domain, clock=clock, timeout=timeout, transaction_id=tid, tags=tags)),)  # fmt: skip
+            return (
+                await self.step(
+                    lambda tid: dns.lookup_system(
+                        domain, clock=clock, timeout=timeout, transaction_id=tid, tags=tags
+                    )
+                ),
+            )
         if r.engine == "udp":
-            return await self.step(lambda tid: dns.query_udp(
-                domain, qtype, r.address, port=r.port, clock=clock, timeout=timeout,
-                late_window=self.config.measurement.dns_late_window, transaction_id=tid,
-                tags=tags))  # fmt: skip
+            return await self.step(
+                lambda tid: dns.query_udp(
+                    domain,
+                    qtype,
+                    r.address,
+                    port=r.port,
+                    clock=clock,
+                    timeout=timeout,
+                    late_window=self.config.measurement.dns_late_window,
+                    transaction_id=tid,
+                    tags=tags,
+                )
+            )
         if r.engine == "tcp":
-            return (await self.step(lambda tid: dns.query_tcp(
-                domain, qtype, r.address, port=r.port, clock=clock, timeout=timeout,
-                transaction_id=tid, tags=tags)),)  # fmt: skip
-        return (await self.step(lambda tid: dns.query_doh(
-            domain, qtype, r.url, client=self.doh_client, clock=clock, timeout=timeout,
-            transaction_id=tid, tags=tags)),)  # fmt: skip
+            return (
+                await self.step(
+                    lambda tid: dns.query_tcp(
+                        domain,
+                        qtype,
+                        r.address,
+                        port=r.port,
+                        clock=clock,
+                        timeout=timeout,
+                        transaction_id=tid,
+                        tags=tags,
+                    )
+                ),
+            )
+        return (
+            await self.step(
+                lambda tid: dns.query_doh(
+                    domain,
+                    qtype,
+                    r.url,
+                    client=self.doh_client,
+                    clock=clock,
+                    timeout=timeout,
+                    transaction_id=tid,
+                    tags=tags,
+                )
+            ),
+        )
 
     async def connect(self, ip: str, port: int, tags: tuple[str, ...]) -> TcpConnect:
-        return await self.step(lambda tid: tcp.connect(
-            ip, port, clock=self.clock, timeout=self.config.timeouts.connect,
-            transaction_id=tid, tags=tags))  # fmt: skip
+        return await self.step(
+            lambda tid: tcp.connect(
+                ip,
+                port,
+                clock=self.clock,
+                timeout=self.config.timeouts.connect,
+                transaction_id=tid,
+                tags=tags,
+            )
+        )
 
     async def handshake(self, ip: str, sni: str, tags: tuple[str, ...]) -> TlsHandshake:
         m, t = self.config.measurement, self.config.timeouts
-        return await self.step(lambda tid: tls.handshake(
-            ip, m.https_port, sni, context=self.context, clock=self.clock,
-            connect_timeout=t.connect, timeout=t.tls, transaction_id=tid, tags=tags,
-            keep_der=m.keep_certificates))  # fmt: skip
+        return await self.step(
+            lambda tid: tls.handshake(
+                ip,
+                m.https_port,
+                sni,
+                context=self.context,
+                clock=self.clock,
+                connect_timeout=t.connect,
+                timeout=t.tls,
+                transaction_id=tid,
+                tags=tags,
+                keep_der=m.keep_certificates,
+            )
+        )
 
     async def fetch(self, scheme: str, domain: str, ip: str, tags: tuple[str, ...]) -> Observation:
         m = self.config.measurement
         port = m.https_port if scheme == "https" else m.http_port
         default = 443 if scheme == "https" else 80
         url = f"{scheme}://{domain}/" if port == default else f"{scheme}://{domain}:{port}/"
-        return await self.step(lambda tid: http.get(
-            url, ip, context=self.context, clock=self.clock, timeout=self.config.timeouts.http,
-            body_cap=m.body_cap, transaction_id=tid, tags=tags))  # fmt: skip
+        return await self.step(
+            lambda tid: http.get(
+                url,
+                ip,
+                context=self.context,
+                clock=self.clock,
+                timeout=self.config.timeouts.http,
+                body_cap=m.body_cap,
+                transaction_id=tid,
+                tags=tags,
+            )
+        )
 
     async def measure(self, domain: str, role: str) -> DomainResult:
         t0 = self.clock.now()
         tag = ("target",) if role == "target" else ("control_site",)
         m = self.config.measurement
-        queries = await (self.control_dns[domain] if role == "control" else self.resolve(domain, tag))
+        queries = await (
+            self.control_dns[domain] if role == "control" else self.resolve(domain, tag)
+        )
         addresses = addresses_of(queries, m.ip_versions)
-        connects = await asyncio.gather(*(
-            self.connect(ip, port, tag) for ip in addresses for port in (m.https_port, m.http_port)
-        ))  # fmt: skip
+        connects = await asyncio.gather(
+            *(
+                self.connect(ip, port, tag)
+                for ip in addresses
+                for port in (m.https_port, m.http_port)
+            )
+        )
         open_443 = [c.ip for c in connects if c.port == m.https_port and c.failure is None]
         open_80 = [c.ip for c in connects if c.port == m.http_port and c.failure is None]
         steps: list[Awaitable[Observation]] = [self.handshake(ip, domain, tag) for ip in open_443]
         if role == "target":
-            steps += [self.handshake(ip, self.config.control_sni, ("control_sni",))
-                      for ip in open_443]  # fmt: skip
-            steps += [self.handshake(ip, domain, ("control_address",))
-                      for ip in await self.control_address()]  # fmt: skip
+            steps += [
+                self.handshake(ip, self.config.control_sni, ("control_sni",)) for ip in open_443
+            ]
+            steps += [
+                self.handshake(ip, domain, ("control_address",))
+                for ip in await self.control_address()
+            ]
         if m.http:
             steps += [self.fetch("http", domain, ip, tag) for ip in open_80]
         observed = list(await asyncio.gather(*steps))
         handshakes = [o for o in observed if isinstance(o, TlsHandshake) and o.tags == tag]
         if m.http:
-            observed += await asyncio.gather(*(
-                self.fetch("https", domain, h.ip, tag) for h in handshakes if h.failure is None))  # fmt: skip
+            observed += await asyncio.gather(
+                *(self.fetch("https", domain, h.ip, tag) for h in handshakes if h.failure is None)
+            )
         observed += await self.residual(domain, handshakes)
         return DomainResult(domain, role, (*queries, *connects, *observed), t0, self.clock.now())
 
@@ -192,16 +267,22 @@ class _Campaign:
         if not failed or delay <= 0:
             return []
         await asyncio.sleep(delay)
-        return list(await asyncio.gather(*(
-            self.handshake(ip, self.config.control_sni, ("residual",)) for ip in failed)))  # fmt: skip
+        return list(
+            await asyncio.gather(
+                *(self.handshake(ip, self.config.control_sni, ("residual",)) for ip in failed)
+            )
+        )
 
 
 async def run(config: Config) -> CampaignResult:
     """Measure every target and control site of ``config`` once."""
     start = time.time()
     context = tls.make_context(config.measurement.ca_bundle or None)
-    pins = {urlsplit(r.url).hostname or "": r.address for r in config.resolvers
-            if r.engine == "doh" and r.address}  # fmt: skip
+    pins = {
+        urlsplit(r.url).hostname or "": r.address
+        for r in config.resolvers
+        if r.engine == "doh" and r.address
+    }
     async with dns.doh_client(context, pins) as doh_client:
         campaign = _Campaign(config, context, doh_client)
         campaign.control_dns = {

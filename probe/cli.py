@@ -29,13 +29,21 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="measure every target once and write the measurements")
-    run.add_argument("--config", type=Path, help="campaign config (default: configs/x.toml "
-                     "or $PROBE_CONFIG)")  # fmt: skip
+    run.add_argument(
+        "--config", type=Path, help="campaign config (default: configs/x.toml or $PROBE_CONFIG)"
+    )
     run.add_argument("--only", nargs="+", metavar="DOMAIN", help="measure only these targets")
-    run.add_argument("--output", type=Path, default=Path("results"),
-                     help="directory for the JSONL files (default: results)")  # fmt: skip
-    run.add_argument("--json", action="store_true",
-                     help="print the measurements as JSON lines instead of a table")  # fmt: skip
+    run.add_argument(
+        "--output",
+        type=Path,
+        default=Path("results"),
+        help="directory for the JSONL files (default: results)",
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print the measurements as JSON lines instead of a table",
+    )
     run.set_defaults(handler=cmd_run)
 
     from probe.lab.cli import add_parser as add_lab
@@ -77,4 +85,3 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(table(measurements))
     print(f"{written} measurements appended to {path}", file=sys.stderr)
     return 0
-

@@ -97,8 +97,16 @@ class Config:
         if unknown:
             raise ConfigError(f"{self.path}: unknown domain(s) for --only: {', '.join(unknown)}")
         targets = tuple(d for d in self.targets if d in domains)
-        return Config(self.path, targets, self.controls, self.control_sni, self.resolvers,
-                      self.vantage, self.measurement, self.timeouts)  # fmt: skip
+        return Config(
+            self.path,
+            targets,
+            self.controls,
+            self.control_sni,
+            self.resolvers,
+            self.vantage,
+            self.measurement,
+            self.timeouts,
+        )
 
 
 def default_config_path() -> Path:
@@ -137,9 +145,16 @@ class _Reader:
             raise self.fail(f"{key}.{extra[0]}", "unknown key")
         return value
 
-    def value(self, table: Mapping[str, Any], section: str, key: str, kind: type[T],
-              default: T, check: Callable[[T], bool] = lambda _: True,
-              problem: str = "invalid value") -> T:  # fmt: skip
+    def value(
+        self,
+        table: Mapping[str, Any],
+        section: str,
+        key: str,
+        kind: type[T],
+        default: T,
+        check: Callable[[T], bool] = lambda _: True,
+        problem: str = "invalid value",
+    ) -> T:
         if key not in table:
             return default
         value = table[key]
@@ -152,8 +167,13 @@ class _Reader:
             raise self.fail(f"{section}.{key}", f"{problem}, got {value!r}")
         return value  # type: ignore[no-any-return]
 
-    def section(self, data: Mapping[str, Any], name: str, cls: type[T],
-                checks: Mapping[str, tuple[Callable[[Any], bool], str]]) -> T:  # fmt: skip
+    def section(
+        self,
+        data: Mapping[str, Any],
+        name: str,
+        cls: type[T],
+        checks: Mapping[str, tuple[Callable[[Any], bool], str]],
+    ) -> T:
         """Read a flat table into the frozen dataclass ``cls`` (its defaults apply)."""
         specs = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
         table = self.table(data, name, set(specs))
@@ -190,7 +210,9 @@ class _Reader:
             raise self.fail(f"{key}.{extra[0]}", "unknown key")
         engine = item.get("engine")
         if engine not in ENGINES:
-            raise self.fail(f"{key}.engine", f"expected one of {', '.join(ENGINES)}, got {engine!r}")
+            raise self.fail(
+                f"{key}.engine", f"expected one of {', '.join(ENGINES)}, got {engine!r}"
+            )
         address = self.value(item, key, "address", str, "")
         if address:
             try:
@@ -214,19 +236,33 @@ class _Reader:
             raise self.fail(extra[0], "unknown section")
         port = (lambda p: 0 < p < 65536, "not a port")
         positive = (lambda v: v > 0, "must be positive")
-        measurement = self.section(data, "measurement", Measurement, {
-            "https_port": port, "http_port": port, "concurrency": positive,
-            "body_cap": positive, "ip_versions": (lambda v: v in (4, 6), "expected 4 and/or 6"),
-            "dns_late_window": (lambda v: v >= 0, "must be >= 0"),
-            "residual_delay": (lambda v: v >= 0, "must be >= 0"),
-            "ca_bundle": (lambda v: not v or os.path.isfile(v), "no such file"),
-        })  # fmt: skip
-        timeouts = self.section(data, "timeouts", Timeouts, dict.fromkeys(
-            ("dns", "connect", "tls", "http"), positive))  # fmt: skip
-        vantage = self.section(data, "vantage", Vantage, {
-            "asn": (lambda v: bool(_ASN.match(v)), "expected AS<number>"),
-            "cc": (lambda v: bool(_CC.match(v)), "expected a two-letter country code"),
-        })  # fmt: skip
+        measurement = self.section(
+            data,
+            "measurement",
+            Measurement,
+            {
+                "https_port": port,
+                "http_port": port,
+                "concurrency": positive,
+                "body_cap": positive,
+                "ip_versions": (lambda v: v in (4, 6), "expected 4 and/or 6"),
+                "dns_late_window": (lambda v: v >= 0, "must be >= 0"),
+                "residual_delay": (lambda v: v >= 0, "must be >= 0"),
+                "ca_bundle": (lambda v: not v or os.path.isfile(v), "no such file"),
+            },
+        )
+        timeouts = self.section(
+            data, "timeouts", Timeouts, dict.fromkeys(("dns", "connect", "tls", "http"), positive)
+        )
+        vantage = self.section(
+            data,
+            "vantage",
+            Vantage,
+            {
+                "asn": (lambda v: bool(_ASN.match(v)), "expected AS<number>"),
+                "cc": (lambda v: bool(_CC.match(v)), "expected a two-letter country code"),
+            },
+        )
         targets = self.table(data, "targets", {"x", "controls", "control_sni"})
         x = self.domains(targets, "x", required=True)
         controls = self.domains(targets, "controls", required=True)
@@ -237,5 +273,13 @@ class _Reader:
         if not isinstance(items, list) or not items:
             raise self.fail("resolvers", "expected at least one [[resolvers]] table")
         resolvers = tuple(self.resolver(i, item) for i, item in enumerate(items))
-        return Config(self.path, x, controls, control_sni or controls[0], resolvers,
-                      vantage, measurement, timeouts)  # fmt: skip
+        return Config(
+            self.path,
+            x,
+            controls,
+            control_sni or controls[0],
+            resolvers,
+            vantage,
+            measurement,
+            timeouts,
+        )

@@ -62,20 +62,40 @@ UNKNOWN_PREFIX: Final = "unknown_failure"
 #: The closed set (plus ``unknown_failure: ...``, which is open by design).
 FAILURES: Final[frozenset[str]] = frozenset(
     {
-        CONNECTION_REFUSED, CONNECTION_RESET, CONNECTION_ABORTED, EOF_ERROR,
-        GENERIC_TIMEOUT, HOST_UNREACHABLE, NETWORK_UNREACHABLE, ADDRESS_FAMILY,
-        INTERRUPTED, DNS_NXDOMAIN, DNS_NO_ANSWER, DNS_REFUSED, DNS_SERVFAIL,
-        DNS_BOGON, DNS_MISBEHAVING, DNS_TEMPORARY, DNS_NON_RECOVERABLE,
-        SSL_INVALID_HOSTNAME, SSL_UNKNOWN_AUTHORITY, SSL_INVALID_CERTIFICATE,
+        CONNECTION_REFUSED,
+        CONNECTION_RESET,
+        CONNECTION_ABORTED,
+        EOF_ERROR,
+        GENERIC_TIMEOUT,
+        HOST_UNREACHABLE,
+        NETWORK_UNREACHABLE,
+        ADDRESS_FAMILY,
+        INTERRUPTED,
+        DNS_NXDOMAIN,
+        DNS_NO_ANSWER,
+        DNS_REFUSED,
+        DNS_SERVFAIL,
+        DNS_BOGON,
+        DNS_MISBEHAVING,
+        DNS_TEMPORARY,
+        DNS_NON_RECOVERABLE,
+        SSL_INVALID_HOSTNAME,
+        SSL_UNKNOWN_AUTHORITY,
+        SSL_INVALID_CERTIFICATE,
         SSL_FAILED_HANDSHAKE,
     }
-)  # fmt: skip
+)
 
 #: The closed set of operations a failure can happen in (df-008).
 Operation = Literal["resolve", "connect", "tls_handshake", "http_round_trip", "read", "write"]
 OPERATIONS: Final[tuple[Operation, ...]] = (
-    "resolve", "connect", "tls_handshake", "http_round_trip", "read", "write",
-)  # fmt: skip
+    "resolve",
+    "connect",
+    "tls_handshake",
+    "http_round_trip",
+    "read",
+    "write",
+)
 
 _ERRNO: Final[dict[int, str]] = {
     errno.ECONNREFUSED: CONNECTION_REFUSED,
@@ -145,7 +165,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen[::-1]
 
 
-def _classify_one(exc: BaseException) -> str | None:  # noqa: PLR0911 - a table in code
+def _classify_one(exc: BaseException) -> str | None:
     if isinstance(exc, ssl.SSLCertVerificationError):
         if exc.verify_code == _X509_HOSTNAME_MISMATCH:
             return SSL_INVALID_HOSTNAME

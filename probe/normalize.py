@@ -57,39 +57,69 @@ def _query(q: DnsQuery) -> dict[str, Any]:
         key = {"A": "ipv4", "AAAA": "ipv6", "CNAME": "hostname", "TXT": "txt"}.get(
             a.answer_type, "hostname"
         )
-        answers.append({"answer_type": a.answer_type, key: a.value, "ttl": a.ttl,
-                        "asn": 0, "as_org_name": ""})  # fmt: skip
+        answers.append(
+            {"answer_type": a.answer_type, key: a.value, "ttl": a.ttl, "asn": 0, "as_org_name": ""}
+        )
     return {
-        "answers": answers, "engine": q.engine, "failure": q.failure, "hostname": q.hostname,
+        "answers": answers,
+        "engine": q.engine,
+        "failure": q.failure,
+        "hostname": q.hostname,
         "query_type": q.query_type,
         "raw_response": _b64(q.raw_response) if q.raw_response is not None else None,
-        "rcode": q.rcode, "resolver_address": q.resolver_address, "t0": q.t0, "t": q.t,
-        "tags": list(q.tags), "transaction_id": q.transaction_id, "x_dns_id": q.dns_id,
-    }  # fmt: skip
+        "rcode": q.rcode,
+        "resolver_address": q.resolver_address,
+        "t0": q.t0,
+        "t": q.t,
+        "tags": list(q.tags),
+        "transaction_id": q.transaction_id,
+        "x_dns_id": q.dns_id,
+    }
 
 
 def _tcp(c: TcpConnect) -> dict[str, Any]:
-    return {"ip": c.ip, "port": c.port,
-            "status": {"failure": c.failure, "success": c.failure is None, "blocked": None},
-            "t0": c.t0, "t": c.t, "tags": list(c.tags), "transaction_id": c.transaction_id}  # fmt: skip
+    return {
+        "ip": c.ip,
+        "port": c.port,
+        "status": {"failure": c.failure, "success": c.failure is None, "blocked": None},
+        "t0": c.t0,
+        "t": c.t,
+        "tags": list(c.tags),
+        "transaction_id": c.transaction_id,
+    }
 
 
 def _certificate(c: Certificate) -> dict[str, Any]:
-    return {"sha256": c.sha256, "subject": c.subject, "issuer": c.issuer, "sans": list(c.sans),
-            "not_before": c.not_before, "not_after": c.not_after}  # fmt: skip
+    return {
+        "sha256": c.sha256,
+        "subject": c.subject,
+        "issuer": c.issuer,
+        "sans": list(c.sans),
+        "not_before": c.not_before,
+        "not_after": c.not_after,
+    }
 
 
 def _tls(h: TlsHandshake) -> dict[str, Any]:
     return {
-        "network": "tcp", "address": _endpoint(h.ip, h.port), "server_name": h.server_name,
-        "cipher_suite": h.cipher_suite, "tls_version": h.tls_version,
-        "negotiated_protocol": h.negotiated_protocol, "no_tls_verify": h.no_tls_verify,
-        "peer_certificates": [{"format": "der", "data": _b64(c.der)}
-                              for c in h.peer_certificates if c.der is not None],
+        "network": "tcp",
+        "address": _endpoint(h.ip, h.port),
+        "server_name": h.server_name,
+        "cipher_suite": h.cipher_suite,
+        "tls_version": h.tls_version,
+        "negotiated_protocol": h.negotiated_protocol,
+        "no_tls_verify": h.no_tls_verify,
+        "peer_certificates": [
+            {"format": "der", "data": _b64(c.der)} for c in h.peer_certificates if c.der is not None
+        ],
         "x_certificates": [_certificate(c) for c in h.peer_certificates],
-        "failure": h.failure, "x_failed_operation": h.failed_operation, "t0": h.t0, "t": h.t,
-        "tags": list(h.tags), "transaction_id": h.transaction_id,
-    }  # fmt: skip
+        "failure": h.failure,
+        "x_failed_operation": h.failed_operation,
+        "t0": h.t0,
+        "t": h.t,
+        "tags": list(h.tags),
+        "transaction_id": h.transaction_id,
+    }
 
 
 def _body(data: bytes) -> str | dict[str, str]:
@@ -102,47 +132,97 @@ def _body(data: bytes) -> str | dict[str, str]:
 
 def _http(r: HttpRequest) -> dict[str, Any]:
     return {
-        "network": "tcp", "address": _endpoint(r.ip, r.port), "alpn": r.alpn,
-        "failure": r.failure, "x_failed_operation": r.failed_operation,
-        "request": {"url": r.url, "method": r.method, "headers": dict(r.request_headers),
-                    "headers_list": [list(h) for h in r.request_headers],
-                    "body": "", "body_is_truncated": False},
-        "response": {"code": r.status_code, "headers": dict(r.response_headers),
-                     "headers_list": [list(h) for h in r.response_headers],
-                     "body": _body(r.body), "body_is_truncated": r.body_is_truncated,
-                     "x_body_length": r.body_length, "x_body_sha256": r.body_sha256,
-                     "x_title": r.title},
-        "t0": r.t0, "t": r.t, "tags": list(r.tags), "transaction_id": r.transaction_id,
-    }  # fmt: skip
+        "network": "tcp",
+        "address": _endpoint(r.ip, r.port),
+        "alpn": r.alpn,
+        "failure": r.failure,
+        "x_failed_operation": r.failed_operation,
+        "request": {
+            "url": r.url,
+            "method": r.method,
+            "headers": dict(r.request_headers),
+            "headers_list": [list(h) for h in r.request_headers],
+            "body": "",
+            "body_is_truncated": False,
+        },
+        "response": {
+            "code": r.status_code,
+            "headers": dict(r.response_headers),
+            "headers_list": [list(h) for h in r.response_headers],
+            "body": _body(r.body),
+            "body_is_truncated": r.body_is_truncated,
+            "x_body_length": r.body_length,
+            "x_body_sha256": r.body_sha256,
+            "x_title": r.title,
+        },
+        "t0": r.t0,
+        "t": r.t,
+        "tags": list(r.tags),
+        "transaction_id": r.transaction_id,
+    }
 
 
 def _throughput(d: Throughput) -> dict[str, Any]:
-    return {"url": d.url, "address": d.ip, "host": d.host, "failure": d.failure,
-            "num_bytes": d.num_bytes, "samples": [list(s) for s in d.samples],
-            "t0": d.t0, "t": d.t, "tags": list(d.tags),
-            "transaction_id": d.transaction_id}  # fmt: skip
+    return {
+        "url": d.url,
+        "address": d.ip,
+        "host": d.host,
+        "failure": d.failure,
+        "num_bytes": d.num_bytes,
+        "samples": [list(s) for s in d.samples],
+        "t0": d.t0,
+        "t": d.t,
+        "tags": list(d.tags),
+        "transaction_id": d.transaction_id,
+    }
 
 
 def _event(e: NetworkEvent) -> dict[str, Any]:
-    return {"address": e.address, "failure": e.failure, "num_bytes": e.num_bytes,
-            "operation": e.operation, "proto": e.proto, "t0": e.t0, "t": e.t,
-            "transaction_id": e.transaction_id}  # fmt: skip
+    return {
+        "address": e.address,
+        "failure": e.failure,
+        "num_bytes": e.num_bytes,
+        "operation": e.operation,
+        "proto": e.proto,
+        "t0": e.t0,
+        "t": e.t,
+        "transaction_id": e.transaction_id,
+    }
 
 
-_KEYS: Final = (
-    (DnsQuery, "queries", _query), (TcpConnect, "tcp_connect", _tcp),
-    (TlsHandshake, "tls_handshakes", _tls), (HttpRequest, "requests", _http),
-    (Throughput, "x_throughput", _throughput), (NetworkEvent, "network_events", _event),
-)  # fmt: skip
+_ARRAYS: Final = (
+    "queries",
+    "tcp_connect",
+    "tls_handshakes",
+    "requests",
+    "x_throughput",
+    "network_events",
+)
+
+
+def _entry(o: Observation) -> tuple[str, dict[str, Any]]:
+    """The ``test_keys`` array an observation goes to, and its OONI shape."""
+    match o:
+        case DnsQuery():
+            return "queries", _query(o)
+        case TcpConnect():
+            return "tcp_connect", _tcp(o)
+        case TlsHandshake():
+            return "tls_handshakes", _tls(o)
+        case HttpRequest():
+            return "requests", _http(o)
+        case Throughput():
+            return "x_throughput", _throughput(o)
+        case NetworkEvent():
+            return "network_events", _event(o)
 
 
 def group_test_keys(observations: Iterable[Observation]) -> dict[str, list[dict[str, Any]]]:
     """Observations grouped into OONI's ``test_keys`` arrays."""
-    keys: dict[str, list[dict[str, Any]]] = {name: [] for _, name, _ in _KEYS}
+    keys: dict[str, list[dict[str, Any]]] = {name: [] for name in _ARRAYS}
     for o in observations:
-        for kind, name, convert in _KEYS:
-            if isinstance(o, kind):
-                keys[name].append(convert(o))  # type: ignore[operator]
+        name, entry = _entry(o)
+        keys[name].append(entry)
     return keys
 
 
@@ -178,23 +258,39 @@ def measurements(
     return [_scrub(m, scrub) for m in out] if scrub else out
 
 
-def _measurement(d: DomainResult, observed: list[Observation], result: CampaignResult,
-                 config: Config, report_id: str, annotations: Mapping[str, str]) -> dict[str, Any]:  # fmt: skip
+def _measurement(
+    d: DomainResult,
+    observed: list[Observation],
+    result: CampaignResult,
+    config: Config,
+    report_id: str,
+    annotations: Mapping[str, str],
+) -> dict[str, Any]:
     v = config.vantage
     return {
-        "annotations": {"engine_name": "probe", "platform": "linux", "network_type": "unknown",
-                        **annotations, "x_role": d.role},
+        "annotations": {
+            "engine_name": "probe",
+            "platform": "linux",
+            "network_type": "unknown",
+            **annotations,
+            "x_role": d.role,
+        },
         "data_format_version": "0.2.0",
         "extensions": {"dnst": 0, "httpt": 0, "netevents": 0, "tcpconnect": 0, "tlshandshake": 0},
         "input": f"https://{d.domain}/",
         "measurement_start_time": utc(result.start_time),
         "measurement_uid": secrets.token_hex(16),
         "options": [],
-        "probe_asn": v.asn, "probe_cc": v.cc, "probe_ip": "127.0.0.1",
+        "probe_asn": v.asn,
+        "probe_cc": v.cc,
+        "probe_ip": "127.0.0.1",
         "probe_network_name": v.network_name,
         "report_id": report_id,
-        "resolver_asn": "AS0", "resolver_ip": "", "resolver_network_name": "",
-        "software_name": "probe", "software_version": __version__,
+        "resolver_asn": "AS0",
+        "resolver_ip": "",
+        "resolver_network_name": "",
+        "software_name": "probe",
+        "software_version": __version__,
         "test_helpers": {},
         "test_keys": group_test_keys(observed),
         "test_name": TEST_NAME,
@@ -202,4 +298,4 @@ def _measurement(d: DomainResult, observed: list[Observation], result: CampaignR
         "test_start_time": utc(result.start_time),
         "test_version": TEST_VERSION,
         "x_format_version": FORMAT_VERSION,
-    }  # fmt: skip
+    }

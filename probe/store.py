@@ -80,12 +80,17 @@ def read(
     stats = stats if stats is not None else ReadStats()
     for path in iter_files(paths):
         stats.files += 1
-        opener = gzip.open if path.name.endswith(".gz") else open
         try:
-            with opener(path, "rb") as f:
+            with _open(path) as f:
                 yield from _lines(f, stats)
         except (OSError, EOFError) as exc:  # unreadable file, or a truncated .gz
             stats.skip(f"unreadable file: {type(exc).__name__}")
+
+
+def _open(path: Path) -> IO[bytes]:
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]  # GzipFile is an IO[bytes]
+    return open(path, "rb")
 
 
 def _lines(f: IO[bytes], stats: ReadStats) -> Iterator[dict[str, Any]]:

@@ -13,8 +13,12 @@ from probe.verdict import summary_keys, verdict
 
 __all__ = ["step_words", "table", "with_verdicts"]
 
-_STEPS = (("DNS", "queries"), ("TCP", "tcp_connect"), ("TLS", "tls_handshakes"),
-          ("HTTP", "requests"))  # fmt: skip
+_STEPS = (
+    ("DNS", "queries"),
+    ("TCP", "tcp_connect"),
+    ("TLS", "tls_handshakes"),
+    ("HTTP", "requests"),
+)
 
 
 def with_verdicts(measurements: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -38,8 +42,12 @@ def step_words(test_keys: Mapping[str, Any]) -> dict[str, str]:
     """For each step, "ok", the first failure string among the target's own tries, or "-"."""
     words = {}
     for name, key in _STEPS:
-        own = [e for e in test_keys.get(key, []) if "target" in e.get("tags", ())
-               or (key == "queries" and e.get("engine") == "getaddrinfo")]  # fmt: skip
+        own = [
+            e
+            for e in test_keys.get(key, [])
+            if "target" in e.get("tags", ())
+            or (key == "queries" and e.get("engine") == "getaddrinfo")
+        ]
         if not own:
             words[name] = "-"
             continue
@@ -64,4 +72,4 @@ def table(measurements: Iterable[Mapping[str, Any]]) -> str:
             notes.append(f"{domain}: {v.get('explanation', '')}")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join(lines + (["", *notes] if notes else []))

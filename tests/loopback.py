@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from servers import HttpServer, TlsServer, fixed_response
+
 from probe.lab.dnsserver import DnsServer, Zone, serve
 from probe.lab.pki import Authority
-from servers import HttpServer, TlsServer, fixed_response
 
 T = TypeVar("T")
 

@@ -56,8 +56,14 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
         ("[vantage]\ncc = 'pak'\n", "vantage.cc: expected a two-letter country code"),
         ("[[resolvers]]\nengine = 'carrier-pigeon'\n", "resolvers[1].engine: expected one of"),
         ("[[resolvers]]\nengine = 'udp'\n", "resolvers[1].address: required for engine 'udp'"),
-        ("[[resolvers]]\nengine = 'udp'\naddress = 'dns.google'\n", "resolvers[1].address: not an IP"),
-        ("[[resolvers]]\nengine = 'doh'\nurl = 'http://x/'\n", "resolvers[1].url: expected an https://"),
+        (
+            "[[resolvers]]\nengine = 'udp'\naddress = 'dns.google'\n",
+            "resolvers[1].address: not an IP",
+        ),
+        (
+            "[[resolvers]]\nengine = 'doh'\nurl = 'http://x/'\n",
+            "resolvers[1].url: expected an https://",
+        ),
         ("[extra]\n", "extra: unknown section"),
     ],
 )

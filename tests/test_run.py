@@ -13,8 +13,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-
 from loopback import internet
+
 from probe.__main__ import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,10 +61,10 @@ def test_probe_run_on_loopback(tmp_path: Path, capsys: pytest.CaptureFixture[str
     x = ms["https://x.com/"]["test_keys"]
     own = [q for q in x["queries"] if q["hostname"] == "x.com"]
     assert {q["engine"] for q in own} == {"udp", "tcp"}
-    a = [q for q in own if q["engine"] == "udp" and q["query_type"] == "A"][0]
+    a = next(q for q in own if q["engine"] == "udp" and q["query_type"] == "A")
     assert a["failure"] is None and a["answers"][0]["ipv4"] == "127.0.0.1"
     assert a["rcode"] == "NOERROR" and a["raw_response"]
-    aaaa = [q for q in own if q["engine"] == "udp" and q["query_type"] == "AAAA"][0]
+    aaaa = next(q for q in own if q["engine"] == "udp" and q["query_type"] == "AAAA")
     assert aaaa["failure"] == "dns_no_answer"
     target_tls = [h for h in x["tls_handshakes"] if h["tags"] == ["target"]]
     assert [h["failure"] for h in target_tls] == [None]
@@ -102,7 +102,11 @@ def test_probe_run_on_loopback(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_only_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with internet(tmp_path, RECORDS) as net:
         code, measurements = run_probe(
-            tmp_path, net.config(["x.com", "t.co"], ["www.example.com"]), "--only", "x.com", "--json"
+            tmp_path,
+            net.config(["x.com", "t.co"], ["www.example.com"]),
+            "--only",
+            "x.com",
+            "--json",
         )
     assert code == 0
     assert {m["input"] for m in measurements} == {"https://x.com/", "https://www.example.com/"}
@@ -110,7 +114,9 @@ def test_only_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert [m["measurement_uid"] for m in printed] == [m["measurement_uid"] for m in measurements]
 
 
-def test_bad_config_exits_2_and_measures_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_config_exits_2_and_measures_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, measurements = run_probe(tmp_path, "[targets]\nx = 'x.com'\n")
     assert code == 2 and measurements == []
     assert "config error" in capsys.readouterr().err
@@ -118,7 +124,9 @@ def test_bad_config_exits_2_and_measures_nothing(tmp_path: Path, capsys: pytest.
 
 def test_unknown_only_domain_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with internet(tmp_path, RECORDS) as net:
-        code, _ = run_probe(tmp_path, net.config(["x.com"], ["www.example.com"]), "--only", "nope.example")
+        code, _ = run_probe(
+            tmp_path, net.config(["x.com"], ["www.example.com"]), "--only", "nope.example"
+        )
     assert code == 2
     assert "unknown domain" in capsys.readouterr().err
 
@@ -129,12 +137,24 @@ def test_own_address_is_scrubbed(tmp_path: Path) -> None:
     from probe.normalize import measurements
     from probe.records import DnsAnswer, DnsQuery
 
-    q = DnsQuery("x.com", "TXT", "udp", "127.0.0.1:53", (DnsAnswer("TXT", "203.0.113.77", 60),),
-                 "NOERROR", None, None, 0.0, 0.1, 1)  # fmt: skip
+    q = DnsQuery(
+        "x.com",
+        "TXT",
+        "udp",
+        "127.0.0.1:53",
+        (DnsAnswer("TXT", "203.0.113.77", 60),),
+        "NOERROR",
+        None,
+        None,
+        0.0,
+        0.1,
+        1,
+    )
     result = CampaignResult(0.0, (DomainResult("x.com", "target", (q,), 0.0, 0.1),), 0.1)
     config_path = tmp_path / "c.toml"
-    config_path.write_text("[targets]\nx=['x.com']\ncontrols=['www.example.com']\n"
-                           "[[resolvers]]\nengine='system'\n")  # fmt: skip
+    config_path.write_text(
+        "[targets]\nx=['x.com']\ncontrols=['www.example.com']\n[[resolvers]]\nengine='system'\n"
+    )
     [m] = measurements(result, load(config_path), scrub=frozenset({"203.0.113.77"}))
     assert "203.0.113.77" not in json.dumps(m)
     assert m["test_keys"]["queries"][0]["answers"][0]["txt"] == "[scrubbed]"

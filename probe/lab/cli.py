@@ -42,8 +42,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _scenario_arguments(run)
     run.add_argument("--duration", type=float, required=True, metavar="SECONDS")
     run.add_argument("--interval", type=float, required=True, metavar="SECONDS")
-    run.add_argument("--output", type=Path, required=True, metavar="DIR",
-                     help="measurements go to DIR/<isp>/, the truth to DIR/truth.jsonl")  # fmt: skip
+    run.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="measurements go to DIR/<isp>/, the truth to DIR/truth.jsonl",
+    )
     run.set_defaults(handler=cmd_run)
 
     evaluate = sub.add_parser("eval", help="score the verdicts of a `lab run` against its truth")
@@ -52,8 +57,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _scenario_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenario", required=True, metavar="NAME",
-                        help="a name in configs/scenarios/ (e.g. pakistan-2024) or a path")  # fmt: skip
+    parser.add_argument(
+        "--scenario",
+        required=True,
+        metavar="NAME",
+        help="a name in configs/scenarios/ (e.g. pakistan-2024) or a path",
+    )
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
 
 
@@ -94,8 +103,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("probe lab: --duration and --interval must be positive", file=sys.stderr)
         return 2
     try:
-        failures = runner.run(args.scenario, duration=args.duration, interval=args.interval,
-                              output=args.output, seed=args.seed)  # fmt: skip
+        failures = runner.run(
+            args.scenario,
+            duration=args.duration,
+            interval=args.interval,
+            output=args.output,
+            seed=args.seed,
+        )
     except ScenarioError as exc:
         print(f"probe lab: {exc}", file=sys.stderr)
         return 2

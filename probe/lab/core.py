@@ -33,6 +33,7 @@ import dns.rdatatype
 
 from probe.lab import dnsserver
 from probe.lab.dnsserver import Client, Reply, Zone
+from probe.lab.scenario import Isp
 from probe.lab.topology import BLOCKPAGE, DOH, DOH_NAME, PUBLIC_RESOLVERS, Topology
 
 __all__ = ["CORE_ASN", "LabResolver", "lab_zone", "serve"]
@@ -87,7 +88,7 @@ def lab_zone(topology: Topology) -> Zone:
         if net.vantage_address6 is not None and net.prefix6 is not None:
             origins.append((net.vantage_address6, net.prefix6, net.isp.asn, net.isp.cc))
         records[f"as{net.isp.asn}.asn.cymru.com"] = {
-            "TXT": [f"{net.isp.asn} | {net.isp.cc} | lab | {_DATE} | {_as_name(net.isp.name)}"]
+            "TXT": [f"{net.isp.asn} | {net.isp.cc} | lab | {_DATE} | {_as_name(net.isp)}"]
         }
     for address, prefix, asn, cc in origins:
         records[_origin_name(address)] = {"TXT": [f"{asn} | {prefix} | {cc} | lab | {_DATE}"]}
@@ -97,10 +98,10 @@ def lab_zone(topology: Topology) -> Zone:
     return Zone(records, dynamic={WHOAMI: dnsserver.client_address})
 
 
-def _as_name(name: str) -> str:
-    """Cymru's ``HANDLE - Description, CC`` from a scenario name like ``Simulated ISP 1, PK``."""
-    handle = "LAB-" + "".join(c if c.isalnum() else "-" for c in name.split(",")[0]).upper()
-    return f"{handle.strip('-')} - {name}"
+def _as_name(isp: Isp) -> str:
+    """Cymru's ``HANDLE - Description, CC``, e.g. ``LAB-ISP1 - Simulated ISP 1, PK``."""
+    suffix = "" if isp.name.endswith(f", {isp.cc}") else f", {isp.cc}"
+    return f"LAB-{isp.id.upper()} - {isp.name}{suffix}"
 
 
 def _origin_name(address: str) -> str:
@@ -226,11 +227,11 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
 
 def _head(writer: asyncio.StreamWriter, status: int, kind: str, length: int, close: bool) -> None:
     reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
+    connection = "close" if close else "keep-alive"
     writer.write(
         f"HTTP/1.1 {status} {reason}\r\nServer: probe-lab\r\nContent-Type: {kind}\r\n"
-        f"Content-Length: {length}\r\nConnection: {'close' if close else 'keep-alive'}\r\n\r\n"
-        .encode()
-    )  # fmt: skip
+        f"Content-Length: {length}\r\nConnection: {connection}\r\n\r\n".encode()
+    )
 
 
 async def _send_bytes(writer: asyncio.StreamWriter, request: _Request) -> None:

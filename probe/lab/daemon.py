@@ -123,7 +123,9 @@ class CoreService:
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     async def start(self) -> None:
-        self._closers = await core.serve(self._lab, self._tls, core.LabResolver(core.lab_zone(self._lab)))
+        self._closers = await core.serve(
+            self._lab, self._tls, core.LabResolver(core.lab_zone(self._lab))
+        )
 
     def begin(self, t0: float) -> None:
         pass  # the core has no schedule
@@ -137,7 +139,12 @@ class RouterService:
     """One ISP's router: its resolver and techniques, switched on and off by the schedule."""
 
     def __init__(
-        self, lab: Topology, net: IspNet, windows: Sequence[Window], truth: TruthLog, failed: threading.Event
+        self,
+        lab: Topology,
+        net: IspNet,
+        windows: Sequence[Window],
+        truth: TruthLog,
+        failed: threading.Event,
     ) -> None:
         self._net = net
         self._windows = windows
@@ -145,9 +152,15 @@ class RouterService:
         self._failed = failed
         self._resolver = core.LabResolver(core.lab_zone(lab))
         self.ctx = RouterContext(
-            net.isp.id, net.router, "downlink", "uplink", net.prefixes, lab.addresses, BLOCKPAGE,
+            net.isp.id,
+            net.router,
+            "downlink",
+            "uplink",
+            net.prefixes,
+            lab.addresses,
+            BLOCKPAGE,
             lab.scenario.seed,
-        )  # fmt: skip
+        )
         self._techniques: dict[str, Technique] = {}
         self._open: dict[str, tuple[Window, datetime]] = {}  # technique -> active window
         self._tasks: list[asyncio.Task[None]] = []
@@ -158,7 +171,7 @@ class RouterService:
             if address is not None:
                 self._closers.append((await serve(address, 53, self._answer)).close)
         for spec in self._net.isp.techniques:
-            technique = censors.create(spec.technique)
+            technique = censors.make_technique(spec.technique)
             await technique.start(self.ctx)
             self._techniques[spec.technique] = technique
 
@@ -203,8 +216,8 @@ class RouterService:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for technique in list(self._open):
-            self._close(technique)
+        for name in list(self._open):
+            self._close(name)
         for technique in self._techniques.values():
             try:
                 await technique.stop()

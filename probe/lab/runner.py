@@ -61,7 +61,7 @@ class LabError(RuntimeError):
     """The lab cannot be brought up (already up, not root, a start-up failure...)."""
 
 
-class Interrupted(Exception):  # noqa: N818 - it is a signal, not an error
+class Interrupted(Exception):
     """SIGTERM arrived during ``lab run``."""
 
 
@@ -109,9 +109,13 @@ def up(
         with (state / "daemon.log").open("ab") as log:
             daemon = subprocess.Popen(
                 [sys.executable, "-m", "probe.lab.daemon", str(state)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env(), cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=_env(),
+                cwd=REPO,
                 start_new_session=True,  # Ctrl-C on the terminal is for the runner, not it
-            )  # fmt: skip
+            )
         (state / PID_FILE).write_text(f"{daemon.pid}\n", encoding="utf-8")
         _wait_ready(state, daemon)
         configs = {}
@@ -282,7 +286,7 @@ def run(
     seed: int | None = None,
     progress: Progress = stderr,
 ) -> int:
-    """Up, a probe round in every ISP every ``interval`` s for ``duration`` s, down; rounds failed."""
+    """Up, probe every ISP every ``interval`` s for ``duration`` s, down; rounds that failed."""
     output.mkdir(parents=True, exist_ok=True)
     failures = 0
     probes: list[subprocess.Popen[bytes]] = []
@@ -291,8 +295,10 @@ def run(
             started = time.monotonic()
             lab = up(scenario, seed=seed, horizon=duration + 600.0, truth=output / "truth.jsonl")
             _describe(lab, output, duration, interval)
-            progress(f"up: {lab.topology.scenario.name}, {len(lab.topology.isps)} ISPs "
-                     f"in {time.monotonic() - started:.1f} s; output {output}")  # fmt: skip
+            progress(
+                f"up: {lab.topology.scenario.name}, {len(lab.topology.isps)} ISPs "
+                f"in {time.monotonic() - started:.1f} s; output {output}"
+            )
             t0, round_number = time.monotonic(), 0
             while time.monotonic() - t0 < duration:
                 round_number += 1
@@ -301,8 +307,10 @@ def run(
                 codes = [p.wait() for p in probes]
                 failed = [n.isp.id for n, c in zip(lab.topology.isps, codes, strict=True) if c]
                 failures += bool(failed)
-                progress(f"round {round_number} done in {time.monotonic() - began:.1f} s"
-                         + (f"; probe failed in {', '.join(failed)}" if failed else ""))  # fmt: skip
+                progress(
+                    f"round {round_number} done in {time.monotonic() - began:.1f} s"
+                    + (f"; probe failed in {', '.join(failed)}" if failed else "")
+                )
                 time.sleep(max(0.0, min(began + interval, t0 + duration) - time.monotonic()))
         except (KeyboardInterrupt, Interrupted) as exc:
             progress(f"interrupted ({exc.__class__.__name__}): tearing down")
@@ -323,14 +331,29 @@ def _probe(lab: Lab, net: IspNet, output: Path) -> subprocess.Popen[bytes]:
     logs = output / "logs"
     logs.mkdir(exist_ok=True)
     argv = [
-        "ip", "netns", "exec", net.vantage, sys.executable, "-m", "probe", "run",
-        "--config", str(lab.configs[net.isp.id]), "--output", str(output / net.isp.id),
-    ]  # fmt: skip
+        "ip",
+        "netns",
+        "exec",
+        net.vantage,
+        sys.executable,
+        "-m",
+        "probe",
+        "run",
+        "--config",
+        str(lab.configs[net.isp.id]),
+        "--output",
+        str(output / net.isp.id),
+    ]
     with (logs / f"{net.isp.id}.log").open("ab") as log:
         return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=_env(), cwd=REPO,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=_env(),
+            cwd=REPO,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
 
 def _describe(lab: Lab, output: Path, duration: float, interval: float) -> None:
@@ -343,12 +366,17 @@ def _describe(lab: Lab, output: Path, duration: float, interval: float) -> None:
         "duration": duration,
         "interval": interval,
         "isps": [
-            {"id": n.isp.id, "asn": f"AS{n.isp.asn}", "cc": n.isp.cc, "name": n.isp.name,
-             "vantage": [a for a in (n.vantage_address, n.vantage_address6) if a],
-             "techniques": [asdict(t) for t in n.isp.techniques]}
+            {
+                "id": n.isp.id,
+                "asn": f"AS{n.isp.asn}",
+                "cc": n.isp.cc,
+                "name": n.isp.name,
+                "vantage": [a for a in (n.vantage_address, n.vantage_address6) if a],
+                "techniques": [asdict(t) for t in n.isp.techniques],
+            }
             for n in lab.topology.isps
         ],
         "addresses": lab.topology.addresses,
         "schedule": [asdict(w) for w in schedule(scenario, duration)],
-    }  # fmt: skip
+    }
     (output / "lab.json").write_text(json.dumps(description, indent=1), encoding="utf-8")

@@ -169,8 +169,8 @@ class _Reader:
         if not items:
             raise self.fail("isps", "expected at least one [[isps]] table")
         isps = tuple(self.isp(f"isps[{i}]", item) for i, item in enumerate(items))
-        for field, values in (("id", [i.id for i in isps]), ("asn", [i.asn for i in isps])):
-            duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+        for field, values in (("id", [i.id for i in isps]), ("asn", [f"AS{i.asn}" for i in isps])):
+            duplicates = sorted({v for v in values if values.count(v) > 1})
             if duplicates:
                 raise self.fail(f"isps[].{field}", f"duplicate value {duplicates[0]}")
         return Scenario(self.path, name, seed, ipv6, isps, self.targets, self.controls)
@@ -181,11 +181,15 @@ class _Reader:
         self.keys(item, key, {"id", "asn", "cc", "name", "techniques"})
         isp_id = self.get(item, "id", f"{key}.id", str)
         if not _ID.match(isp_id):
-            raise self.fail(f"{key}.id", f"expected 1-8 of [a-z0-9], starting with a letter, got {isp_id!r}")
+            raise self.fail(
+                f"{key}.id", f"expected 1-8 of [a-z0-9], starting with a letter, got {isp_id!r}"
+            )
         asn_text = self.get(item, "asn", f"{key}.asn", str)
         match = re.fullmatch(r"AS(\d+)", asn_text)
         if match is None or int(match[1]) not in ASN_RANGE:
-            raise self.fail(f"{key}.asn", f"expected a documentation ASN AS64496-AS64511, got {asn_text!r}")
+            raise self.fail(
+                f"{key}.asn", f"expected a documentation ASN AS64496-AS64511, got {asn_text!r}"
+            )
         cc = self.get(item, "cc", f"{key}.cc", str)
         if not _CC.match(cc):
             raise self.fail(f"{key}.cc", f"expected a two-letter country code, got {cc!r}")
@@ -218,5 +222,7 @@ class _Reader:
                 )
         when = item.get("schedule", "always")
         if when not in SCHEDULES:
-            raise self.fail(f"{key}.schedule", f"expected one of {', '.join(SCHEDULES)}, got {when!r}")
+            raise self.fail(
+                f"{key}.schedule", f"expected one of {', '.join(SCHEDULES)}, got {when!r}"
+            )
         return TechniqueSpec(technique, tuple(dict.fromkeys(domains)), when)

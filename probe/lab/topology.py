@@ -105,13 +105,22 @@ def plan(scenario: Scenario) -> Topology:
     v6 = scenario.ipv6
     nets = tuple(
         IspNet(
-            isp, i, f"{PREFIX}r-{isp.id}", f"{PREFIX}v-{isp.id}", f"r-{isp.id}",
-            f"100.64.0.{4 * i + 1}", f"100.64.0.{4 * i + 2}", f"100.64.{i}.1", f"100.64.{i}.2",
+            isp,
+            i,
+            f"{PREFIX}r-{isp.id}",
+            f"{PREFIX}v-{isp.id}",
+            f"r-{isp.id}",
+            f"100.64.0.{4 * i + 1}",
+            f"100.64.0.{4 * i + 2}",
+            f"100.64.{i}.1",
+            f"100.64.{i}.2",
             f"100.64.{i}.0/24",
-            f"2001:db8:ff:{i}::1" if v6 else None, f"2001:db8:ff:{i}::2" if v6 else None,
-            f"2001:db8:64:{i}::1" if v6 else None, f"2001:db8:64:{i}::2" if v6 else None,
+            f"2001:db8:ff:{i}::1" if v6 else None,
+            f"2001:db8:ff:{i}::2" if v6 else None,
+            f"2001:db8:64:{i}::1" if v6 else None,
+            f"2001:db8:64:{i}::2" if v6 else None,
             f"2001:db8:64:{i}::/64" if v6 else None,
-        )  # fmt: skip
+        )
         for i, isp in enumerate(scenario.isps, start=1)
     )
     addresses = {
@@ -129,7 +138,9 @@ def create(topology: Topology) -> None:
         root.append(
             f"link add {net.core_if} netns {CORE} type veth peer name uplink netns {net.router}"
         )
-        root.append(f"link add downlink netns {net.router} type veth peer name eth0 netns {net.vantage}")
+        root.append(
+            f"link add downlink netns {net.router} type veth peer name eth0 netns {net.vantage}"
+        )
     netns.ip_batch(root)
     netns.ip_batch(_core_commands(topology), CORE)
     for net in topology.isps:

@@ -39,7 +39,9 @@ class TruthRecord:
 
 def timestamp(moment: datetime) -> str:
     """UTC ISO 8601 with milliseconds, e.g. ``2024-02-17T10:00:00.000Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
 
 
 class TruthLog:
@@ -60,11 +62,22 @@ class TruthLog:
     ) -> None:
         """Record that ``technique`` was active on ``domains`` from ``start`` to ``end``."""
         lines = "".join(
-            json.dumps(asdict(TruthRecord(isp, f"AS{asn}", domain, technique,
-                                          EXPECTED_METHOD[technique], timestamp(start),
-                                          timestamp(end)))) + "\n"
+            json.dumps(
+                asdict(
+                    TruthRecord(
+                        isp,
+                        f"AS{asn}",
+                        domain,
+                        technique,
+                        EXPECTED_METHOD[technique],
+                        timestamp(start),
+                        timestamp(end),
+                    )
+                )
+            )
+            + "\n"
             for domain in domains
-        )  # fmt: skip
+        )
         with self._lock:
             self._file.write(lines)
             self._file.flush()

@@ -39,6 +39,4 @@ def default_bogons() -> Bogons:
     """The bogon list shipped as ``probe/verdict/bogons.json``."""
     text = resources.files("probe.verdict").joinpath("bogons.json").read_text("utf-8")
     data = json.loads(text)
-    return Bogons(
-        tuple((ipaddress.ip_network(r["prefix"]), str(r["why"])) for r in data["ranges"])
-    )
+    return Bogons(tuple((ipaddress.ip_network(r["prefix"]), str(r["why"])) for r in data["ranges"]))

@@ -122,4 +122,3 @@ def _entry(item: Any, where: str) -> Fingerprint:
     except re.error as exc:
         raise ValueError(f"{where}: bad regexp: {exc}") from exc
     return Fingerprint(name, location, pattern_type, pattern, regex)
-

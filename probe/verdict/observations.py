@@ -332,7 +332,9 @@ def _tags(entry: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _role(tags: Sequence[str], names_target: bool) -> str:
-    return next((tag for tag in tags if tag in _ROLES), "target" if names_target else "control_site")
+    return next(
+        (tag for tag in tags if tag in _ROLES), "target" if names_target else "control_site"
+    )
 
 
 def _times(entry: Mapping[str, Any]) -> tuple[float, float]:

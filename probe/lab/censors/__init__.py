@@ -24,7 +24,7 @@ from typing import Final, Protocol
 
 import dns.message
 
-__all__ = ["EXPECTED_METHOD", "DnsPolicy", "RouterContext", "Technique"]
+__all__ = ["EXPECTED_METHOD", "DnsPolicy", "RouterContext", "Technique", "make_technique"]
 
 #: technique name -> the verdict method it must be detected as (None: never "blocked").
 EXPECTED_METHOD: Final[Mapping[str, str | None]] = {
@@ -75,3 +75,43 @@ class Technique(Protocol):
     async def set_active(self, domains: frozenset[str]) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+def _registry() -> Mapping[str, Callable[[], Technique]]:
+    # Imported here: the technique modules import this package's types, and
+    # scapy (on-path techniques) is only loaded by whoever asks for techniques.
+    from probe.lab.censors.address_filter import IpBlackhole, TcpReset
+    from probe.lab.censors.dns_injection import DnsInjection
+    from probe.lab.censors.dns_resolver import DnsResolverCensor
+    from probe.lab.censors.http_blockpage import HttpBlockpage
+    from probe.lab.censors.link_failure import Lossy, Outage
+    from probe.lab.censors.sni_proxy import SniProxy
+    from probe.lab.censors.sni_rst_injection import SniRstInjection
+    from probe.lab.censors.throttle import Throttle
+
+    return {
+        "dns_nxdomain": lambda: DnsResolverCensor("dns_nxdomain"),
+        "dns_servfail": lambda: DnsResolverCensor("dns_servfail"),
+        "dns_refused": lambda: DnsResolverCensor("dns_refused"),
+        "dns_bogon": lambda: DnsResolverCensor("dns_bogon"),
+        "dns_blockpage": lambda: DnsResolverCensor("dns_blockpage"),
+        "dns_injection": DnsInjection,
+        "ip_blackhole": IpBlackhole,
+        "tcp_reset": TcpReset,
+        "sni_reset": lambda: SniProxy("sni_reset"),
+        "sni_stall": lambda: SniProxy("sni_stall"),
+        "sni_rst_injection": SniRstInjection,
+        "http_blockpage": HttpBlockpage,
+        "throttle": Throttle,
+        "outage": Outage,
+        "lossy": Lossy,
+    }
+
+
+def make_technique(name: str) -> Technique:
+    """A new technique of ``name`` (a key of :data:`EXPECTED_METHOD`) with its default options.
+
+    Raises KeyError for an unknown name. For options (blockpage style,
+    throttle rate, loss percent), build the class from its module directly.
+    """
+    return _registry()[name]()

@@ -119,7 +119,7 @@ class Sniffer:
             try:
                 packet = Ether(frame).payload
                 self._handler(packet, _ip_bytes(frame, packet))
-            except Exception:  # noqa: BLE001 - see the class docstring
+            except Exception:  # see the class docstring: one odd packet is not fatal
                 _log.exception("on-path handler failed on a packet from %s", address[0])
 
 

@@ -91,7 +91,7 @@ def original_destination(writer: asyncio.StreamWriter) -> tuple[str, int]:
     """Where the client meant to connect before the redirect (conntrack's record)."""
     sock = writer.get_extra_info("socket")
     if sock.family == socket.AF_INET6:
-        raw = sock.getsockopt(socket.SOL_IPV6, _SO_ORIGINAL_DST, 28)  # sockaddr_in6
+        raw = sock.getsockopt(socket.IPPROTO_IPV6, _SO_ORIGINAL_DST, 28)  # sockaddr_in6
         return socket.inet_ntop(socket.AF_INET6, raw[8:24]), struct.unpack("!H", raw[2:4])[0]
     raw = sock.getsockopt(socket.SOL_IP, _SO_ORIGINAL_DST, 16)  # sockaddr_in
     return socket.inet_ntop(socket.AF_INET, raw[4:8]), struct.unpack("!H", raw[2:4])[0]

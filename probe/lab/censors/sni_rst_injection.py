@@ -87,5 +87,7 @@ class SniRstInjection:
         to_client = TCP(sport=tcp.dport, dport=tcp.sport, flags="R", seq=tcp.ack)
         sender.send(bytes(reply_header(packet) / to_client))
         sender.send(raw)
-        to_server = TCP(sport=tcp.sport, dport=tcp.dport, flags="R", seq=(tcp.seq + len(payload)) % 2**32)
+        to_server = TCP(
+            sport=tcp.sport, dport=tcp.dport, flags="R", seq=(tcp.seq + len(payload)) % 2**32
+        )
         sender.send(bytes(same_header(packet) / to_server))

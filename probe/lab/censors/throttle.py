@@ -1,0 +1,78 @@
+"""``throttle``: traffic to and from the targets' addresses is capped at a low rate.
+
+An ``htb`` qdisc on each router interface, with one class at ``rate_kbit``
+(rate = ceil, so it never borrows) and ``u32`` filters sending it the
+packets of the active domains' addresses: by source on the downlink (what
+the vantage point downloads), by destination on the uplink (what it
+uploads). Unclassified traffic takes HTB's direct path, unshaped. The probe
+sees a steady low rate, the signature of a policer (Russia capped Twitter
+at ~130-150 kbit/s in 2021). Inactive: no qdisc at all. Every change is one
+``tc -batch`` run.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from probe.lab.censors import RouterContext
+from probe.lab.censors._command import run
+from probe.lab.censors._nft import addresses
+
+__all__ = ["Throttle"]
+
+_CLASS: Final = "1:10"
+
+
+class Throttle:
+    name = "throttle"
+
+    def __init__(self, rate_kbit: int = 128) -> None:
+        if rate_kbit <= 0:
+            raise ValueError(f"rate must be positive: {rate_kbit} kbit/s")
+        self._rate = rate_kbit
+        self._ctx: RouterContext | None = None
+        self._installed = False
+
+    async def start(self, ctx: RouterContext) -> None:
+        self._ctx = ctx
+
+    async def set_active(self, domains: frozenset[str]) -> None:
+        if self._ctx is None:
+            raise RuntimeError("throttle: set_active before start")
+        targets = addresses(self._ctx, domains)
+        commands = self._remove() if self._installed else []
+        for device, field in ((self._ctx.downlink, "src"), (self._ctx.uplink, "dst")):
+            commands += self._shape(device, field, targets) if targets else []
+        await _tc(commands)
+        self._installed = bool(targets)
+
+    async def stop(self) -> None:
+        if self._installed:
+            await _tc(self._remove())
+        self._installed = False
+
+    def _remove(self) -> list[str]:
+        assert self._ctx is not None  # only called once started
+        return [f"qdisc del dev {dev} root" for dev in (self._ctx.downlink, self._ctx.uplink)]
+
+    def _shape(self, device: str, field: str, targets: tuple[str, ...]) -> list[str]:
+        rate = f"{self._rate}kbit"
+        commands = [
+            f"qdisc add dev {device} root handle 1: htb",
+            f"class add dev {device} parent 1: classid {_CLASS} htb rate {rate} ceil {rate}",
+        ]
+        for address in targets:
+            # Filters sharing a priority must share a protocol: one priority per family.
+            protocol, match, prefix, prio = (
+                ("ipv6", "ip6", 128, 2) if ":" in address else ("ip", "ip", 32, 1)
+            )
+            commands.append(
+                f"filter add dev {device} parent 1: protocol {protocol} prio {prio} "
+                f"u32 match {match} {field} {address}/{prefix} flowid {_CLASS}"
+            )
+        return commands
+
+
+async def _tc(commands: list[str]) -> None:
+    if commands:
+        await run("tc", "-batch", "-", stdin="".join(f"{c}\n" for c in commands))

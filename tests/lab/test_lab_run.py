@@ -1,0 +1,95 @@
+"""``probe lab run`` end to end, as a subprocess: a complete run, SIGTERM, and SIGKILL.
+
+Whatever happens to the runner, the machine must end clean: no lab namespace, no
+/etc/netns entry, no state directory, no daemon or probe process. After a SIGKILL the
+runner cannot clean up itself; ``probe lab down`` must then find and remove everything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from labutil import ROOT, lab_leftovers, require_root
+
+from probe.lab import runner, truth
+
+pytestmark = pytest.mark.lab
+
+
+def lab(*args: str) -> list[str]:
+    return [sys.executable, "-m", "probe.lab.cli", *args]
+
+
+def start_run(output: Path, duration: float, interval: float) -> subprocess.Popen[str]:
+    require_root()
+    assert lab_leftovers() == [], "a lab is already up: run `probe lab down`"
+    argv = lab(
+        "run",
+        "--scenario",
+        "smoke",
+        "--duration",
+        str(duration),
+        "--interval",
+        str(interval),
+        "--output",
+        str(output),
+    )
+    return subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until_up(process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while not (runner.STATE_DIR / "ready").exists():
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "the lab did not come up in 30 s"
+        time.sleep(0.05)
+
+
+def test_complete_run_measures_every_isp_writes_the_truth_and_cleans_up(tmp_path: Path) -> None:
+    process = start_run(tmp_path, duration=4, interval=2)
+    _, progress = process.communicate(timeout=120)
+    assert process.returncode == 0, progress
+    assert "lab: up: smoke, 2 ISPs" in progress
+    assert "lab: round 2 done" in progress and "lab: down" in progress
+    assert lab_leftovers() == []
+    for isp in ("sni", "clean"):
+        lines = [line for f in (tmp_path / isp).rglob("*.jsonl") for line in f.open()]
+        assert lines, f"no measurement from {isp}"
+        assert all(json.loads(line)["probe_asn"].startswith("AS6449") for line in lines)
+    records = truth.read(tmp_path / "truth.jsonl")
+    assert {(r.isp, r.technique, r.method) for r in records} == {("sni", "sni_reset", "tls")}
+    described = json.loads((tmp_path / "lab.json").read_text())
+    assert [i["asn"] for i in described["isps"]] == ["AS64496", "AS64497"]
+    assert (tmp_path / "scenario.toml").exists()
+
+
+def test_sigterm_tears_the_lab_down(tmp_path: Path) -> None:
+    process = start_run(tmp_path, duration=300, interval=5)
+    wait_until_up(process)
+    process.send_signal(signal.SIGTERM)
+    _, progress = process.communicate(timeout=30)
+    assert process.returncode == 1  # interrupted: the run is incomplete
+    assert "interrupted" in progress and "lab: down" in progress
+    assert lab_leftovers() == []
+    # The daemon closed the open window at shutdown: the truth survives the interruption.
+    assert {r.technique for r in truth.read(tmp_path / "truth.jsonl")} == {"sni_reset"}
+
+
+def test_down_cleans_up_after_a_sigkilled_run(tmp_path: Path) -> None:
+    process = start_run(tmp_path, duration=300, interval=5)
+    wait_until_up(process)
+    time.sleep(1.0)  # let a probe round start, so there are probe processes to find too
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    assert lab_leftovers() != []  # the killed runner could not clean up
+    done = subprocess.run(lab("down"), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "daemon" in done.stdout
+    assert lab_leftovers() == []

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import itertools
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -85,12 +84,13 @@ def addresses_of(queries: Iterable[DnsQuery], versions: Iterable[int]) -> tuple[
 
 
 class _Campaign:
-    def __init__(
-        self, config: Config, context: ssl.SSLContext, doh_client: httpx.AsyncClient
-    ) -> None:
+    def __init__(self, config: Config, doh_client: httpx.AsyncClient) -> None:
         self.config = config
         self.clock = Clock()
-        self.context = context
+        ca_bundle = config.measurement.ca_bundle or None
+        self.context = tls.make_context(ca_bundle)
+        # httpcore rewrites the ALPN list of the context it is given: HTTP gets its own.
+        self.http_context = tls.make_context(ca_bundle, alpn=http.ALPN)
         self.doh_client = doh_client
         self.limit = asyncio.Semaphore(config.measurement.concurrency)
         self.ids = itertools.count(1)
@@ -206,7 +206,7 @@ class _Campaign:
             lambda tid: http.get(
                 url,
                 ip,
-                context=self.context,
+                context=self.http_context,
                 clock=self.clock,
                 timeout=self.config.timeouts.http,
                 body_cap=m.body_cap,
@@ -277,14 +277,14 @@ class _Campaign:
 async def run(config: Config) -> CampaignResult:
     """Measure every target and control site of ``config`` once."""
     start = time.time()
-    context = tls.make_context(config.measurement.ca_bundle or None)
+    doh_context = tls.make_context(config.measurement.ca_bundle or None, alpn=http.ALPN)
     pins = {
         urlsplit(r.url).hostname or "": r.address
         for r in config.resolvers
         if r.engine == "doh" and r.address
     }
-    async with dns.doh_client(context, pins) as doh_client:
-        campaign = _Campaign(config, context, doh_client)
+    async with dns.doh_client(doh_context, pins) as doh_client:
+        campaign = _Campaign(config, doh_client)
         campaign.control_dns = {
             d: asyncio.create_task(campaign.resolve(d, ("control_site",))) for d in config.controls
         }

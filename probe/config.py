@@ -12,12 +12,21 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
-__all__ = ["Config", "ConfigError", "Resolver", "default_config_path", "load"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "Resolver",
+    "Schedule",
+    "Storage",
+    "Vantage",
+    "default_config_path",
+    "load",
+]
 
 ENGINES: Final = ("system", "udp", "tcp", "doh")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
@@ -55,6 +64,28 @@ class Vantage:
     asn: str = "AS0"
     cc: str = "ZZ"
     network_name: str = ""
+    identity_resolver: str = ""  # IP literal asked for the public address; "" = no discovery
+    identity_port: int = 53
+    consent: bool = False  # the volunteer consented outside the probe (automated installs)
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    interval: float = 300.0
+    jitter: float = 0.1
+    budget: float = 240.0
+    stop_grace: float = 5.0
+    max_backoff: float = 3600.0
+    burst_interval: float = 10.0
+    burst_duration: float = 600.0
+    skip_vpn: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    compress: bool = True
+    max_mb: int = 2048
+    min_free_mb: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +120,8 @@ class Config:
     vantage: Vantage = field(default_factory=Vantage)
     measurement: Measurement = field(default_factory=Measurement)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    schedule: Schedule = field(default_factory=Schedule)
+    storage: Storage = field(default_factory=Storage)
 
     def only(self, domains: tuple[str, ...]) -> Config:
         """The same config restricted to ``domains`` (which must be targets or controls)."""
@@ -96,17 +129,7 @@ class Config:
         unknown = [d for d in domains if d not in known]
         if unknown:
             raise ConfigError(f"{self.path}: unknown domain(s) for --only: {', '.join(unknown)}")
-        targets = tuple(d for d in self.targets if d in domains)
-        return Config(
-            self.path,
-            targets,
-            self.controls,
-            self.control_sni,
-            self.resolvers,
-            self.vantage,
-            self.measurement,
-            self.timeouts,
-        )
+        return replace(self, targets=tuple(d for d in self.targets if d in domains))
 
 
 def default_config_path() -> Path:
@@ -231,7 +254,16 @@ class _Reader:
         return Resolver(engine, address, url, port, control)
 
     def config(self, data: Mapping[str, Any]) -> Config:
-        extra = sorted(set(data) - {"vantage", "targets", "measurement", "timeouts", "resolvers"})
+        sections = (
+            "vantage",
+            "targets",
+            "measurement",
+            "timeouts",
+            "resolvers",
+            "schedule",
+            "storage",
+        )
+        extra = sorted(set(data) - set(sections))
         if extra:
             raise self.fail(extra[0], "unknown section")
         port = (lambda p: 0 < p < 65536, "not a port")
@@ -261,7 +293,17 @@ class _Reader:
             {
                 "asn": (lambda v: bool(_ASN.match(v)), "expected AS<number>"),
                 "cc": (lambda v: bool(_CC.match(v)), "expected a two-letter country code"),
+                "identity_resolver": (lambda v: not v or _is_ip(v), "not an IP address"),
+                "identity_port": port,
             },
+        )
+        schedule = self.section(data, "schedule", Schedule, {
+            "interval": _at_least(30), "jitter": (lambda v: 0 <= v <= 0.5, "must be in [0, 0.5]"),
+            "budget": positive, "stop_grace": _at_least(0), "max_backoff": positive,
+            "burst_interval": _at_least(5), "burst_duration": _at_least(0),
+        })  # fmt: skip
+        storage = self.section(
+            data, "storage", Storage, {"max_mb": positive, "min_free_mb": _at_least(0)}
         )
         targets = self.table(data, "targets", {"x", "controls", "control_sni"})
         x = self.domains(targets, "x", required=True)
@@ -282,4 +324,18 @@ class _Reader:
             vantage,
             measurement,
             timeouts,
+            schedule,
+            storage,
         )
+
+
+def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= low, f"must be >= {low:g}")
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

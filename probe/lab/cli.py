@@ -30,6 +30,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     up = sub.add_parser("up", help="create the lab of a scenario and leave it running")
     _scenario_arguments(up)
+    up.add_argument(
+        "--truth",
+        type=Path,
+        metavar="FILE",
+        help="append the truth here (default: the state directory, gone at down)",
+    )
     up.set_defaults(handler=cmd_up)
 
     down = sub.add_parser("down", help="stop the lab and remove everything it left")
@@ -71,7 +77,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from probe.lab.scenario import ScenarioError
 
     try:
-        lab = runner.up(args.scenario, seed=args.seed)
+        lab = runner.up(args.scenario, seed=args.seed, truth=args.truth)
     except (ScenarioError, runner.LabError) as exc:
         print(f"probe lab: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ScenarioError) else 1

@@ -221,7 +221,8 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
     body = await reader.readexactly(int(headers.get("content-length", "0")))
     connection = headers.get("connection", "").lower()
     close = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
-    host = headers.get("host", "").rsplit(":", 1)[0] if "]" not in headers.get("host", "") else ""
+    host = headers.get("host", "")
+    host = "" if host.startswith("[") else host.split(":", 1)[0]  # an IP literal names no site
     return _Request(method, target, host.lower(), body, close)
 
 

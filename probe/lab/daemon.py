@@ -9,8 +9,11 @@ only that thread moves, and what it creates lives there) and runs its own asynci
 * each router thread runs the ISP resolver (the lab zone behind ``ctx.dns_policies``) and
   the ISP's techniques: ``start`` once, then ``set_active`` following the schedule.
 
-When every thread is listening the daemon writes ``STATE_DIR/ready``; the schedule's clock
-starts then. A thread that fails to start writes ``STATE_DIR/failed`` and the daemon exits
+When every thread is listening and every technique due at the start is on, the daemon
+writes ``STATE_DIR/ready`` (so a probe never sees an uncensored moment the truth does not
+record); the schedule's clock starts then. Waits end early at shutdown, but a switch in
+progress always completes, so the truth matches what the techniques did.
+A thread that fails to start writes ``STATE_DIR/failed`` and the daemon exits
 1. SIGTERM (or SIGINT) stops the techniques, writes the windows still open to the truth,
 closes everything and exits 0.
 """
@@ -164,6 +167,7 @@ class RouterService:
         self._techniques: dict[str, Technique] = {}
         self._open: dict[str, tuple[Window, datetime]] = {}  # technique -> active window
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
     async def start(self) -> None:
@@ -174,6 +178,9 @@ class RouterService:
             technique = censors.make_technique(spec.technique)
             await technique.start(self.ctx)
             self._techniques[spec.technique] = technique
+            first = next((w for w in self._windows if w.technique == spec.technique), None)
+            if first is not None and first.start <= 0:  # on before `ready`: no uncensored gap
+                await self._switch_on(technique, first)
 
     async def _answer(self, query: dns.message.Message, client: Client) -> Sequence[Reply]:
         """The ISP resolver: the first policy with an opinion wins, else the honest zone."""
@@ -195,17 +202,30 @@ class RouterService:
             log.error("%s %s failed", self._net.isp.id, task.get_name(), exc_info=task.exception())
             self._failed.set()
 
+    async def _switch_on(self, technique: Technique, window: Window) -> None:
+        await technique.set_active(frozenset(window.domains))
+        self._open[window.technique] = (window, datetime.now(UTC))
+        log.info("%s %s on: %s", self._net.isp.id, window.technique, ",".join(window.domains))
+
     async def _follow(self, technique: Technique, windows: Sequence[Window], t0: float) -> None:
-        loop = asyncio.get_running_loop()  # loop.time() is time.monotonic(), as t0
+        """Apply ``windows`` (seconds after ``t0``, in loop time); end early when stopping."""
         for window in windows:
-            await asyncio.sleep(max(0.0, t0 + window.start - loop.time()))
-            await technique.set_active(frozenset(window.domains))
-            self._open[window.technique] = (window, datetime.now(UTC))
-            log.info("%s %s on %s", self._net.isp.id, window.technique, ",".join(window.domains))
-            await asyncio.sleep(max(0.0, t0 + window.end - loop.time()))
+            if window.technique not in self._open:  # else switched on at start-up
+                if not await self._until(t0 + window.start):
+                    return
+                await self._switch_on(technique, window)
+            if not await self._until(t0 + window.end):
+                return
             await technique.set_active(frozenset())
             self._close(window.technique)
             log.info("%s %s off", self._net.isp.id, window.technique)
+
+    async def _until(self, moment: float) -> bool:
+        """Wait until ``moment``; False if the router stops first (never mid-switch)."""
+        delay = max(0.0, moment - asyncio.get_running_loop().time())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+        return not self._stopping.is_set()
 
     def _close(self, technique: str) -> None:
         window, start = self._open.pop(technique)
@@ -213,8 +233,7 @@ class RouterService:
         self._truth.window(isp.id, isp.asn, technique, window.domains, start, datetime.now(UTC))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        self._stopping.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for name in list(self._open):
             self._close(name)

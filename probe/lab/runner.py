@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 STATE_DIR: Final = Path("/run/probelab")
-DEFAULT_HORIZON: Final = 6 * 3600.0  # schedule length of `lab up` (no duration given)
+DEFAULT_HORIZON: Final = 7 * 86400.0  # schedule length of `lab up` (no duration given)
 READY_TIMEOUT: Final = 30.0
 STOP_TIMEOUT: Final = 10.0
 LAB_TIMEOUT: Final = 2.0  # the probe's step timeouts in the lab (every host is one hop away)
@@ -94,7 +94,7 @@ def up(
     """Create the namespaces, start the daemon, wait until every server listens."""
     if os.geteuid() != 0:
         raise LabError("the lab needs root (network namespaces)")
-    loaded = load(find(str(scenario)))
+    loaded = load(find(str(scenario)).absolute())  # the daemon re-reads it
     if seed is not None:
         loaded = replace(loaded, seed=seed)
     if any(name.startswith(topology.OWN_PREFIXES) for name in netns.names(topology.PREFIX)):
@@ -102,7 +102,8 @@ def up(
     lab = topology.plan(loaded)
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
-    settings = Settings(loaded.path, loaded.seed, horizon, str(truth or state / "truth.jsonl"))
+    truth_path = (truth or state / "truth.jsonl").absolute()
+    settings = Settings(loaded.path, loaded.seed, horizon, str(truth_path))
     (state / "lab.json").write_text(json.dumps(asdict(settings)), encoding="utf-8")
     try:
         topology.create(lab)
@@ -113,7 +114,6 @@ def up(
                 stdout=log,
                 stderr=log,
                 env=_env(),
-                cwd=REPO,
                 start_new_session=True,  # Ctrl-C on the terminal is for the runner, not it
             )
         (state / PID_FILE).write_text(f"{daemon.pid}\n", encoding="utf-8")
@@ -287,6 +287,7 @@ def run(
     progress: Progress = stderr,
 ) -> int:
     """Up, probe every ISP every ``interval`` s for ``duration`` s, down; rounds that failed."""
+    output = output.absolute()  # the probes get it as an argument
     output.mkdir(parents=True, exist_ok=True)
     failures = 0
     probes: list[subprocess.Popen[bytes]] = []
@@ -351,7 +352,6 @@ def _probe(lab: Lab, net: IspNet, output: Path) -> subprocess.Popen[bytes]:
             stdout=log,
             stderr=log,
             env=_env(),
-            cwd=REPO,
             start_new_session=True,
         )
 

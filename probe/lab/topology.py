@@ -66,7 +66,6 @@ class IspNet:
     """One simulated ISP's part of the network."""
 
     isp: Isp
-    index: int  # 1-based
     router: str  # namespace names
     vantage: str
     core_if: str  # the core's interface toward this router
@@ -96,30 +95,26 @@ class Topology:
     def namespaces(self) -> tuple[str, ...]:
         return (CORE, *(n for net in self.isps for n in (net.router, net.vantage)))
 
-    def isp(self, isp_id: str) -> IspNet:
-        return next(net for net in self.isps if net.isp.id == isp_id)
-
 
 def plan(scenario: Scenario) -> Topology:
     """Every namespace, interface and address of the scenario's lab (pure)."""
     v6 = scenario.ipv6
     nets = tuple(
         IspNet(
-            isp,
-            i,
-            f"{PREFIX}r-{isp.id}",
-            f"{PREFIX}v-{isp.id}",
-            f"r-{isp.id}",
-            f"100.64.0.{4 * i + 1}",
-            f"100.64.0.{4 * i + 2}",
-            f"100.64.{i}.1",
-            f"100.64.{i}.2",
-            f"100.64.{i}.0/24",
-            f"2001:db8:ff:{i}::1" if v6 else None,
-            f"2001:db8:ff:{i}::2" if v6 else None,
-            f"2001:db8:64:{i}::1" if v6 else None,
-            f"2001:db8:64:{i}::2" if v6 else None,
-            f"2001:db8:64:{i}::/64" if v6 else None,
+            isp=isp,
+            router=f"{PREFIX}r-{isp.id}",
+            vantage=f"{PREFIX}v-{isp.id}",
+            core_if=f"r-{isp.id}",
+            core_address=f"100.64.0.{4 * i + 1}",
+            router_up=f"100.64.0.{4 * i + 2}",
+            router_down=f"100.64.{i}.1",
+            vantage_address=f"100.64.{i}.2",
+            prefix=f"100.64.{i}.0/24",
+            core_address6=f"2001:db8:ff:{i}::1" if v6 else None,
+            router_up6=f"2001:db8:ff:{i}::2" if v6 else None,
+            router_down6=f"2001:db8:64:{i}::1" if v6 else None,
+            vantage_address6=f"2001:db8:64:{i}::2" if v6 else None,
+            prefix6=f"2001:db8:64:{i}::/64" if v6 else None,
         )
         for i, isp in enumerate(scenario.isps, start=1)
     )

@@ -14,7 +14,8 @@ the TLS handshakes would silently change the ClientHello those send.
 
 One deadline (``asyncio.timeout``) bounds the whole exchange, connect to last
 byte, so a server dripping a byte at a time cannot hold the probe past it.
-An httpx trace hook tells which operation was running when something failed.
+An httpx trace hook tells which operation was running when something failed,
+and hands us the TCP stream so that we close it whatever happened.
 
 The body is streamed and folded chunk by chunk by the caller's sink, so memory
 is bounded by the cap plus one network read, whatever the server sends. We
@@ -46,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+import httpcore
 import httpx
 
 from probe.failures import GENERIC_TIMEOUT, Operation, classify
@@ -100,8 +102,11 @@ class _Exchange:
     operation: Operation = "connect"
     failure: str | None = None
     failed_operation: Operation | None = None
+    tcp: httpcore.AsyncNetworkStream | None = None  # the connection, closed whatever happens
 
     async def trace(self, event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete":
+            self.tcp = info["return_value"]
         self.operation = _PHASES.get(event, self.operation)
 
 
@@ -160,6 +165,10 @@ async def _exchange(
         except (httpx.HTTPError, OSError) as exc:  # TimeoutError and ssl errors are OSErrors
             result.failure = classify(exc)
             result.failed_operation = result.operation
+    if result.tcp is not None:
+        # httpcore leaks the socket when a TLS handshake is cancelled (by our deadline);
+        # closing it again after a normal close is harmless.
+        await result.tcp.aclose()
     return result
 
 

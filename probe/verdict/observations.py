@@ -78,6 +78,8 @@ class Connect:
 
 @dataclass(frozen=True, slots=True)
 class Handshake:
+    """One TLS handshake, from ``tls_handshakes`` or the TLS step of an HTTPS request."""
+
     ref: str
     ip: str
     port: int
@@ -102,6 +104,8 @@ class HttpExchange:
     headers: tuple[tuple[str, str], ...]
     body: str
     body_is_truncated: bool
+    t0: float
+    duration: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +172,12 @@ def observations(measurement: Mapping[str, Any]) -> Observations:
         + [_connect_of(h.ref, h.ip, h.port, h.failure, h.failed_operation, h.role) for h in tls]
         + [_connect_of(x.ref, x.ip, x.port, x.failure, x.failed_operation, x.role) for x in http]
     )
+    handshakes = tls + [h for h in map(_handshake_of, http) if h is not None]
     return Observations(
         domain,
         tuple(dns),
         tuple(connects),
-        tuple(tls),
+        tuple(handshakes),
         tuple(http),
         tuple(transfers),
         tuple(problems),
@@ -198,6 +203,19 @@ def _connect_of(
 ) -> Connect:
     """The connect step inside a handshake or request: failed only if it failed there."""
     return Connect(ref, ip, port, failure if failed_op == "connect" else None, role, 0.0)
+
+
+def _handshake_of(x: HttpExchange) -> Handshake | None:
+    """The TLS step inside an HTTPS request, when the request says how far it got."""
+    url = urlsplit(x.url)
+    if url.scheme != "https" or x.failed_operation == "connect":
+        return None
+    if x.failure is not None and x.failed_operation is None:
+        return None  # failed somewhere: whether TLS worked is unknown
+    failure = x.failure if x.failed_operation == "tls_handshake" else None
+    op = "tls_handshake" if failure is not None else None
+    name = (url.hostname or "").rstrip(".").lower()
+    return Handshake(x.ref, x.ip, x.port, name, failure, op, x.role, x.t0, x.duration)
 
 
 def _dns(e: Mapping[str, Any], ref: str, domain: str) -> DnsResponse:
@@ -265,6 +283,7 @@ def _http(e: Mapping[str, Any], ref: str, domain: str) -> HttpExchange:
     request = _get(e, "request", dict)
     url = _get(request, "url", str)
     response = _opt(e, "response", dict) or {}
+    t0, t = _times(e)
     return HttpExchange(
         ref=ref,
         url=url,
@@ -277,6 +296,8 @@ def _http(e: Mapping[str, Any], ref: str, domain: str) -> HttpExchange:
         headers=_headers(response.get("headers")),
         body=_body(response.get("body")),
         body_is_truncated=bool(response.get("body_is_truncated", False)),
+        t0=t0,
+        duration=t - t0,
     )
 
 

@@ -79,7 +79,8 @@ def test_sigterm_tears_the_lab_down(tmp_path: Path) -> None:
     assert "interrupted" in progress and "lab: down" in progress
     assert lab_leftovers() == []
     # The daemon closed the open window at shutdown: the truth survives the interruption.
-    assert {r.technique for r in truth.read(tmp_path / "truth.jsonl")} == {"sni_reset"}
+    techniques = {r.technique for r in truth.read(tmp_path / "truth.jsonl")}
+    assert techniques == {"sni_reset"}, progress
 
 
 def test_down_cleans_up_after_a_sigkilled_run(tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ _PACKET_OUTGOING: Final = 4
 _POLL: Final = 0.1  # seconds: how long stop() may wait for the reader to notice
 _ETH_HEADER: Final = 14
 _IPV6_HEADER: Final = 40
+_CHECKSUM_OFFSET: Final = {socket.IPPROTO_TCP: 16, socket.IPPROTO_UDP: 6}
 
 
 def hold_rules(downlink: str, match: str) -> list[str]:
@@ -130,7 +131,13 @@ def _ip_bytes(frame: bytes, packet: Any) -> bytes:
 
 
 class RawSender:
-    """Send whole IP packets (header included) through the router's routing table."""
+    """Send whole IP packets (header included) through the router's routing table.
+
+    The TCP/UDP checksum is recomputed on the way out: a packet sniffed on a
+    veth may carry a partial one (checksum offload: the kernel that forwards
+    it knows, a copy re-sent from user space does not, and the receiver
+    would silently drop it).
+    """
 
     def __init__(self) -> None:
         self._v4 = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
@@ -138,6 +145,7 @@ class RawSender:
 
     def send(self, packet: bytes) -> None:
         """Send ``packet``; a routing error is logged (the real network would lose it too)."""
+        packet = _with_l4_checksum(packet)
         try:
             if packet[0] >> 4 == 4:
                 self._v4.sendto(packet, (socket.inet_ntop(socket.AF_INET, packet[16:20]), 0))
@@ -149,6 +157,30 @@ class RawSender:
     def close(self) -> None:
         self._v4.close()
         self._v6.close()
+
+
+def _with_l4_checksum(packet: bytes) -> bytes:
+    """``packet`` with its TCP or UDP checksum computed afresh (RFC 793, 768, 8200 8.1)."""
+    if packet[0] >> 4 == 4:
+        header, proto = (packet[0] & 0x0F) * 4, packet[9]
+        pseudo = packet[12:20] + struct.pack("!BBH", 0, proto, len(packet) - header)
+    else:  # the lab's IPv6 packets carry no extension headers
+        header, proto = _IPV6_HEADER, packet[6]
+        pseudo = packet[8:40] + struct.pack("!I3xB", len(packet) - header, proto)
+    offset = _CHECKSUM_OFFSET.get(proto)
+    if offset is None:
+        return packet
+    segment = bytearray(packet[header:])
+    segment[offset : offset + 2] = b"\0\0"
+    data = pseudo + segment + b"\0" * (len(segment) % 2)
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    checksum = ~total & 0xFFFF
+    if proto == socket.IPPROTO_UDP and checksum == 0:
+        checksum = 0xFFFF  # 0 means "no checksum" in UDP
+    segment[offset : offset + 2] = checksum.to_bytes(2, "big")
+    return packet[:header] + bytes(segment)
 
 
 def reply_header(packet: Any) -> Any:

@@ -1,0 +1,199 @@
+"""Synthetic measurement archives for the report benchmark (issue: probe report).
+
+Writes what many volunteers would upload: per volunteer one ``.jsonl.gz`` file per UTC day,
+one line per target (12 X targets) and per control (2 sites) per run. The ISPs have the
+shapes the lab has: always blocked by an SNI reset, blocked by DNS / IP / an HTTP blockpage,
+only the main names blocked (the image CDN open), sporadic blocking with open windows of
+minutes, throttling, a method change half way, clean networks, and outages on every network.
+
+The lines are schema-shaped but small: the base keys the report reads and the verdict keys
+(``blocking``, ``accessible``, ``x_verdict``, ``x_analysis_version``); the observation
+arrays of ``test_keys`` are EMPTY to keep 1M lines small. A few lines carry an old
+``x_analysis_version`` (the report re-scores them: with empty arrays the current rules say
+"inconclusive"), a few are duplicated in a second upload, one line per file in 500 is torn.
+
+Deterministic for a given seed. Run: ``python bench/synth.py OUT [--rows N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+TARGETS = (
+    "x.com", "www.x.com", "twitter.com", "www.twitter.com", "mobile.twitter.com", "api.x.com",
+    "api.twitter.com", "upload.twitter.com", "t.co", "abs.twimg.com", "pbs.twimg.com",
+    "video.twimg.com",
+)  # fmt: skip
+CONTROLS = ("www.wikipedia.org", "www.example.com")
+MEDIA = frozenset(t for t in TARGETS if t.endswith("twimg.com"))
+START = datetime(2024, 2, 17, tzinfo=UTC)
+STALE_SHARE = 0.005  # rows written by older rules: re-scored by the report
+DUPLICATE_SHARE = 0.002  # rows uploaded twice (same measurement_uid in another file)
+
+#: detail -> (method, blocking key) of a blocked verdict.
+DETAILS = {
+    "tls.sni_reset": ("tls", "tls"),
+    "dns.blockpage": ("dns", "dns"),
+    "tcp_ip.timeout": ("tcp_ip", "tcp_ip"),
+    "http.blockpage": ("http", "http-diff"),
+    "throttling.policer": ("throttling", "throttling"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Isp:
+    asn: str
+    name: str
+    shape: str  # always | partial | sporadic | switch | clean | flaky
+    detail: str  # the blocking detail while blocked
+    volunteers: int
+
+
+def isps(count: int, rng: random.Random) -> list[Isp]:
+    """``count`` ISPs cycling through the shapes (about a third sporadic)."""
+    plan = [
+        ("always", "tls.sni_reset"), ("sporadic", "tls.sni_reset"), ("clean", ""),
+        ("always", "dns.blockpage"), ("sporadic", "tls.sni_reset"), ("partial", "tls.sni_reset"),
+        ("always", "tcp_ip.timeout"), ("clean", ""), ("sporadic", "tls.sni_reset"),
+        ("always", "http.blockpage"), ("switch", "dns.blockpage"), ("always", "throttling.policer"),
+        ("flaky", ""), ("sporadic", "dns.blockpage"),
+    ]  # fmt: skip
+    out = []
+    for i in range(count):
+        shape, detail = plan[i % len(plan)]
+        out.append(Isp(f"AS{64500 + i}", f"Synthetic ISP {i + 1} ({shape})", shape, detail,
+                       rng.choice((1, 2, 3))))  # fmt: skip
+    return out
+
+
+def spells(rng: random.Random, days: int, mean_on: float, mean_off: float) -> list[tuple[float, float]]:
+    """Alternating (start, end) seconds of "on" spells, exponential lengths."""
+    out, t, horizon = [], rng.expovariate(1 / mean_off), days * 86400.0
+    while t < horizon:
+        length = rng.expovariate(1 / mean_on)
+        out.append((t, t + length))
+        t += length + rng.expovariate(1 / mean_off)
+    return out
+
+
+def inside(t: float, windows: list[tuple[float, float]]) -> bool:
+    return any(a <= t < b for a, b in windows)
+
+
+def generate(out: Path, rows: int = 1_000_000, asns: int = 50, days: int = 30,
+             seed: int = 20240217, version: str = "1") -> int:  # fmt: skip
+    """Write about ``rows`` measurements under ``out``; return how many lines were written."""
+    rng = random.Random(seed)
+    per_run = len(TARGETS) + len(CONTROLS)
+    runs_per_isp = max(1, rows // (asns * per_run))
+    written = 0
+    for isp in isps(asns, rng):
+        outages = spells(rng, days, 3 * 3600, 4 * 86400 if isp.shape != "flaky" else 10 * 3600)
+        # Sporadic: blocked for hours, open for minutes ("access came back for a few minutes").
+        opens = spells(rng, days, 20 * 60, 3 * 3600) if isp.shape == "sporadic" else []
+        interval = days * 86400.0 / runs_per_isp * isp.volunteers
+        for v in range(isp.volunteers):
+            written += _volunteer(out, rng, isp, v, days, interval, outages, opens, version)
+    return written
+
+
+def _volunteer(out: Path, rng: random.Random, isp: Isp, v: int, days: int, interval: float,
+               outages: list[tuple[float, float]], opens: list[tuple[float, float]],
+               version: str) -> int:  # fmt: skip
+    files: dict[str, list[str]] = {}
+    t = rng.uniform(0, interval)
+    while t < days * 86400:
+        run_id = f"{rng.getrandbits(64):016x}"
+        moment = START + timedelta(seconds=t)
+        stamp = moment.strftime("%Y-%m-%d %H:%M:%S")
+        lines = files.setdefault(moment.strftime("%Y-%m-%d"), [])
+        down = inside(t, outages)
+        for domain in TARGETS + CONTROLS:
+            control = domain in CONTROLS
+            status, detail = _state(isp, domain, t, days, down, opens)
+            m = _measurement(isp, run_id, stamp, domain, control, status, detail, rng, version)
+            lines.append(json.dumps(m, separators=(",", ":")))
+        t += interval * rng.uniform(0.8, 1.2)
+    count = 0
+    folder = out / isp.asn.lower() / f"volunteer{v}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for day, lines in files.items():
+        dupes = [x for x in lines if rng.random() < DUPLICATE_SHARE]
+        body = "\n".join(lines) + "\n"
+        if rng.random() < 0.3:  # a crash left a torn last line
+            body += lines[-1][: len(lines[-1]) // 2]
+        with gzip.open(folder / f"{day}.jsonl.gz", "wt", compresslevel=1) as f:
+            f.write(body)
+        if dupes:  # the volunteer uploaded part of the day again
+            with gzip.open(folder / f"{day}.reupload.jsonl.gz", "wt", compresslevel=1) as f:
+                f.write("\n".join(dupes) + "\n")
+        count += len(lines) + len(dupes)
+    return count
+
+
+def _state(isp: Isp, domain: str, t: float, days: int, down: bool,
+           opens: list[tuple[float, float]]) -> tuple[str, str]:  # fmt: skip
+    if domain in CONTROLS:
+        return ("down" if down else "ok"), ""
+    if down:
+        return "down", ""
+    blocked = {
+        "always": True,
+        "partial": domain not in MEDIA,
+        "sporadic": not inside(t, opens),
+        "switch": True,
+        "clean": False,
+        "flaky": False,
+    }[isp.shape]
+    if not blocked:
+        return "ok", ""
+    if isp.shape == "switch" and t > days * 86400 / 2:
+        return "blocked", "tls.sni_reset"
+    return "blocked", isp.detail
+
+
+def _measurement(isp: Isp, run_id: str, stamp: str, domain: str, control: bool, status: str,
+                 detail: str, rng: random.Random, version: str) -> dict[str, object]:  # fmt: skip
+    test_keys: dict[str, object] = {"queries": [], "tcp_connect": [], "tls_handshakes": [],
+                                    "requests": [], "network_events": []}  # fmt: skip
+    if not control:
+        method, blocking = DETAILS.get(detail, (None, None))
+        stale = rng.random() < STALE_SHARE
+        test_keys |= {
+            "blocking": blocking if status == "blocked" else (False if status != "inconclusive" else None),
+            "accessible": {"ok": True, "blocked": False, "down": False}.get(status),
+            "x_verdict": {"status": status, "method": method, "detail": detail or None},
+            "x_analysis_version": "0" if stale else version,
+        }
+    return {
+        "annotations": {"x_role": "control" if control else "target"},
+        "data_format_version": "0.2.0",
+        "input": f"https://{domain}/",
+        "measurement_start_time": stamp,
+        "measurement_uid": f"{rng.getrandbits(96):024x}",
+        "probe_asn": isp.asn,
+        "probe_cc": "PK",
+        "probe_network_name": isp.name,
+        "report_id": run_id,
+        "test_keys": test_keys,
+        "test_name": "x_reachability",
+        "x_format_version": "1",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    print(f"{generate(args.out, args.rows)} lines written under {args.out}")
+
+
+if __name__ == "__main__":
+    main()

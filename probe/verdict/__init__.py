@@ -1,0 +1,25 @@
+"""The verdict: pure rules from one measurement to what blocked it, where, how and how sure.
+
+``verdict(measurement)`` is the whole public surface the probe needs;
+``summary_keys`` turns a verdict into the OONI-style keys the measurement
+stores. The rules are documented in :mod:`probe.verdict.rules`, the
+observations view in :mod:`probe.verdict.observations`, the fingerprint and
+bogon data in ``fingerprints.json`` / ``bogons.json``, and the lab evaluation
+in :mod:`probe.verdict.evaluate`. Nothing here touches the network.
+"""
+
+from probe.verdict.fingerprints import Fingerprints, load_fingerprints
+from probe.verdict.observations import Observations, observations
+from probe.verdict.rules import ANALYSIS_VERSION, Verdict, judge, summary_keys, verdict
+
+__all__ = [
+    "ANALYSIS_VERSION",
+    "Fingerprints",
+    "Observations",
+    "Verdict",
+    "judge",
+    "load_fingerprints",
+    "observations",
+    "summary_keys",
+    "verdict",
+]

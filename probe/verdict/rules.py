@@ -1,0 +1,802 @@
+"""The verdict: what blocked a target, where, how, and how sure — one pure function.
+
+:func:`verdict` reads a measurement into the observations view
+(:mod:`probe.verdict.observations`) and :func:`judge` applies the rules below,
+in this order; the first rule that finds blocking decides. Every verdict
+carries the evidence (references into ``test_keys``) and one plain sentence.
+
+**Health gate (controls).** The ``control_site`` observations say whether the
+network works: none failed -> *up*; all failed -> *down*; some -> *degraded*
+(a lossy link); none measured -> *unknown*. ``dns_no_answer`` and IPv6
+"no route" failures (a network without IPv6) are not failures of the network.
+A finding is reported as ``blocked`` only when the network is up; otherwise
+the status is ``down`` (network down) or ``inconclusive``. Findings that rest
+on silence (timeouts, a slow download) further need the controls to show no
+packet loss: a successful connect to a control that took >= 0.9 s was
+retransmitted, and loss alone can then fake a timeout. A fingerprint match
+(a known blockpage) is exempt: no outage writes a blockpage.
+
+**DNS.** Target responses are split into the *system* ones (getaddrinfo and
+plain DNS to the ISP) and the *control* (tag ``resolver_control``). A DoH
+control that answered is the reference; plain-DNS controls are then suspects
+themselves (on-path tampering reaches them too), else they are the reference.
+An address is *consistent* when the control gave it too, or when it completed a
+valid TLS handshake for the domain — never judged by ASN: a CDN answer in
+another network is fine.
+
+1. ``dns.injected``: one UDP query got two different responses and the first
+   disagrees with the reference (answer disjoint from it, or an error).
+2. ``dns.blockpage``: an answer matches a DNS fingerprint.
+3. ``dns.bogon``: an answer is a special-purpose address (``bogons.json``)
+   the control does not give (a name may really point at 127.0.0.1).
+4. ``dns.nxdomain`` / ``dns.servfail`` / ``dns.refused`` / ``dns.error``: a
+   resolver error while the control resolves the name. NXDOMAIN from the
+   control too: the name is gone -> ``down``. The control failed too:
+   DNS cannot be judged (never "accessible" on that basis).
+5. ``dns.inconsistent``: no system address is consistent and the control
+   resolved; ``dns.blockpage`` instead if such an address serves a
+   fingerprinted page. Control failed and nothing validated: undecided.
+
+**TCP** (``tcp_ip``): every connect to the target's addresses (roles
+``target``/``control_sni``) failed the same way: ``tcp_ip.timeout``
+(silence), ``tcp_ip.refused`` (a RST to the SYN, as Linux reports it),
+``tcp_ip.reset``, ``tcp_ip.unreachable``. Some addresses working is not
+blocking.
+
+**TLS** (target SNI handshakes that got past connect):
+
+* reset / EOF after the ClientHello (``tls.sni_reset``) or a handshake timeout
+  (``tls.sni_stall``, all target handshakes must stall) while the control SNI
+  reaches the same server (a certificate error counts: the server answered),
+  or the target SNI fails the same way at a control address -> SNI filtering;
+  both -> the highest confidence. Resets are active, so a few successful
+  handshakes (racy RST injection) lower the confidence but not the verdict.
+* the control SNI fails the same way on that address while the target SNI
+  reaches a control address -> the address is blocked (``tcp_ip``).
+* ``ssl_unknown_authority`` / ``ssl_invalid_hostname`` on an address the DNS
+  control confirms -> ``tls.interception``.
+* ``residual`` re-tests that fail are added to the evidence.
+
+**HTTP**: a response (body or header) matching an HTTP fingerprint ->
+``http.blockpage``; plain-HTTP requests reset after connecting while HTTPS to
+the target works -> ``http.reset`` (OONI's http-failure). No ``http.diff``:
+the measurement holds no control body of the same resource (the HTTPS page is
+another resource, redirects differ), and a diff against nothing is how
+truncated bodies became false blocking elsewhere; a truncated body never
+counts.
+
+**Throttling**: the target download's steady rate (second half, re-binned)
+is >= 10x below the control download's rate and steady (coefficient of
+variation <= 0.5); a policer converges to a flat rate, congestion is bursty.
+
+**Otherwise**: a valid TLS handshake for the domain (and an HTTPS response
+when one was attempted) -> ``ok``; the network down -> ``down``; else
+``inconclusive`` with the reasons collected on the way.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from probe.verdict.bogons import Bogons, default_bogons
+from probe.verdict.fingerprints import Fingerprints, default_fingerprints
+from probe.verdict.observations import (
+    Connect,
+    DnsResponse,
+    Handshake,
+    HttpExchange,
+    Observations,
+    Transfer,
+    observations,
+)
+
+__all__ = ["ANALYSIS_VERSION", "Verdict", "judge", "summary_keys", "verdict"]
+
+#: The version of these rules; bump it whenever a rule changes.
+ANALYSIS_VERSION: Final = "1"
+
+Status = Literal["ok", "blocked", "down", "inconclusive"]
+
+RESET: Final = frozenset({"connection_reset", "eof_error", "connection_aborted"})
+TIMEOUT: Final = "generic_timeout_error"
+CERT_INVALID: Final = frozenset({"ssl_unknown_authority", "ssl_invalid_hostname"})
+# A handshake that ended in a certificate error reached the server: it answered.
+REACHED: Final = frozenset({*CERT_INVALID, "ssl_invalid_certificate"})
+NO_ROUTE: Final = frozenset(
+    {"network_unreachable", "host_unreachable", "address_family_not_supported"}
+)
+RESOLVER_ERRORS: Final[Mapping[str, str]] = {
+    "dns_nxdomain_error": "dns.nxdomain",
+    "dns_servfail_error": "dns.servfail",
+    "dns_refused_error": "dns.refused",
+    "dns_temporary_failure": "dns.error",  # getaddrinfo's EAI_AGAIN: SERVFAIL/REFUSED behind it
+    "dns_non_recoverable_failure": "dns.error",
+    "dns_server_misbehaving": "dns.error",
+}
+SECURE_ENGINES: Final = frozenset({"doh", "dot"})
+LOSS_HINT_SECONDS: Final = 0.9  # above the initial SYN RTO of 1 s minus jitter: a retransmit
+THROTTLE_RATIO: Final = 10.0
+THROTTLE_MAX_CV: Final = 0.5
+THROTTLE_BINS: Final = 10
+THROTTLE_MIN_BINS: Final = 4
+
+Kind = Literal["positive", "active", "silent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    status: Status
+    method: str | None  # "dns" | "tcp_ip" | "tls" | "http" | "throttling"
+    detail: str | None  # e.g. "tls.sni_reset"
+    step: str | None  # "dns" | "tcp_connect" | "tls_handshake" | "http" | "throughput"
+    address: str | None
+    evidence: tuple[str, ...]
+    confidence: float
+    explanation: str
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Finding:
+    """A candidate "blocked", before the health gate."""
+
+    method: str
+    detail: str
+    step: str
+    address: str | None
+    evidence: tuple[str, ...]
+    confidence: float
+    explanation: str  # without the leading "blocked: "
+    kind: Kind  # positive: a fingerprint; active: someone answered; silent: timeouts
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Health:
+    state: Literal["up", "degraded", "down", "unknown"]
+    lossy: bool  # a control connect needed a retransmission
+    evidence: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Dns:
+    system: tuple[DnsResponse, ...]  # first responses not from the DNS control
+    suspects: tuple[DnsResponse, ...]  # responses the positive rules inspect
+    reference: frozenset[str]  # addresses the trusted control gave
+    control_failures: tuple[DnsResponse, ...]
+    validated: frozenset[str]  # addresses with a valid TLS handshake for the domain
+    injected: tuple[tuple[DnsResponse, tuple[DnsResponse, ...]], ...]  # (first, later ones)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    obs: Observations
+    fingerprints: Fingerprints
+    bogons: Bogons
+    dns: _Dns
+    notes: list[str]  # why nothing was decided, collected on the way
+
+
+Stage = Callable[[_Context], _Finding | Verdict | None]
+
+
+def verdict(measurement: Mapping[str, Any], *, fingerprints: Fingerprints | None = None) -> Verdict:
+    """The verdict on one measurement (docs/format.md); never raises."""
+    try:
+        return judge(observations(measurement), fingerprints)
+    except Exception as exc:  # a rule bug must cost one verdict, not a whole report
+        return _inconclusive(f"the rules failed on this measurement ({type(exc).__name__})", ())
+
+
+def judge(
+    obs: Observations, fingerprints: Fingerprints | None = None, bogons: Bogons | None = None
+) -> Verdict:
+    """The rules (module docstring) over an observations view."""
+    if obs.problems:
+        reason = "; ".join(obs.problems[:3]) + ("; ..." if len(obs.problems) > 3 else "")
+        return _inconclusive(f"the measurement cannot be read: {reason}", obs.problems)
+    ctx = _Context(
+        obs, fingerprints or default_fingerprints(), bogons or default_bogons(), _dns_facts(obs), []
+    )
+    health = _health(obs)
+    held: Verdict | None = None  # a finding the gate refused: later, only fingerprints may win
+    stages: tuple[Stage, ...] = (_dns_stage, _tcp_stage, _tls_stage, _http_stage, _throttle_stage)
+    for stage in stages:
+        result = stage(ctx)
+        if isinstance(result, Verdict):
+            return held or result
+        if result is None or (held is not None and result.kind != "positive"):
+            continue
+        gated = _gate(result, health)
+        if gated.status == "blocked":
+            return gated
+        held = held or gated
+    return held or _unblocked(ctx, health)
+
+
+def summary_keys(v: Verdict) -> dict[str, Any]:
+    """OONI's summary keys (``blocking``, ``accessible``) plus ours, for ``test_keys``."""
+    blocking: str | bool | None
+    if v.status == "blocked":
+        blocking = v.method
+        if v.method == "http":
+            blocking = (
+                "http-diff" if v.detail in ("http.blockpage", "http.diff") else "http-failure"
+            )
+    else:
+        blocking = {"ok": False, "down": False}.get(v.status)
+    accessible = {"ok": True, "blocked": False, "down": False}.get(v.status)
+    return {
+        "blocking": blocking,
+        "accessible": accessible,
+        "x_verdict": {
+            "status": v.status,
+            "method": v.method,
+            "detail": v.detail,
+            "step": v.step,
+            "address": v.address,
+            "evidence": list(v.evidence),
+            "confidence": v.confidence,
+            "explanation": v.explanation,
+            "fingerprint": v.fingerprint,
+        },
+        "x_analysis_version": ANALYSIS_VERSION,
+    }
+
+
+# --- health -------------------------------------------------------------------------------
+
+
+def _health(obs: Observations) -> _Health:
+    # DNS alone cannot show the network up: an ISP resolver answers from its cache in an outage
+    lookups: list[tuple[str, str | None]] = [
+        (_show_dns(q), q.failure)
+        for q in obs.dns
+        if q.role == "control_site" and not q.late and q.failure != "dns_no_answer"
+    ]
+    transport: list[tuple[str, str | None]] = []  # (evidence, failure)
+    for c in obs.connects:
+        if c.role == "control_site" and not _no_ipv6(c.ip, c.failure):
+            transport.append((_show_connect(c), c.failure))
+    # a handshake or request that failed to connect is already one of the connects
+    for h in obs.handshakes:
+        if h.role == "control_site" and h.failed_operation != "connect":
+            transport.append((_show_tls(h), None if h.failure in REACHED else h.failure))
+    for x in obs.http:
+        if x.role == "control_site" and x.failed_operation != "connect":
+            transport.append((_show_http(x), x.failure))
+    slow = tuple(
+        f"{_show_connect(c)} took {c.duration:.2f} s (retransmitted: packet loss)"
+        for c in obs.connects
+        if c.role in ("control_site", "control_address")
+        and c.failure is None
+        and c.duration >= LOSS_HINT_SECONDS
+    )
+    results = lookups + transport
+    failed = tuple(shown for shown, failure in results if failure is not None)
+    if not results:
+        return _Health("unknown", bool(slow), ("no control-site observations",))
+    if not failed:
+        return _Health("up", bool(slow), slow)
+    decisive = transport or lookups
+    down = all(failure is not None for _, failure in decisive)
+    return _Health("down" if down else "degraded", bool(slow), failed + slow)
+
+
+def _gate(f: _Finding, health: _Health) -> Verdict:
+    """``blocked`` only when the controls show a working network (module docstring)."""
+    if f.kind == "positive" or (health.state == "up" and not (f.kind == "silent" and health.lossy)):
+        return Verdict(
+            "blocked",
+            f.method,
+            f.detail,
+            f.step,
+            f.address,
+            f.evidence,
+            f.confidence,
+            f"blocked: {f.explanation}",
+            f.fingerprint,
+        )
+    evidence = f.evidence + health.evidence
+    if health.state == "down":
+        return Verdict(
+            "down", None, None, f.step, f.address, evidence, 0.8,
+            f"down: {f.explanation}, but every control site fails too: the network is down",
+        )  # fmt: skip
+    why = {
+        "degraded": "some control-site observations fail too (a lossy or partial network)",
+        "unknown": "there are no control-site observations to rule out an outage",
+        "up": "connects to the controls needed retransmissions, and loss can fake a timeout",
+    }[health.state]
+    return _inconclusive(f"{f.explanation}, but {why}", evidence)
+
+
+def _unblocked(ctx: _Context, health: _Health) -> Verdict:
+    obs = ctx.obs
+    valid = [
+        h
+        for h in obs.handshakes
+        if h.role == "target" and h.server_name == obs.domain and h.failure is None
+    ]
+    https = [x for x in obs.http if x.role == "target" and x.url.startswith("https://")]
+    answered = [x for x in https if x.failure is None]
+    if valid and (answered or not https):
+        shown = [_show_tls(valid[0])] + [_show_http(x) for x in answered[:1]]
+        doubts = ctx.notes + ([] if health.state == "up" else list(health.evidence))
+        what = "a valid TLS handshake" + (" and an HTTPS response" if answered else "")
+        return Verdict(
+            "ok", None, None, None, _addr(valid[0].ip, valid[0].port),
+            tuple(shown + doubts), 0.9 if not doubts else 0.7,
+            f"ok: {obs.domain} completed {what} on {_addr(valid[0].ip, valid[0].port)}"
+            + (f" ({doubts[0]})" if doubts else ""),
+        )  # fmt: skip
+    if health.state == "down":
+        return Verdict(
+            "down", None, None, None, None, health.evidence, 0.8,
+            f"down: {obs.domain} was not reached and every control site fails too: "
+            "the network is down",
+        )  # fmt: skip
+    if valid:
+        ctx.notes.append(f"TLS to {obs.domain} works but every HTTPS request failed")
+    reason = "; ".join(ctx.notes) or f"{obs.domain} was not reached and no rule explains why"
+    return _inconclusive(reason, tuple(ctx.notes) + health.evidence)
+
+
+def _inconclusive(reason: str, evidence: tuple[str, ...]) -> Verdict:
+    return Verdict("inconclusive", None, None, None, None, evidence, 0.0, f"inconclusive: {reason}")
+
+
+# --- DNS -----------------------------------------------------------------------------------
+
+
+def _dns_facts(obs: Observations) -> _Dns:
+    target = [q for q in obs.dns if q.role == "target" and q.hostname == obs.domain]
+    firsts = [q for q in target if not q.late]
+    later: dict[int, list[DnsResponse]] = {}
+    for q in target:
+        if q.late and q.transaction_id is not None:
+            later.setdefault(q.transaction_id, []).append(q)
+    injected = tuple(
+        (q, tuple(later[q.transaction_id]))
+        for q in firsts
+        if q.transaction_id in later
+        and any(
+            set(late.addresses) != set(q.addresses) or late.failure != q.failure
+            for late in later[q.transaction_id]
+        )
+    )
+    raced = {q.transaction_id for q, _ in injected}
+    system = tuple(q for q in firsts if not q.control)
+    secure = [q for q in firsts if q.control and q.engine in SECURE_ENGINES]
+    plain = [q for q in firsts if q.control and q.engine not in SECURE_ENGINES]
+    if any(q.failure is None and q.addresses for q in secure):
+        trusted, suspects = secure, system + tuple(plain)
+    else:
+        trusted, suspects = [q for q in plain if q.transaction_id not in raced], system
+    reference = frozenset(a for q in trusted if q.failure is None for a in q.addresses)
+    validated = frozenset(
+        h.ip for h in obs.handshakes if h.server_name == obs.domain and h.failure is None
+    )
+    failures = tuple(q for q in trusted if q.failure is not None)
+    return _Dns(system, suspects, reference, failures, validated, injected)
+
+
+def _dns_stage(ctx: _Context) -> _Finding | Verdict | None:
+    for rule in (_dns_injected, _dns_fingerprint, _dns_bogon, _dns_error, _dns_inconsistent):
+        result = rule(ctx)
+        if result is not None:
+            return result
+    return None
+
+
+def _dns_injected(ctx: _Context) -> _Finding | None:
+    known = ctx.dns.reference | ctx.dns.validated
+    for first, later in ctx.dns.injected:
+        if not known or (first.failure is None and set(first.addresses) & known):
+            continue
+        forged = ", ".join(first.addresses) or first.failure or "nothing"
+        genuine = ", ".join(a for late in later for a in late.addresses) or "an error"
+        resolver = first.resolver or "the system resolver"
+        return _Finding(
+            "dns", "dns.injected", "dns", first.addresses[0] if first.addresses else None,
+            (_show_dns(first), *map(_show_dns, later), _reference(ctx)), 0.95,
+            f"a forged DNS answer ({forged}) for {ctx.obs.domain} from {resolver} raced the "
+            f"genuine one ({genuine}), which the DNS control confirms",
+            "active",
+        )  # fmt: skip
+    return None
+
+
+def _dns_fingerprint(ctx: _Context) -> _Finding | None:
+    for q in ctx.dns.suspects:
+        for value in q.addresses + q.names:
+            fp = ctx.fingerprints.match_dns(value)
+            if fp is not None:
+                return _Finding(
+                    "dns", "dns.blockpage", "dns", value, (_show_dns(q),), 0.95,
+                    f"the resolver answered {ctx.obs.domain} with {value}, a known blockpage "
+                    f"address ({fp.name})",
+                    "positive", fp.name,
+                )  # fmt: skip
+    return None
+
+
+def _dns_bogon(ctx: _Context) -> _Finding | None:
+    for q in ctx.dns.suspects:
+        for address in q.addresses:
+            why = ctx.bogons.reason(address)
+            if why is not None and address not in ctx.dns.reference:
+                return _Finding(
+                    "dns", "dns.bogon", "dns", address, (_show_dns(q), _reference(ctx)),
+                    0.9 if ctx.dns.reference else 0.85,
+                    f"the resolver answered {ctx.obs.domain} with {address}, a {why} address",
+                    "active",
+                )  # fmt: skip
+    return None
+
+
+def _dns_error(ctx: _Context) -> _Finding | Verdict | None:
+    errors = [q for q in ctx.dns.suspects if q.failure in RESOLVER_ERRORS]
+    if not errors:
+        timeouts = [q for q in ctx.dns.system if q.failure == TIMEOUT]
+        if timeouts:
+            ctx.notes.append(f"the system resolver timed out for {ctx.obs.domain}")
+        return None
+    # the most specific first: a real rcode beats getaddrinfo's catch-all
+    details = list(RESOLVER_ERRORS.values())
+    q = min(
+        errors, key=lambda e: (details.index(RESOLVER_ERRORS[e.failure or ""]), e.rcode is None)
+    )
+    detail = RESOLVER_ERRORS[q.failure or ""]
+    said = q.rcode or q.failure
+    if ctx.dns.reference:
+        return _Finding(
+            "dns", detail, "dns", q.resolver or None, (_show_dns(q), _reference(ctx)),
+            0.9 if detail != "dns.error" else 0.8,
+            f"the resolver answered {said} for {ctx.obs.domain} while the DNS control "
+            f"resolved it to {', '.join(sorted(ctx.dns.reference))}",
+            "active",
+        )  # fmt: skip
+    control_nx = [c for c in ctx.dns.control_failures if c.failure == "dns_nxdomain_error"]
+    if detail == "dns.nxdomain" and control_nx:
+        return Verdict(
+            "down", None, None, "dns", None, (_show_dns(q), *map(_show_dns, control_nx)), 0.8,
+            f"down: {ctx.obs.domain} does not exist: NXDOMAIN from the system resolver and "
+            "the DNS control alike",
+        )  # fmt: skip
+    failed = ", ".join(c.failure or "" for c in ctx.dns.control_failures) or "no answer"
+    ctx.notes.append(
+        f"the resolver answered {said} for {ctx.obs.domain} but the DNS control failed too "
+        f"({failed}): a blocked name cannot be told from a missing one"
+    )
+    return None
+
+
+def _dns_inconsistent(ctx: _Context) -> _Finding | None:
+    answers = [q for q in ctx.dns.system if q.failure is None and q.addresses]
+    addresses = {a for q in answers for a in q.addresses}
+    if not addresses or addresses & (ctx.dns.reference | ctx.dns.validated):
+        return None
+    if not ctx.dns.reference:
+        ctx.notes.append(
+            f"the system resolver's answer ({', '.join(sorted(addresses))}) could not be "
+            "checked: the DNS control failed and no TLS handshake validated it"
+        )
+        return None
+    evidence = (*map(_show_dns, answers), _reference(ctx))
+    for x in ctx.obs.http:
+        fp = ctx.fingerprints.match_http(x.body, x.headers) if x.ip in addresses else None
+        if fp is not None:
+            return _Finding(
+                "dns", "dns.blockpage", "dns", x.ip, (*evidence, _show_http(x)), 0.95,
+                f"the resolver sent {ctx.obs.domain} to {x.ip}, which serves a blockpage "
+                f"({fp.name}); the DNS control says {', '.join(sorted(ctx.dns.reference))}",
+                "positive", fp.name,
+            )  # fmt: skip
+    tried = [h for h in ctx.obs.handshakes if h.ip in addresses and h.server_name == ctx.obs.domain]
+    return _Finding(
+        "dns", "dns.inconsistent", "dns", sorted(addresses)[0],
+        evidence + tuple(map(_show_tls, tried)), 0.85 if tried else 0.7,
+        f"the resolver answered {ctx.obs.domain} with {', '.join(sorted(addresses))}, which "
+        f"neither the DNS control ({', '.join(sorted(ctx.dns.reference))}) nor a valid TLS "
+        "handshake confirms",
+        "active",
+    )  # fmt: skip
+
+
+# --- TCP -----------------------------------------------------------------------------------
+
+
+def _tcp_stage(ctx: _Context) -> _Finding | None:
+    attempts = [
+        c
+        for c in ctx.obs.connects
+        if c.role in ("target", "control_sni") and not _no_ipv6(c.ip, c.failure)
+    ]
+    failed = [c for c in attempts if c.failure is not None]
+    if not attempts:
+        ctx.notes.append(f"no connection to {ctx.obs.domain} was attempted")
+        return None
+    if len(failed) < len(attempts):
+        if failed:
+            ctx.notes.append(f"{len(failed)} of {len(attempts)} connects to the target failed")
+        return None
+    counts = Counter(c.failure for c in failed)
+    failure = counts.most_common(1)[0][0] or ""
+    detail = {
+        TIMEOUT: "tcp_ip.timeout",
+        "connection_refused": "tcp_ip.refused",
+        "connection_reset": "tcp_ip.reset",
+        "host_unreachable": "tcp_ip.unreachable",
+        "network_unreachable": "tcp_ip.unreachable",
+    }.get(failure)
+    if detail is None:
+        ctx.notes.append(f"every connect to {ctx.obs.domain} failed ({failure})")
+        return None
+    ips = sorted({c.ip for c in failed})
+    controls = [c for c in ctx.obs.connects if c.role in ("control_site", "control_address")]
+    working = [c for c in controls if c.failure is None][:2]
+    return _Finding(
+        "tcp_ip", detail, "tcp_connect", _addr(failed[0].ip, failed[0].port),
+        tuple(map(_show_connect, failed + working)),
+        {TIMEOUT: 0.85, "connection_refused": 0.8}.get(failure, 0.85) if working else 0.6,
+        f"every TCP connect to {ctx.obs.domain}'s addresses ({', '.join(ips)}) failed with "
+        f"{failure}" + (" while connects to the control sites succeeded" if working else ""),
+        "silent" if TIMEOUT in counts else "active",
+    )  # fmt: skip
+
+
+# --- TLS -----------------------------------------------------------------------------------
+
+
+def _kind(failure: str | None) -> str | None:
+    if failure in RESET:
+        return "reset"
+    return "stall" if failure == TIMEOUT else None
+
+
+def _tls_stage(ctx: _Context) -> _Finding | None:
+    obs = ctx.obs
+
+    def handshakes(role: str) -> list[Handshake]:
+        return [h for h in obs.handshakes if h.role == role and h.failed_operation != "connect"]
+
+    target = [h for h in handshakes("target") if h.server_name == obs.domain]
+    failed = [h for h in target if h.failure is not None]
+    if not failed:
+        return None
+    residual = tuple(
+        _show_tls(h) for h in handshakes("residual") if h.failure and h.failure not in REACHED
+    )
+    resets = [h for h in failed if _kind(h.failure) == "reset"]
+    stalls = [h for h in failed if _kind(h.failure) == "stall"]
+    if resets or (stalls and len(stalls) == len(target)):
+        return _tls_interference(ctx, target, resets or stalls, residual)
+    certs = [h for h in failed if h.failure in CERT_INVALID]
+    if certs and not resets and not stalls:
+        return _tls_interception(ctx, target, certs)
+    ctx.notes.append(
+        f"{len(failed)} of {len(target)} TLS handshakes for {obs.domain} failed "
+        f"({', '.join(sorted({h.failure or '' for h in failed}))})"
+    )
+    return None
+
+
+def _tls_interference(
+    ctx: _Context, target: list[Handshake], bad: list[Handshake], residual: tuple[str, ...]
+) -> _Finding | None:
+    obs = ctx.obs
+    kind = _kind(bad[0].failure)
+    ips = {h.ip for h in bad}
+    sni = [h for h in obs.handshakes if h.role == "control_sni" and h.ip in ips]
+    sni_reached = [h for h in sni if h.failure is None or h.failure in REACHED]
+    sni_same = [h for h in sni if _kind(h.failure) == kind]
+    others = [
+        h for h in obs.handshakes if h.role == "control_address" and h.failed_operation != "connect"
+    ]
+    other_same = [h for h in others if _kind(h.failure) == kind]
+    other_reached = [h for h in others if h.failure is None or h.failure in REACHED]
+    what = "reset after the ClientHello" if kind == "reset" else "stalled after the ClientHello"
+    first = bad[0]
+    mixed = len(bad) < len(target)
+    if sni_reached or other_same:
+        proofs = []
+        if sni_reached:
+            proofs.append(f"the same server answers the control SNI {sni_reached[0].server_name}")
+        if other_same:
+            proofs.append(f"the same SNI is {what.split()[0]} at a control address too")
+        confidence = (0.95 if sni_reached and other_same else 0.85) - (0.1 if mixed else 0.0)
+        return _Finding(
+            "tls", f"tls.sni_{kind}", "tls_handshake", _addr(first.ip, first.port),
+            (*map(_show_tls, bad), *map(_show_tls, sni_reached[:1] + other_same[:1]), *residual),
+            confidence,
+            f"TLS connection {what} for SNI {obs.domain} on {first.ip}"
+            + (f" ({len(bad)} of {len(target)} handshakes)" if mixed else "")
+            + "; " + " and ".join(proofs),
+            "active" if kind == "reset" else "silent",
+        )  # fmt: skip
+    if sni_same and other_reached:
+        return _Finding(
+            "tcp_ip", f"tcp_ip.{'reset' if kind == 'reset' else 'timeout'}", "tls_handshake",
+            _addr(first.ip, first.port),
+            (*map(_show_tls, bad[:2] + sni_same[:1] + other_reached[:1]), *residual),
+            0.7,
+            f"TLS to {first.ip} is {what} for any name (the control SNI too) while "
+            f"{obs.domain} passes at a control address: the address is blocked",
+            "active" if kind == "reset" else "silent",
+        )  # fmt: skip
+    ctx.notes.append(
+        f"TLS for {obs.domain} was {what} on {first.ip} but no control handshake tells SNI "
+        "filtering from address blocking"
+    )
+    return None
+
+
+def _tls_interception(
+    ctx: _Context, target: list[Handshake], certs: list[Handshake]
+) -> _Finding | None:
+    confirmed = [h for h in certs if h.ip in ctx.dns.reference]
+    valid_ips = {h.ip for h in target if h.failure is None}
+    intercepted = [h for h in confirmed if h.ip not in valid_ips]
+    if not intercepted:
+        ctx.notes.append(
+            f"the certificate for {ctx.obs.domain} is invalid on an address the DNS control "
+            "does not confirm"
+        )
+        return None
+    h = intercepted[0]
+    return _Finding(
+        "tls", "tls.interception", "tls_handshake", _addr(h.ip, h.port),
+        (*map(_show_tls, intercepted), _reference(ctx)), 0.8,
+        f"the TLS certificate for {ctx.obs.domain} on {h.ip} is not valid ({h.failure}) "
+        "although the DNS control gives that address: the connection is intercepted",
+        "active",
+    )  # fmt: skip
+
+
+# --- HTTP ----------------------------------------------------------------------------------
+
+
+def _http_stage(ctx: _Context) -> _Finding | None:
+    target = [x for x in ctx.obs.http if x.role == "target"]
+    for x in target:
+        fp = ctx.fingerprints.match_http(x.body, x.headers) if x.status is not None else None
+        if fp is not None:
+            return _Finding(
+                "http", "http.blockpage", "http", _addr(x.ip, x.port), (_show_http(x),), 0.95,
+                f"the response to {x.url} from {x.ip} is a blockpage ({fp.name})",
+                "positive", fp.name,
+            )  # fmt: skip
+    plain = [x for x in target if x.url.startswith("http://")]
+    reset = [x for x in plain if x.failure in RESET and x.failed_operation != "connect"]
+    https_ok = [x for x in target if x.url.startswith("https://") and x.failure is None]
+    if reset and len(reset) == len(plain) and https_ok:
+        x = reset[0]
+        return _Finding(
+            "http", "http.reset", "http", _addr(x.ip, x.port),
+            (*map(_show_http, reset), _show_http(https_ok[0])), 0.75,
+            f"plain-HTTP requests to {ctx.obs.domain} are reset ({x.failure}) after the "
+            "request while HTTPS to it works",
+            "active",
+        )  # fmt: skip
+    return None
+
+
+# --- throttling ----------------------------------------------------------------------------
+
+
+def _throttle_stage(ctx: _Context) -> _Finding | None:
+    controls = [t for t in ctx.obs.transfers if t.role == "control_site"]
+    control_rate = max((_mean_rate(t) for t in controls), default=0.0)
+    if control_rate <= 0:
+        return None
+    for t in ctx.obs.transfers:
+        if t.role != "target":
+            continue
+        steady = _steady_rate(t)
+        if steady is None:
+            continue
+        rate, cv = steady
+        if rate * THROTTLE_RATIO > control_rate:
+            continue
+        shown = (
+            f"{t.ref}: steady {rate * 8 / 1000:.0f} kbit/s (cv {cv:.2f}) vs control "
+            f"{control_rate * 8 / 1000:.0f} kbit/s"
+        )
+        if cv > THROTTLE_MAX_CV:
+            ctx.notes.append(f"the download from {ctx.obs.domain} was slow but bursty ({shown})")
+            continue
+        return _Finding(
+            "throttling", "throttling", "throughput", t.ip or None, (shown,), 0.8,
+            f"downloads from {ctx.obs.domain} run at a steady {rate * 8 / 1000:.0f} kbit/s, "
+            f"{control_rate / max(rate, 1e-9):.0f}x slower than from the control site",
+            "silent",
+        )  # fmt: skip
+    return None
+
+
+def _mean_rate(t: Transfer) -> float:
+    """Bytes per second over the whole download."""
+    if not t.samples or t.samples[-1][0] <= 0:
+        return 0.0
+    return t.samples[-1][1] / t.samples[-1][0]
+
+
+def _steady_rate(t: Transfer) -> tuple[float, float] | None:
+    """(mean rate, coefficient of variation) over the second half, in equal bins.
+
+    Re-binning the cumulative curve makes the result independent of how often
+    the probe sampled (per read or per tick).
+    """
+    samples = sorted(t.samples)
+    if len(samples) < 2 or samples[-1][0] <= 0:
+        return None
+    start, end = samples[-1][0] / 2, samples[-1][0]
+    inside = sum(1 for s, _ in samples if s >= start)
+    bins = min(THROTTLE_BINS, inside - 1)
+    if bins < THROTTLE_MIN_BINS:
+        return None
+    edges = [start + (end - start) * i / bins for i in range(bins + 1)]
+    counts = [_bytes_at(samples, edges[i + 1]) - _bytes_at(samples, edges[i]) for i in range(bins)]
+    width = (end - start) / bins
+    rates = [c / width for c in counts]
+    mean = statistics.fmean(rates)
+    if mean <= 0:
+        return None
+    return mean, statistics.pstdev(rates) / mean
+
+
+def _bytes_at(samples: list[tuple[float, int]], when: float) -> float:
+    """Bytes received by ``when``, interpolated on the cumulative curve."""
+    previous = (0.0, 0)
+    for seconds, count in samples:
+        if seconds >= when:
+            span = seconds - previous[0]
+            share = (when - previous[0]) / span if span > 0 else 1.0
+            return previous[1] + (count - previous[1]) * share
+        previous = (seconds, count)
+    return float(previous[1])
+
+
+# --- evidence ------------------------------------------------------------------------------
+
+
+def _addr(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _no_ipv6(ip: str, failure: str | None) -> bool:
+    """An IPv6 attempt on a network without IPv6: says nothing about blocking."""
+    return ":" in ip and failure in NO_ROUTE
+
+
+def _reference(ctx: _Context) -> str:
+    if ctx.dns.reference:
+        return f"DNS control: {', '.join(sorted(ctx.dns.reference))}"
+    failed = ", ".join(f"{c.ref} {c.failure}" for c in ctx.dns.control_failures)
+    return f"DNS control: no answer ({failed or 'none measured'})"
+
+
+def _show_dns(q: DnsResponse) -> str:
+    said = q.failure or ", ".join(q.addresses + q.names) or "no answer"
+    return f"{q.ref}: {q.engine} {q.resolver or 'system'} {q.hostname} -> {said}"
+
+
+def _show_connect(c: Connect) -> str:
+    return f"{c.ref}: connect {_addr(c.ip, c.port)} ({c.role}) -> {c.failure or 'ok'}"
+
+
+def _show_tls(h: Handshake) -> str:
+    return (
+        f"{h.ref}: TLS {h.server_name} @ {_addr(h.ip, h.port)} ({h.role}) -> "
+        f"{h.failure or 'ok'} after {h.duration:.3f} s"
+    )
+
+
+def _show_http(x: HttpExchange) -> str:
+    said = x.failure or f"{x.status}" + (" (truncated body)" if x.body_is_truncated else "")
+    return f"{x.ref}: GET {x.url} @ {_addr(x.ip, x.port)} ({x.role}) -> {said}"

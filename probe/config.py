@@ -93,7 +93,7 @@ class Measurement:
     https_port: int = 443
     http_port: int = 80
     ip_versions: tuple[int, ...] = (4, 6)
-    concurrency: int = 64
+    concurrency: int = 256
     ca_bundle: str = ""
     keep_certificates: bool = False
     body_cap: int = 65536

@@ -5,6 +5,10 @@ opened in append mode, then flushed and ``fsync``-ed, so a power cut can at
 worst leave one torn *last* line. The reader detects a line that does not
 parse (torn, or garbage) and skips it with a count, never failing.
 ``.jsonl.gz`` files (compressed past days) are read the same way.
+
+Small state files, and the compressed days, are replaced whole or not at all
+(:func:`atomic_file`): written to a temporary file, fsynced, renamed over the
+target, and the folder fsynced; a crash or a full disk leaves the old file.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["ReadStats", "append", "day_file", "iter_files", "read"]
+__all__ = ["ReadStats", "append", "atomic_file", "atomic_write", "day_file", "iter_files", "read"]
 
 
 def day_file(directory: str | os.PathLike[str], timestamp: float | None = None) -> Path:
@@ -107,3 +112,29 @@ def _lines(f: IO[bytes], stats: ReadStats) -> Iterator[dict[str, Any]]:
             yield value
         else:
             stats.skip("not a JSON object")
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """A binary file that becomes ``path`` only if the ``with`` block completes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a power cut
+    finally:
+        os.close(directory)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (see :func:`atomic_file`)."""
+    with atomic_file(path) as f:
+        f.write(data)

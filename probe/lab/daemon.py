@@ -87,7 +87,7 @@ class NamespaceThread(threading.Thread):
         self.error: BaseException | None = None
         self._failed = failed
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
+        self._quit: asyncio.Event | None = None
 
     def run(self) -> None:
         try:
@@ -101,11 +101,11 @@ class NamespaceThread(threading.Thread):
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+        self._quit = asyncio.Event()
         try:
             await self.service.start()
             self.ready.set()
-            await self._stop.wait()
+            await self._quit.wait()
         finally:  # also after a failed start: undo what did start
             await self.service.stop()
 
@@ -114,9 +114,9 @@ class NamespaceThread(threading.Thread):
         self._loop.call_soon_threadsafe(self.service.begin, t0)
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
+        if self._loop is not None and self._quit is not None:
             with contextlib.suppress(RuntimeError):  # the loop already ended
-                self._loop.call_soon_threadsafe(self._stop.set)
+                self._loop.call_soon_threadsafe(self._quit.set)
 
 
 class CoreService:

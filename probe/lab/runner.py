@@ -228,13 +228,19 @@ def _stop(pids: set[int], timeout: float) -> None:
             os.waitpid(pid, os.WNOHANG)
 
 
-def down(state: Path = STATE_DIR) -> list[str]:
-    """Stop every lab process and remove the lab (or a killed run's leftovers); what went."""
+def down(state: Path = STATE_DIR, *, keep_log: Path | None = None) -> list[str]:
+    """Stop every lab process and remove the lab (or a killed run's leftovers); what went.
+
+    ``keep_log``: where to save the daemon's log before the state directory goes.
+    """
     removed = []
     daemon = _daemon_pid(state)
     if daemon is not None:  # first, and alone: it writes the open truth windows on SIGTERM
         _stop({daemon}, STOP_TIMEOUT)
         removed.append(f"daemon {daemon}")
+    if keep_log is not None and (state / "daemon.log").exists():
+        keep_log.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(state / "daemon.log", keep_log)
     stray = lab_processes()
     _stop(stray, 2.0)
     removed += [f"process {pid}" for pid in sorted(stray)]
@@ -321,7 +327,7 @@ def run(
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             try:
                 _stop({p.pid for p in probes if p.poll() is None}, 2.0)
-                down()
+                down(keep_log=output / "logs" / "daemon.log")
                 progress("down")
             finally:
                 signal.signal(signal.SIGINT, previous)

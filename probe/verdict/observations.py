@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
@@ -34,12 +35,14 @@ __all__ = [
     "HttpExchange",
     "Observations",
     "Transfer",
+    "domain_of",
     "observations",
 ]
 
 #: ``x_format_version`` values this reader understands.
 KNOWN_FORMAT_VERSIONS: Final = frozenset({"1"})
 
+_TITLE: Final = re.compile(r"<title[^>]*>([^<]*)</title", re.IGNORECASE)
 _ROLES: Final = ("target", "control_sni", "control_address", "control_site", "residual")
 _T = TypeVar("_T")
 
@@ -104,6 +107,7 @@ class HttpExchange:
     headers: tuple[tuple[str, str], ...]
     body: str
     body_is_truncated: bool
+    title: str | None  # x_title, else the body's <title>
     t0: float
     duration: float
 
@@ -138,7 +142,7 @@ def observations(measurement: Mapping[str, Any]) -> Observations:
     version = measurement.get("x_format_version")
     if version not in KNOWN_FORMAT_VERSIONS:
         return _unreadable(f"unknown x_format_version {version!r}")
-    domain = _domain(measurement.get("input"))
+    domain = domain_of(measurement.get("input"))
     if domain is None:
         return _unreadable(f"input {measurement.get('input')!r} is not a URL")
     keys = measurement.get("test_keys")
@@ -188,7 +192,8 @@ def _unreadable(problem: str) -> Observations:
     return Observations("", (), (), (), (), (), (problem,))
 
 
-def _domain(url: object) -> str | None:
+def domain_of(url: object) -> str | None:
+    """The lower-case host name of a URL, or None when it is not one."""
     if not isinstance(url, str):
         return None
     try:
@@ -283,6 +288,7 @@ def _http(e: Mapping[str, Any], ref: str, domain: str) -> HttpExchange:
     request = _get(e, "request", dict)
     url = _get(request, "url", str)
     response = _opt(e, "response", dict) or {}
+    body = _body(response.get("body"))
     t0, t = _times(e)
     return HttpExchange(
         ref=ref,
@@ -291,11 +297,12 @@ def _http(e: Mapping[str, Any], ref: str, domain: str) -> HttpExchange:
         port=port,
         failure=_failure(e),
         failed_operation=_opt(e, "x_failed_operation", str),
-        role=_role(_tags(e), _domain(url) == domain),
+        role=_role(_tags(e), domain_of(url) == domain),
         status=_opt(response, "code", int),
         headers=_headers(response.get("headers")),
-        body=_body(response.get("body")),
+        body=body,
         body_is_truncated=bool(response.get("body_is_truncated", False)),
+        title=_opt(response, "x_title", str) or _title(body),
         t0=t0,
         duration=t - t0,
     )
@@ -405,3 +412,8 @@ def _body(body: object) -> str:
         except (binascii.Error, ValueError) as exc:
             raise _Bad("body is not valid base64") from exc
     return ""
+
+
+def _title(body: str) -> str | None:
+    match = _TITLE.search(body)
+    return match.group(1).strip() if match else None

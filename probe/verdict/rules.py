@@ -59,11 +59,11 @@ blocking.
 
 **HTTP**: a response (body or header) matching an HTTP fingerprint ->
 ``http.blockpage``; plain-HTTP requests reset after connecting while HTTPS to
-the target works -> ``http.reset`` (OONI's http-failure). No ``http.diff``:
-the measurement holds no control body of the same resource (the HTTPS page is
-another resource, redirects differ), and a diff against nothing is how
-truncated bodies became false blocking elsewhere; a truncated body never
-counts.
+the target works -> ``http.reset`` (OONI's http-failure). ``http.diff`` is
+narrow, because the only control body in a measurement is the HTTPS page of
+the same URL: a plain-HTTP redirect to another site over plain HTTP, or a
+plain-HTTP page whose title differs from the HTTPS page's. Bodies are never
+compared, so a truncated body can never make a diff.
 
 **Throttling**: the target download's steady rate (second half, re-binned)
 is >= 10x below the control download's rate and steady (coefficient of
@@ -81,6 +81,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 from probe.verdict.bogons import Bogons, default_bogons
 from probe.verdict.fingerprints import Fingerprints, default_fingerprints
@@ -672,8 +673,8 @@ def _http_stage(ctx: _Context) -> _Finding | None:
                 "positive", fp.name,
             )  # fmt: skip
     plain = [x for x in target if x.url.startswith("http://")]
-    reset = [x for x in plain if x.failure in RESET and x.failed_operation != "connect"]
     https_ok = [x for x in target if x.url.startswith("https://") and x.failure is None]
+    reset = [x for x in plain if x.failure in RESET and x.failed_operation != "connect"]
     if reset and len(reset) == len(plain) and https_ok:
         x = reset[0]
         return _Finding(
@@ -683,7 +684,44 @@ def _http_stage(ctx: _Context) -> _Finding | None:
             "request while HTTPS to it works",
             "active",
         )  # fmt: skip
+    return _http_diff(ctx, plain, https_ok)
+
+
+def _http_diff(
+    ctx: _Context, plain: list[HttpExchange], https_ok: list[HttpExchange]
+) -> _Finding | None:
+    """The plain-HTTP page is not the HTTPS page (the only control body there is).
+
+    Narrow on purpose: a redirect to HTTPS or within the site is the normal
+    answer; only a redirect elsewhere over plain HTTP, or a page whose title
+    differs from the HTTPS page's, counts. Bodies are never compared (a
+    truncated body proves nothing).
+    """
+    reference = next((x for x in https_ok if x.status is not None and x.status < 300), None)
+    for x in plain:
+        if x.status is None:
+            continue
+        if 300 <= x.status < 400:
+            location = next((v for k, v in x.headers if k.lower() == "location"), "")
+            parts = urlsplit(location)
+            if parts.scheme != "http" or _same_site(parts.hostname or "", ctx.obs.domain):
+                continue
+            why = f"redirects to {location}"
+        elif reference is not None and x.title and reference.title and x.title != reference.title:
+            why = f"is titled {x.title!r} where HTTPS shows {reference.title!r}"
+        else:
+            continue
+        shown = (_show_http(x),) + ((_show_http(reference),) if reference else ())
+        return _Finding(
+            "http", "http.diff", "http", _addr(x.ip, x.port), shown, 0.6,
+            f"the plain-HTTP response for {x.url} from {x.ip} {why}", "active",
+        )  # fmt: skip
     return None
+
+
+def _same_site(host: str, domain: str) -> bool:
+    """Same registrable-looking suffix (x.com ~ www.x.com ~ api.x.com)."""
+    return host.rstrip(".").lower().split(".")[-2:] == domain.split(".")[-2:]
 
 
 # --- throttling ----------------------------------------------------------------------------

@@ -81,6 +81,7 @@ def test_sigterm_tears_the_lab_down(tmp_path: Path) -> None:
     # The daemon closed the open window at shutdown: the truth survives the interruption.
     techniques = {r.technique for r in truth.read(tmp_path / "truth.jsonl")}
     assert techniques == {"sni_reset"}, progress
+    assert "lab smoke down (status 0)" in (tmp_path / "logs" / "daemon.log").read_text()
 
 
 def test_down_cleans_up_after_a_sigkilled_run(tmp_path: Path) -> None:

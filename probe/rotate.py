@@ -1,0 +1,118 @@
+"""Looking after the results folder of a small device (an SD card that must not fill up).
+
+* :func:`compress_past_days`: ``YYYY-MM-DD.jsonl`` of a day before today becomes
+  ``YYYY-MM-DD.jsonl.gz``, streamed (a day can be larger than the device's memory) into
+  a temporary file that is fsynced and renamed (:func:`probe.store.atomic_file`);
+  only then is the original deleted. A crash at any point leaves every measurement
+  in at least one of the two files. If a ``.gz`` of that day already exists (a crash
+  between rename and delete, or a late write to a past day), its content is kept:
+  unless it is a prefix of the plain file, it goes first into the new ``.gz``.
+* :func:`enforce_cap`: deletes whole days, oldest first, until the folder is under
+  the cap; today's file is never deleted, whatever the cap.
+* :func:`low_disk`: less free space than the threshold means "stop measuring".
+
+Only files named like measurement days are touched. The scheduler calls these
+between campaigns, under the run lock, so no campaign writes while they run.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Final
+
+from probe import store
+
+__all__ = ["compress_past_days", "day_files", "enforce_cap", "free_bytes", "low_disk"]
+
+_DAY: Final = re.compile(r"^(\d{4}-\d{2}-\d{2})\.jsonl(\.gz)?$")
+_CHUNK: Final = 1 << 16
+
+
+def _today(now: float | None) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(time.time() if now is None else now))
+
+
+def day_files(directory: Path) -> list[tuple[str, Path]]:
+    """(day, file) of every measurement file directly in ``directory``, oldest day first."""
+    if not directory.is_dir():
+        return []
+    found = [(m.group(1), p) for p in directory.iterdir() if (m := _DAY.match(p.name))]
+    return sorted(found, key=lambda item: (item[0], item[1].name))
+
+
+def _is_prefix(gz: Path, plain: Path) -> bool:
+    """The decompressed ``gz`` is a prefix of ``plain`` (an unreadable ``gz`` is not)."""
+    try:
+        with gzip.open(gz, "rb") as a, open(plain, "rb") as b:
+            while chunk := a.read(_CHUNK):
+                if b.read(len(chunk)) != chunk:
+                    return False
+    except (OSError, EOFError):
+        return False
+    return True
+
+
+def compress_past_days(directory: Path, now: float | None = None) -> list[Path]:
+    """Compress every plain day file before today's; return the ``.gz`` files written."""
+    today, written = _today(now), []
+    for day, plain in day_files(directory):
+        if day >= today or plain.name.endswith(".gz"):
+            continue
+        gz = plain.with_name(plain.name + ".gz")
+        keep_old = gz.exists() and not _is_prefix(gz, plain)
+        with store.atomic_file(gz) as raw, gzip.GzipFile(fileobj=raw, mode="wb") as out:
+            if keep_old:
+                with gzip.open(gz, "rb") as old:
+                    _copy_readable(old, out)
+            with open(plain, "rb") as f:
+                shutil.copyfileobj(f, out, _CHUNK)
+        plain.unlink()
+        written.append(gz)
+    return written
+
+
+def _copy_readable(old: gzip.GzipFile, out: gzip.GzipFile) -> None:
+    """Copy what can be read of an existing ``.gz``: a damaged tail is lost, not the rest.
+
+    Only read errors end the copy; a write error (a full disk) propagates and aborts.
+    """
+    while True:
+        try:
+            chunk = old.read(_CHUNK)
+        except (OSError, EOFError):
+            return
+        if not chunk:
+            return
+        out.write(chunk)
+
+
+def enforce_cap(directory: Path, max_bytes: int, now: float | None = None) -> list[Path]:
+    """Delete the oldest day files until the folder's measurement files fit ``max_bytes``."""
+    today = _today(now)
+    files = day_files(directory)
+    total = sum(p.stat().st_size for _, p in files)
+    deleted = []
+    for day, path in files:
+        if total <= max_bytes or day >= today:
+            break
+        total -= path.stat().st_size
+        path.unlink()
+        deleted.append(path)
+    return deleted
+
+
+def free_bytes(directory: Path) -> int:
+    """Bytes an unprivileged writer may still use on the file system of ``directory``."""
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
+def low_disk(directory: Path, min_free: int) -> bool:
+    """Less than ``min_free`` bytes free where the results go."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return free_bytes(directory) < min_free

@@ -1,0 +1,379 @@
+"""The lab evaluation: the verdicts of a lab run scored against the lab's truth.
+
+``probe lab eval DIR`` reads a run directory: ``DIR/truth.jsonl`` (one line
+per window in which a technique was active: ``{"isp", "asn", "domain",
+"technique", "method", "start", "end"}``, UTC ISO 8601, ``method`` the
+verdict method the technique must be reported as, null for an outage or a
+lossy link; a null or ``"*"`` domain means every domain) and the measurements
+``DIR/<isp>/*.jsonl``. Each measurement is re-scored with
+:func:`probe.verdict.verdict` (the rules under test, not the verdict stored
+at the time) and matched to the truth by ``probe_asn``, the input's domain and
+its time span (``measurement_start_time`` + ``test_runtime``, +-1 s for the
+second resolution).
+
+Scoring (pure: :func:`evaluate`):
+
+* a blocked verdict whose method no window active during the measurement
+  has is an error: ``false_positive`` (truth open, outage or lossy) or
+  ``wrong_method``; precision must be 100%, so any such error fails.
+* a measurement within one ``interval`` of a window boundary is *near a
+  switch*: it is left out of the confusion matrices and of recall (the switch
+  may have happened while it ran), but still checked for the errors above.
+* otherwise a window's method not reported is ``missed``; recall is pooled
+  per method over every ISP and domain and must be >= 98%.
+
+The confusion matrix is per ISP x domain x method. Unreadable lines (a torn
+last line) are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from probe.verdict.observations import domain_of
+from probe.verdict.rules import verdict
+
+__all__ = [
+    "Cell",
+    "Evaluation",
+    "Scored",
+    "TruthWindow",
+    "evaluate",
+    "infer_interval",
+    "main",
+    "read_jsonl",
+]
+
+METHODS: Final = ("dns", "tcp_ip", "tls", "http", "throttling")
+MIN_RECALL: Final = 0.98
+CLOCK_SLACK: Final = timedelta(seconds=1)  # measurement_start_time has whole seconds
+
+
+@dataclass(frozen=True, slots=True)
+class TruthWindow:
+    isp: str
+    asn: str
+    domain: str | None  # None: every domain of the ISP
+    technique: str
+    method: str | None  # None: the probe must not say "blocked"
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def from_json(cls, line: Mapping[str, Any]) -> TruthWindow:
+        """One truth line; ``ValueError`` naming the key when it is malformed."""
+        try:
+            domain = line.get("domain")
+            return cls(
+                isp=str(line["isp"]),
+                asn=_asn(line["asn"]),
+                domain=None if domain in (None, "", "*") else str(domain).lower(),
+                technique=str(line["technique"]),
+                method=None if line["method"] is None else str(line["method"]),
+                start=_utc(str(line["start"])),
+                end=_utc(str(line["end"])),
+            )
+        except KeyError as exc:
+            raise ValueError(f"truth line without {exc}: {dict(line)}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One measurement's verdict against the truth."""
+
+    uid: str
+    isp: str
+    domain: str
+    start: str
+    active: tuple[str, ...]  # techniques active while it ran
+    expected: tuple[str, ...]  # methods to report (empty: not blocked)
+    near_switch: bool
+    status: str
+    method: str | None
+    detail: str | None
+    explanation: str
+    evidence: tuple[str, ...]
+    error: str | None  # "false_positive" | "wrong_method" | "missed"
+
+
+@dataclass(slots=True)
+class Cell:
+    isp: str
+    domain: str
+    method: str
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+
+    @property
+    def precision(self) -> float | None:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else None
+
+    @property
+    def recall(self) -> float | None:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    interval: float
+    measured: int
+    near_switch: int
+    unreadable: int
+    cells: tuple[Cell, ...]
+    recall: Mapping[str, float]  # pooled per method, for methods the truth expects
+    errors: tuple[Scored, ...]
+    failures: tuple[str, ...] = field(default=())  # why the run fails
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "interval": self.interval,
+            "measured": self.measured,
+            "near_switch": self.near_switch,
+            "unreadable": self.unreadable,
+            "cells": [
+                {**asdict(c), "precision": c.precision, "recall": c.recall} for c in self.cells
+            ],
+            "recall": dict(self.recall),
+            "errors": [asdict(e) for e in self.errors],
+            "failures": list(self.failures),
+            "exit_code": self.exit_code,
+        }
+
+
+def evaluate(
+    measurements: Iterable[Mapping[str, Any] | None], truth: Sequence[TruthWindow], interval: float
+) -> Evaluation:
+    """Score every measurement against ``truth`` (module docstring); pure.
+
+    A None in ``measurements`` is a line that could not be read; it is counted.
+    """
+    isp_of = {w.asn: w.isp for w in truth}
+    cells: dict[tuple[str, str, str], Cell] = {}
+    errors: list[Scored] = []
+    measured = near = unreadable = 0
+    for m in measurements:
+        scored = None if m is None else _score(m, truth, isp_of, interval)
+        if scored is None:
+            unreadable += 1
+            continue
+        measured += 1
+        near += scored.near_switch
+        if scored.error is not None:
+            errors.append(scored)
+        if not scored.near_switch:
+            _count(cells, scored)
+    ordered = tuple(sorted(cells.values(), key=lambda c: (c.isp, c.domain, c.method)))
+    recall: dict[str, float] = {}
+    for method in METHODS:
+        tp = sum(c.tp for c in ordered if c.method == method)
+        fn = sum(c.fn for c in ordered if c.method == method)
+        if tp + fn:
+            recall[method] = tp / (tp + fn)
+    failures = _failures(errors, recall)
+    return Evaluation(
+        interval, measured, near, unreadable, ordered, recall, tuple(errors), failures
+    )
+
+
+def infer_interval(measurements: Iterable[Mapping[str, Any] | None]) -> float:
+    """The median gap between consecutive measurements of one ISP and domain (0 if unknown)."""
+    times: dict[tuple[str, str], list[datetime]] = {}
+    for m in filter(None, measurements):
+        start, domain = _start(m), domain_of(m.get("input"))
+        if start is not None and domain is not None:
+            times.setdefault((str(m.get("probe_asn")), domain), []).append(start)
+    gaps = [
+        (b - a).total_seconds()
+        for series in times.values()
+        for a, b in zip(sorted(series), sorted(series)[1:], strict=False)
+        if b > a
+    ]
+    return statistics.median(gaps) if gaps else 0.0
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any] | None]:
+    """Objects of a JSONL file; None for a line that is not one (a torn last line)."""
+    with path.open("r", encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                yield None
+                continue
+            yield value if isinstance(value, dict) else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``probe lab eval DIR [--interval S] [--json FILE]``; non-zero when the run fails."""
+    parser = argparse.ArgumentParser(
+        prog="probe lab eval", description="Score a lab run's verdicts against its truth."
+    )
+    parser.add_argument("dir", type=Path, help="the lab run directory (truth.jsonl, <isp>/*.jsonl)")
+    parser.add_argument(
+        "--interval", type=float, help="seconds between runs (default: inferred from the data)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the full evaluation here")
+    args = parser.parse_args(argv)
+    truth_path = args.dir / "truth.jsonl"
+    if not truth_path.is_file():
+        print(f"probe lab eval: {truth_path} not found", file=sys.stderr)
+        return 2
+    try:
+        truth = [TruthWindow.from_json(line) for line in read_jsonl(truth_path) if line]
+    except ValueError as exc:
+        print(f"probe lab eval: {truth_path}: {exc}", file=sys.stderr)
+        return 2
+    rows = [row for path in sorted(args.dir.glob("*/*.jsonl")) for row in read_jsonl(path)]
+    interval = args.interval if args.interval is not None else infer_interval(rows)
+    result = evaluate(rows, truth, interval)
+    print(_report(args.dir, result))
+    if args.json is not None:
+        args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    return result.exit_code
+
+
+# --- scoring -------------------------------------------------------------------------------
+
+
+def _score(
+    m: Mapping[str, Any], truth: Sequence[TruthWindow], isp_of: Mapping[str, str], interval: float
+) -> Scored | None:
+    start, domain = _start(m), domain_of(m.get("input"))
+    if start is None or domain is None:
+        return None
+    asn = _asn(m.get("probe_asn", ""))
+    isp = isp_of.get(asn, asn)
+    runtime = m.get("test_runtime")
+    seconds = float(runtime) if isinstance(runtime, int | float) and runtime > 0 else 0.0
+    span_start, span_end = start - CLOCK_SLACK, start + timedelta(seconds=seconds) + CLOCK_SLACK
+    mine = [w for w in truth if w.asn == asn and w.domain in (None, domain)]
+    active = [w for w in mine if w.start < span_end and w.end > span_start]
+    margin = timedelta(seconds=interval)
+    near = any(
+        span_start - margin <= edge <= span_end + margin for w in mine for edge in (w.start, w.end)
+    )
+    methods = {w.method for w in active if w.method is not None}
+    expected = () if near else tuple(sorted(methods))
+    v = verdict(m)
+    got = v.method if v.status == "blocked" else None
+    error = None
+    if got is not None and got not in methods:
+        error = "wrong_method" if methods else "false_positive"
+    elif expected and got not in expected:
+        error = "missed"
+    return Scored(
+        uid=str(m.get("measurement_uid", "")),
+        isp=isp,
+        domain=domain,
+        start=str(m.get("measurement_start_time")),
+        active=tuple(sorted({w.technique for w in active})),
+        expected=expected,
+        near_switch=near,
+        status=v.status,
+        method=v.method,
+        detail=v.detail,
+        explanation=v.explanation,
+        evidence=v.evidence,
+        error=error,
+    )
+
+
+def _count(cells: dict[tuple[str, str, str], Cell], s: Scored) -> None:
+    got = s.method if s.status == "blocked" else None
+    for method in METHODS:
+        expected, said = method in s.expected, got == method
+        key = (s.isp, s.domain, method)
+        if key not in cells and not (expected or said):
+            continue  # no cell for a method nobody expects or reports here
+        cell = cells.setdefault(key, Cell(s.isp, s.domain, method))
+        if expected and said:
+            cell.tp += 1
+        elif said:
+            cell.fp += 1
+        elif expected:
+            cell.fn += 1
+        else:
+            cell.tn += 1
+
+
+def _failures(errors: Sequence[Scored], recall: Mapping[str, float]) -> tuple[str, ...]:
+    failures = []
+    false_positive = sum(e.error == "false_positive" for e in errors)
+    wrong = sum(e.error == "wrong_method" for e in errors)
+    if false_positive:
+        failures.append(
+            f"{false_positive} blocked verdict(s) where the truth says open, outage or lossy"
+        )
+    if wrong:
+        failures.append(f"{wrong} blocked verdict(s) name the wrong method")
+    failures += [
+        f"recall of {method} is {value:.1%} (< {MIN_RECALL:.0%})"
+        for method, value in recall.items()
+        if value < MIN_RECALL
+    ]
+    return tuple(failures)
+
+
+def _report(directory: Path, r: Evaluation) -> str:
+    lines = [
+        f"lab evaluation of {directory}: {r.measured} measurements, {r.near_switch} near a switch "
+        f"(out of recall), {r.unreadable} unreadable; interval {r.interval:g} s",
+        f"{'isp':<10} {'domain':<22} {'method':<11} {'tp':>5} {'fp':>4} {'fn':>4} {'tn':>5} "
+        f"{'precision':>9} {'recall':>7}",
+    ]
+    for c in r.cells:
+        lines.append(
+            f"{c.isp:<10} {c.domain:<22} {c.method:<11} {c.tp:>5} {c.fp:>4} {c.fn:>4} {c.tn:>5} "
+            f"{_percent(c.precision):>9} {_percent(c.recall):>7}"
+        )
+    pooled = ", ".join(f"{method} {value:.1%}" for method, value in r.recall.items())
+    lines.append(f"recall by method: {pooled or 'nothing expected'}")
+    lines.append(f"wrong verdicts: {len(r.errors)}")
+    for e in r.errors:
+        truth = ", ".join(e.active) or "open"
+        lines.append(
+            f"  {e.start} {e.isp} {e.domain} {e.uid}: {e.error}: truth {truth}; "
+            f"got {e.status} {e.detail or ''}".rstrip()
+        )
+        lines.append(f"    {e.explanation}")
+        lines.extend(f"    - {item}" for item in e.evidence[:6])
+    lines.append("FAIL: " + "; ".join(r.failures) if r.failures else "PASS")
+    return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _asn(value: object) -> str:
+    text = str(value).upper()
+    return text if text.startswith("AS") else f"AS{text}"
+
+
+def _utc(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _start(m: Mapping[str, Any]) -> datetime | None:
+    value = m.get("measurement_start_time")
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None

@@ -25,6 +25,7 @@ __all__ = [
     "Storage",
     "Vantage",
     "default_config_path",
+    "is_ip",
     "load",
 ]
 
@@ -293,7 +294,7 @@ class _Reader:
             {
                 "asn": (lambda v: bool(_ASN.match(v)), "expected AS<number>"),
                 "cc": (lambda v: bool(_CC.match(v)), "expected a two-letter country code"),
-                "identity_resolver": (lambda v: not v or _is_ip(v), "not an IP address"),
+                "identity_resolver": (lambda v: not v or is_ip(v), "not an IP address"),
                 "identity_port": port,
             },
         )
@@ -333,7 +334,8 @@ def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: v >= low, f"must be >= {low:g}")
 
 
-def _is_ip(value: str) -> bool:
+def is_ip(value: str) -> bool:
+    """``value`` is an IPv4 or IPv6 address literal."""
     try:
         ipaddress.ip_address(value)
     except ValueError:

@@ -19,16 +19,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-__all__ = ["ROUTE", "ROUTE6", "SYS_NET", "asn_mismatch", "default_interfaces", "is_tunnel",
-           "route_reason"]  # fmt: skip
+__all__ = [
+    "ROUTE",
+    "ROUTE6",
+    "SYS_NET",
+    "asn_mismatch",
+    "default_interfaces",
+    "is_tunnel",
+    "route_reason",
+]
 
 ROUTE: Final = Path("/proc/net/route")
 ROUTE6: Final = Path("/proc/net/ipv6_route")
 SYS_NET: Final = Path("/sys/class/net")
 # ARPHRD_PPP, _TUNNEL, _TUNNEL6, _SIT, _IPGRE, _IP6GRE, _NONE (tun, wireguard): linux/if_arp.h
 TUNNEL_TYPES: Final = frozenset({512, 768, 769, 776, 778, 823, 65534})
-TUNNEL_NAMES: Final = ("tun", "tap", "wg", "ppp", "ipsec", "vti", "utun", "nordlynx", "proton",
-                       "tailscale", "zt")  # fmt: skip
+TUNNEL_NAMES: Final = (
+    "tun",
+    "tap",
+    "wg",
+    "ppp",
+    "ipsec",
+    "vti",
+    "utun",
+    "nordlynx",
+    "proton",
+    "tailscale",
+    "zt",
+)
 _RTF_UP: Final = 0x0001
 _RTF_REJECT: Final = 0x0200
 

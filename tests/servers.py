@@ -36,6 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
+from probe.lab.censors.clienthello import parse_hello
 from probe.lab.pki import Issued, write_pair
 
 __all__ = [
@@ -245,7 +246,8 @@ class TlsServer(_Server):
                 self._forget(tls)
                 tls.close()
             return
-        self.server_names.append(_sni(_read_record(conn)))
+        hello = parse_hello(_read_record(conn))
+        self.server_names.append(hello.server_name if hello else None)
         if self._behaviour == "reset_after_client_hello":
             reset(conn)
         elif self._behaviour == "stall":
@@ -285,29 +287,3 @@ def _read_record(conn: socket.socket) -> bytes:
             break
         data += chunk
     return data
-
-
-def _sni(record: bytes) -> str | None:
-    """The server_name of a ClientHello record (RFC 8446 4.1.2, RFC 6066 3), or None."""
-
-    def u16(at: int) -> int:
-        return int.from_bytes(record[at : at + 2], "big")
-
-    try:
-        if record[0] != 22 or record[5] != 1:  # handshake record, ClientHello
-            return None
-        pos = 5 + 4 + 2 + 32  # record header, handshake header, legacy_version, random
-        pos += 1 + record[pos]  # legacy_session_id
-        pos += 2 + u16(pos)  # cipher_suites
-        pos += 1 + record[pos]  # legacy_compression_methods
-        end = pos + 2 + u16(pos)
-        pos += 2
-        while pos + 4 <= end:
-            ext_type, ext_len = u16(pos), u16(pos + 2)
-            pos += 4
-            if ext_type == 0:  # server_name: list length, name type, name length, name
-                return record[pos + 5 : pos + 5 + u16(pos + 3)].decode("ascii")
-            pos += ext_len
-    except (IndexError, UnicodeDecodeError):
-        return None
-    return None

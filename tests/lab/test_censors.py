@@ -19,8 +19,8 @@ import pytest
 from minilab import BLOCKPAGE, CONTROL, PUBLIC_RESOLVER, REAL_PAGE, ROUTER, Lab, X
 
 from probe.lab.censors import EXPECTED_METHOD, Technique, make_technique
-from probe.lab.censors._tls import Hello, parse_hello
 from probe.lab.censors.address_filter import IpBlackhole, TcpReset
+from probe.lab.censors.clienthello import Hello, parse_hello
 from probe.lab.censors.dns_injection import DnsInjection
 from probe.lab.censors.dns_resolver import DnsResolverCensor, Kind
 from probe.lab.censors.http_blockpage import HttpBlockpage, Style

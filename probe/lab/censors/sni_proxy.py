@@ -20,7 +20,7 @@ from typing import Final, Literal
 
 from probe.lab.censors import RouterContext
 from probe.lab.censors._redirect import RedirectProxy, reset, splice
-from probe.lab.censors._tls import parse_hello
+from probe.lab.censors.clienthello import parse_hello
 
 __all__ = ["SniProxy"]
 

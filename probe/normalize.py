@@ -7,6 +7,10 @@ measurement is self-contained: its verdict is a pure function of it alone.
 The probe's own public address never leaves the machine: ``probe_ip`` is
 always ``127.0.0.1`` and every string in the measurement that contains one
 of the ``scrub`` addresses has it replaced with ``[scrubbed]``.
+
+Who measured (``probe_asn``, ``probe_cc``, ``probe_network_name``, ``resolver_*``)
+is the ``identity`` discovered before the campaign (:mod:`probe.identity`), else
+what the config declares.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Final
 from probe import __version__
 from probe.campaign import CampaignResult, DomainResult
 from probe.config import Config
+from probe.identity import Identity
 from probe.records import (
     Certificate,
     DnsQuery,
@@ -245,8 +250,11 @@ def measurements(
     report_id: str | None = None,
     annotations: Mapping[str, str] | None = None,
     scrub: frozenset[str] = frozenset(),
+    identity: Identity | None = None,
 ) -> list[dict[str, Any]]:
     """One OONI-format measurement per domain (targets and control sites)."""
+    v = config.vantage
+    who = identity or Identity(v.asn, v.cc, v.network_name)
     report_id = report_id or f"{utc(result.start_time).replace(' ', 'T')}Z_{secrets.token_hex(8)}"
     controls = [o for d in result.controls for o in d.observations]
     out = []
@@ -254,7 +262,7 @@ def measurements(
         observed: list[Observation] = list(d.observations)
         if d.role == "target":
             observed += controls
-        out.append(_measurement(d, observed, result, config, report_id, annotations or {}))
+        out.append(_measurement(d, observed, result, who, report_id, annotations or {}))
     return [_scrub(m, scrub) for m in out] if scrub else out
 
 
@@ -262,11 +270,10 @@ def _measurement(
     d: DomainResult,
     observed: list[Observation],
     result: CampaignResult,
-    config: Config,
+    who: Identity,
     report_id: str,
     annotations: Mapping[str, str],
 ) -> dict[str, Any]:
-    v = config.vantage
     return {
         "annotations": {
             "engine_name": "probe",
@@ -281,14 +288,14 @@ def _measurement(
         "measurement_start_time": utc(result.start_time),
         "measurement_uid": secrets.token_hex(16),
         "options": [],
-        "probe_asn": v.asn,
-        "probe_cc": v.cc,
+        "probe_asn": who.asn,
+        "probe_cc": who.cc,
         "probe_ip": "127.0.0.1",
-        "probe_network_name": v.network_name,
+        "probe_network_name": who.network_name,
         "report_id": report_id,
-        "resolver_asn": "AS0",
-        "resolver_ip": "",
-        "resolver_network_name": "",
+        "resolver_asn": who.resolver_asn,
+        "resolver_ip": who.resolver_ip,
+        "resolver_network_name": who.resolver_network_name,
         "software_name": "probe",
         "software_version": __version__,
         "test_helpers": {},

@@ -61,8 +61,9 @@ class LabError(RuntimeError):
     """The lab cannot be brought up (already up, not root, a start-up failure...)."""
 
 
-class Interrupted(Exception):
-    """SIGTERM arrived during ``lab run``."""
+class Interrupted(BaseException):
+    """SIGTERM arrived during ``lab run`` (a BaseException, like KeyboardInterrupt: no
+    ``except Exception`` on the way may swallow it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,20 +162,30 @@ def evaluate(
     A None in ``measurements`` is a line that could not be read; it is counted.
     """
     isp_of = {w.asn: w.isp for w in truth}
-    cells: dict[tuple[str, str, str], Cell] = {}
-    errors: list[Scored] = []
-    measured = near = unreadable = 0
+    scored: list[Scored] = []
+    unreadable = 0
     for m in measurements:
-        scored = None if m is None else _score(m, truth, isp_of, interval)
-        if scored is None:
+        s = None if m is None else _score(m, truth, isp_of, interval)
+        if s is None:
             unreadable += 1
-            continue
-        measured += 1
-        near += scored.near_switch
-        if scored.error is not None:
-            errors.append(scored)
-        if not scored.near_switch:
-            _count(cells, scored)
+        else:
+            scored.append(s)
+    # one cell per ISP x domain x method the truth expects there or a verdict reported there
+    keys = {
+        (s.isp, s.domain, method) for s in scored for method in (*s.expected, s.method) if method
+    }
+    keys |= {
+        (isp_of[w.asn], s.domain, w.method)
+        for w in truth
+        for s in scored
+        if w.method and isp_of[w.asn] == s.isp and w.domain in (None, s.domain)
+    }
+    cells = {key: Cell(*key) for key in keys}
+    for s in scored:
+        if not s.near_switch:
+            _count(cells, s)
+    errors = [s for s in scored if s.error is not None]
+    measured, near = len(scored), sum(s.near_switch for s in scored)
     ordered = tuple(sorted(cells.values(), key=lambda c: (c.isp, c.domain, c.method)))
     recall: dict[str, float] = {}
     for method in METHODS:
@@ -294,14 +304,13 @@ def _score(
     )
 
 
-def _count(cells: dict[tuple[str, str, str], Cell], s: Scored) -> None:
+def _count(cells: Mapping[tuple[str, str, str], Cell], s: Scored) -> None:
     got = s.method if s.status == "blocked" else None
     for method in METHODS:
+        cell = cells.get((s.isp, s.domain, method))
+        if cell is None:
+            continue
         expected, said = method in s.expected, got == method
-        key = (s.isp, s.domain, method)
-        if key not in cells and not (expected or said):
-            continue  # no cell for a method nobody expects or reports here
-        cell = cells.setdefault(key, Cell(s.isp, s.domain, method))
         if expected and said:
             cell.tp += 1
         elif said:

@@ -13,9 +13,10 @@ import base64
 import itertools
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import dns.message
 import httpx
@@ -26,7 +27,7 @@ from probe.lab import runner, truth
 from probe.lab.scenario import PERIOD, ScenarioError, find, load, schedule
 from probe.net.dns import query_tcp, query_udp
 from probe.net.tls import handshake, make_context
-from probe.records import Clock
+from probe.records import Clock, DnsQuery, TlsHandshake
 
 SNI, CLEAN = "probelab-v-sni", "probelab-v-clean"  # the smoke scenario's vantage points
 X = "203.0.113.10"  # x.com's replica: the first domain of configs/x.toml
@@ -146,7 +147,7 @@ def test_system_resolver_via_resolv_conf(smoke: Path) -> None:
 
 @pytest.mark.lab
 def test_public_resolver_answers_over_udp_and_tcp(smoke: Path) -> None:
-    async def both() -> tuple[object, object]:
+    async def both() -> tuple[tuple[DnsQuery, ...], DnsQuery]:
         udp = await query_udp(
             "pbs.twimg.com",
             "AAAA",
@@ -161,7 +162,7 @@ def test_public_resolver_answers_over_udp_and_tcp(smoke: Path) -> None:
         )
         return udp, tcp
 
-    (udp,), tcp = in_netns(CLEAN, both)  # type: ignore[misc]
+    (udp,), tcp = in_netns(CLEAN, both)
     assert [(a.answer_type, a.value) for a in udp.answers] == [("AAAA", "2001:db8:113::20")]
     assert [(a.answer_type, a.value) for a in tcp.answers] == [("A", "203.0.113.23")]
 
@@ -211,7 +212,7 @@ def test_whoami_and_asn_names_give_the_vantage(smoke: Path) -> None:
 def test_tls_to_the_x_replica_verifies_with_the_lab_ca(smoke: Path) -> None:
     context = make_context(str(runner.STATE_DIR / "ca.pem"))
 
-    def tls(ip: str, sni: str) -> object:
+    def tls(ip: str, sni: str) -> Coroutine[Any, Any, TlsHandshake]:
         return handshake(
             ip,
             443,
@@ -224,13 +225,13 @@ def test_tls_to_the_x_replica_verifies_with_the_lab_ca(smoke: Path) -> None:
         )
 
     clean = in_netns(CLEAN, lambda: tls(X, "x.com"))
-    assert clean.failure is None, clean  # type: ignore[attr-defined]
-    assert clean.server_name == "x.com"  # type: ignore[attr-defined]
+    assert clean.failure is None, clean
+    assert clean.server_name == "x.com"
     v6 = in_netns(CLEAN, lambda: tls("2001:db8:113::10", "x.com"))
-    assert v6.failure is None  # type: ignore[attr-defined]
+    assert v6.failure is None
     # The censoring ISP resets the same handshake; a control name on X's address passes.
-    assert in_netns(SNI, lambda: tls(X, "x.com")).failure == "connection_reset"  # type: ignore[attr-defined]
-    assert in_netns(SNI, lambda: tls(X, "www.example.com")).failure is None  # type: ignore[attr-defined]
+    assert in_netns(SNI, lambda: tls(X, "x.com")).failure == "connection_reset"
+    assert in_netns(SNI, lambda: tls(X, "www.example.com")).failure is None
 
 
 @pytest.mark.lab

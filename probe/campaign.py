@@ -245,12 +245,32 @@ class _Campaign:
             steps += [self.fetch("http", domain, ip, tag) for ip in open_80]
         observed = list(await asyncio.gather(*steps))
         handshakes = [o for o in observed if isinstance(o, TlsHandshake) and o.tags == tag]
+        working = [h.ip for h in handshakes if h.failure is None]
         if m.http:
             observed += await asyncio.gather(
-                *(self.fetch("https", domain, h.ip, tag) for h in handshakes if h.failure is None)
+                *(self.fetch("https", domain, ip, tag) for ip in working)
             )
+        if m.throughput_path and working:
+            observed.append(await self.download(domain, working[0], tag))
         observed += await self.residual(domain, handshakes)
         return DomainResult(domain, role, (*queries, *connects, *observed), t0, self.clock.now())
+
+    async def download(self, domain: str, ip: str, tags: tuple[str, ...]) -> Observation:
+        """A timed download of the configured fixed-size object (the throttling test)."""
+        m = self.config.measurement
+        url = f"https://{domain}:{m.https_port}{m.throughput_path}"
+        return await self.step(
+            lambda tid: http.download(
+                url,
+                ip,
+                context=self.http_context,
+                clock=self.clock,
+                timeout=self.config.timeouts.throughput,
+                max_bytes=m.throughput_bytes,
+                transaction_id=tid,
+                tags=tags,
+            )
+        )
 
     async def control_address(self) -> tuple[str, ...]:
         """The first usable address of the first control site that resolved."""

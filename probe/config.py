@@ -101,6 +101,8 @@ class Measurement:
     dns_late_window: float = 0.3
     residual_delay: float = 0.0
     http: bool = True
+    throughput_path: str = ""
+    throughput_bytes: int = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,7 @@ class Timeouts:
     connect: float = 4.0
     tls: float = 4.0
     http: float = 8.0
+    throughput: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,11 +284,19 @@ class _Reader:
                 "ip_versions": (lambda v: v in (4, 6), "expected 4 and/or 6"),
                 "dns_late_window": (lambda v: v >= 0, "must be >= 0"),
                 "residual_delay": (lambda v: v >= 0, "must be >= 0"),
+                "throughput_bytes": positive,
+                "throughput_path": (
+                    lambda v: not v or v.startswith("/"),
+                    "expected a path like /x",
+                ),
                 "ca_bundle": (lambda v: not v or os.path.isfile(v), "no such file"),
             },
         )
         timeouts = self.section(
-            data, "timeouts", Timeouts, dict.fromkeys(("dns", "connect", "tls", "http"), positive)
+            data,
+            "timeouts",
+            Timeouts,
+            dict.fromkeys(("dns", "connect", "tls", "http", "throughput"), positive),
         )
         vantage = self.section(
             data,

@@ -343,3 +343,13 @@ def test_unreadable_measurements_are_inconclusive_with_the_reason(change: Any, r
 def test_not_a_measurement_at_all(thing: Any) -> None:
     v = verdict(thing)
     assert v.status == "inconclusive" and v.method is None
+
+
+def test_a_blocked_doh_control_is_no_outage() -> None:
+    m = load("sni_reset")
+    doh = copy.deepcopy(m["test_keys"]["queries"][2])
+    doh.update(hostname="www.example.com", tags=["control_site", "resolver_control"], answers=[])
+    doh.update(failure="connection_reset", rcode=None, raw_response=None, x_dns_id=None)
+    m["test_keys"]["queries"].append(doh)
+    v = verdict(m)
+    assert (v.status, v.detail) == ("blocked", "tls.sni_reset")

@@ -52,6 +52,7 @@ DEFAULT_HORIZON: Final = 7 * 86400.0  # schedule length of `lab up` (no duration
 READY_TIMEOUT: Final = 30.0
 STOP_TIMEOUT: Final = 10.0
 LAB_TIMEOUT: Final = 2.0  # the probe's step timeouts in the lab (every host is one hop away)
+THROUGHPUT_BYTES: Final = 512 << 10  # the timed download: 0.5 MiB, ~30 ms unthrottled
 PID_FILE: Final = "daemon.pid"
 
 Progress = Callable[[str], None]
@@ -165,8 +166,10 @@ def probe_config(lab: Topology, net: IspNet, ca_bundle: Path) -> str:
         "[measurement]",
         f"ip_versions = {[4, 6] if scenario.ipv6 else [4]}",
         f"ca_bundle = {_toml(str(ca_bundle))}",
+        f"throughput_path = {_toml(f'/x-bytes/{THROUGHPUT_BYTES}')}",
+        f"throughput_bytes = {THROUGHPUT_BYTES}",
         "[timeouts]",
-        *(f"{step} = {LAB_TIMEOUT}" for step in ("dns", "connect", "tls")),
+        *(f"{step} = {LAB_TIMEOUT}" for step in ("dns", "connect", "tls", "throughput")),
         f"http = {2 * LAB_TIMEOUT}",
     ]
     for resolver in resolvers:

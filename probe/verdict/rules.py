@@ -7,8 +7,10 @@ carries the evidence (references into ``test_keys``) and one plain sentence.
 
 **Health gate (controls).** The ``control_site`` observations say whether the
 network works: none failed -> *up*; all failed -> *down*; some -> *degraded*
-(a lossy link); none measured -> *unknown*. ``dns_no_answer`` and IPv6
-"no route" failures (a network without IPv6) are not failures of the network.
+(a lossy link); none measured -> *unknown*. ``dns_no_answer``, IPv6 "no
+route" failures (a network without IPv6) and the DNS control's own queries
+(a blocked DoH resolver) are not failures of the network; DNS answers alone
+never show it down (an ISP resolver answers from its cache in an outage).
 A finding is reported as ``blocked`` only when the network is up; otherwise
 the status is ``down`` (network down) or ``inconclusive``. Findings that rest
 on silence (timeouts, a slow download) further need the controls to show no
@@ -54,7 +56,8 @@ blocking.
 * the control SNI fails the same way on that address while the target SNI
   reaches a control address -> the address is blocked (``tcp_ip``).
 * ``ssl_unknown_authority`` / ``ssl_invalid_hostname`` on an address the DNS
-  control confirms -> ``tls.interception``.
+  control confirms, while a control site validates (the trust store works)
+  -> ``tls.interception``.
 * ``residual`` re-tests that fail are added to the evidence.
 
 **HTTP**: a response (body or header) matching an HTTP fingerprint ->
@@ -257,7 +260,9 @@ def _health(obs: Observations) -> _Health:
     lookups: list[tuple[str, str | None]] = [
         (_show_dns(q), q.failure)
         for q in obs.dns
-        if q.role == "control_site" and not q.late and q.failure != "dns_no_answer"
+        if q.role == "control_site"
+        and not (q.late or q.control)  # a blocked DoH control is a DNS matter, not an outage
+        and q.failure != "dns_no_answer"
     ]
     transport: list[tuple[str, str | None]] = []  # (evidence, failure)
     for c in obs.connects:
@@ -643,16 +648,18 @@ def _tls_interception(
     confirmed = [h for h in certs if h.ip in ctx.dns.reference]
     valid_ips = {h.ip for h in target if h.failure is None}
     intercepted = [h for h in confirmed if h.ip not in valid_ips]
-    if not intercepted:
+    # a control site that validates shows the trust store works: the fault is on the path
+    trusted = [h for h in ctx.obs.handshakes if h.role == "control_site" and h.failure is None]
+    if not intercepted or not trusted:
         ctx.notes.append(
-            f"the certificate for {ctx.obs.domain} is invalid on an address the DNS control "
-            "does not confirm"
+            f"the certificate for {ctx.obs.domain} is invalid ({certs[0].failure}), but no "
+            "DNS-confirmed address and validating control site show an interception"
         )
         return None
     h = intercepted[0]
     return _Finding(
         "tls", "tls.interception", "tls_handshake", _addr(h.ip, h.port),
-        (*map(_show_tls, intercepted), _reference(ctx)), 0.8,
+        (*map(_show_tls, intercepted), _reference(ctx), _show_tls(trusted[0])), 0.8,
         f"the TLS certificate for {ctx.obs.domain} on {h.ip} is not valid ({h.failure}) "
         "although the DNS control gives that address: the connection is intercepted",
         "active",

@@ -1,0 +1,458 @@
+"""Unattended runs: when to measure (pure decisions) and a thin loop that does it.
+
+The decisions are pure functions of numbers, tested without a network or a clock:
+
+* :func:`jittered`: every wait is ``interval x (1 +/- jitter)``, uniform (RIPE Atlas
+  jitters its intervals too), so volunteers do not measure in lockstep.
+* :func:`backoff`: after ``n`` consecutive failures of the probe itself (an exception,
+  a campaign over its time budget) the wait doubles, up to ``max_backoff``.
+* :func:`next_start`: a campaign that is late (an overrun, a suspend, a clock jumping
+  forward) starts now, once: missed slots are skipped, never caught up in a burst;
+  a plan implausibly far ahead (a clock jumping back) is pulled in to one wait from now.
+* :func:`track`, :func:`bursting`, :func:`plan`: burst re-sampling. When a target's
+  verdict flips between ``ok`` and ``blocked`` (``down`` and ``inconclusive`` say
+  nothing about a censor's window and are ignored), that target (with the control
+  sites, which every verdict needs) is re-measured every ``burst_interval`` for
+  ``burst_duration`` after its last flip, so the opening and closing of a window are
+  timed to within seconds instead of minutes.
+
+:class:`Runner` does the I/O of one unattended campaign: housekeeping of the results
+folder (:mod:`probe.rotate`), the low-disk guard, identity and VPN check
+(:mod:`probe.identity`), the campaign under its time budget, verdicts, storage.
+:func:`loop` is ``probe schedule``: it sleeps on the monotonic clock, so wall-clock
+changes do not move it, and stops on :class:`Stop`: the first signal lets the current
+campaign finish within ``stop_grace`` seconds, a second one abandons it at once. An
+abandoned campaign writes nothing; a finished one has every line fsynced.
+:class:`RunLock` (``flock`` on ``run.lock`` in the state dir) keeps two unattended runs
+from measuring at the same time; the kernel drops it when its process dies, so a
+stale or garbled lock file is simply reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Final, TypeVar
+
+from probe import campaign, normalize, rotate, store
+from probe.config import Config
+from probe.identity import Discovery, discover
+from probe.summary import with_verdicts
+
+__all__ = [
+    "Lock",
+    "LockHeld",
+    "Outcome",
+    "Runner",
+    "Step",
+    "Stop",
+    "TargetState",
+    "backoff",
+    "bursting",
+    "jittered",
+    "loop",
+    "next_start",
+    "once",
+    "plan",
+    "statuses",
+    "summary",
+    "track",
+]
+
+T = TypeVar("T")
+LOCK_FILE: Final = "run.lock"
+BACKOFF_FILE: Final = "backoff.json"
+DECISIVE: Final = ("ok", "blocked")
+log = logging.getLogger("probe")
+
+
+# -- pure decisions ------------------------------------------------------------------------
+
+
+def jittered(interval: float, jitter: float, u: float) -> float:
+    """The wait for ``u`` uniform in [0, 1]: within ``interval x [1 - jitter, 1 + jitter]``."""
+    return interval * (1.0 + jitter * (2.0 * min(max(u, 0.0), 1.0) - 1.0))
+
+
+def backoff(delay: float, failures: int, cap: float) -> float:
+    """``delay`` doubled per consecutive failure, at most ``cap`` (never below ``delay``)."""
+    if failures <= 0:
+        return delay
+    return max(delay, min(cap, delay * 2.0 ** min(failures, 32)))
+
+
+def next_start(planned: float, now: float, longest: float) -> float:
+    """When to start a campaign planned for ``planned``; never later than ``longest`` from now.
+
+    Late -> now (one campaign, not one per missed slot); too far ahead -> ``now + longest``.
+    """
+    return min(max(planned, now), now + longest)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetState:
+    status: str  # the last decisive verdict: "ok" or "blocked"
+    burst_until: float  # re-measure often until then; 0.0 = no burst
+
+
+def track(
+    states: Mapping[str, TargetState], statuses: Mapping[str, str], now: float, duration: float
+) -> dict[str, TargetState]:
+    """The targets' states after a campaign's verdicts (``statuses``: target -> status)."""
+    new = dict(states)
+    for target, status in statuses.items():
+        if status not in DECISIVE:
+            continue
+        previous = states.get(target)
+        if previous is None:
+            new[target] = TargetState(status, 0.0)
+        elif previous.status != status:
+            new[target] = TargetState(status, now + duration if duration > 0 else 0.0)
+    return new
+
+
+def bursting(states: Mapping[str, TargetState], now: float) -> tuple[str, ...]:
+    """The targets being re-measured at the burst rate, sorted."""
+    return tuple(sorted(t for t, s in states.items() if s.burst_until > now))
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    at: float
+    targets: tuple[str, ...] | None  # None: every target (a regular campaign)
+
+
+def plan(regular_at: float, burst_at: float, targets: Iterable[str]) -> Step:
+    """The next campaign: a burst of ``targets`` if one is due before the regular one."""
+    burst = tuple(targets)
+    if burst and burst_at < regular_at:
+        return Step(burst_at, burst)
+    return Step(regular_at, None)
+
+
+# -- I/O -----------------------------------------------------------------------------------
+
+
+class LockHeld(Exception):
+    """Another unattended run holds the lock; the message names its pid when known."""
+
+
+class Lock:
+    """An exclusive, non-blocking ``flock`` on ``<state>/run.lock`` holding our pid."""
+
+    def __init__(self, state: Path) -> None:
+        self.path = state / LOCK_FILE
+        self._file: IO[str] | None = None
+
+    def __enter__(self) -> Lock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")  # held open for the life of the lock
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read(32).strip()
+            f.close()
+            who = f"pid {holder}" if holder.isdigit() else "another process"
+            raise LockHeld(f"another probe run is measuring ({who} holds {self.path})") from None
+        f.seek(0)
+        f.truncate()  # whatever was there (a crashed run's pid, garbage) is rebuilt
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self._file = f
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._file is not None:
+            self._file.close()  # closing releases the flock
+            self._file = None
+
+
+class Stop:
+    """Stop requests from signals: the first asks to stop, the second to stop now."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.urgent = asyncio.Event()
+
+    def signal(self) -> None:
+        if self.requested.is_set():
+            self.urgent.set()
+        self.requested.set()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    measurements: list[dict[str, Any]]
+    path: Path
+    statuses: dict[str, str]  # target -> verdict status (:func:`statuses`)
+
+
+class Runner:
+    """One unattended campaign at a time: guard, identity, measure under budget, store."""
+
+    def __init__(self, config: Config, output: Path, state: Path) -> None:
+        self.config, self.output, self.state = config, output, state
+        self._low_disk = False
+
+    def housekeeping(self, now: float | None = None) -> bool:
+        """Compress past days, apply the cap; False while the disk is too full to measure."""
+        s = self.config.storage
+        try:
+            if s.compress:
+                rotate.compress_past_days(self.output, now)
+            for path in rotate.enforce_cap(self.output, s.max_mb << 20, now):
+                log.warning("storage cap of %d MB reached: deleted %s", s.max_mb, path.name)
+            low = rotate.low_disk(self.output, s.min_free_mb << 20)
+        except OSError as exc:  # e.g. the disk filled while compressing: nothing was lost
+            log.error("storage housekeeping failed in %s: %s", self.output, exc)
+            low = True
+        if low != self._low_disk:
+            self._low_disk = low
+            if low:
+                log.error(
+                    "less than %d MB free for %s: measuring stops until space is freed",
+                    s.min_free_mb,
+                    self.output,
+                )
+            else:
+                log.info("disk space is back above %d MB: measuring again", s.min_free_mb)
+        return not low
+
+    async def vantage(self) -> Discovery:
+        found = await discover(self.config, self.state)
+        for warning in found.warnings:
+            log.warning("%s", warning)
+        return found
+
+    async def measure(
+        self, found: Discovery, trigger: str, targets: tuple[str, ...] | None = None
+    ) -> Outcome:
+        """Measure (``targets`` only, if given) within the budget; store and return the result.
+
+        Raises ``TimeoutError`` over budget and ``OSError`` when storing fails.
+        """
+        config = self.config.only(targets) if targets is not None else self.config
+        async with asyncio.timeout(self.config.schedule.budget):
+            result = await campaign.run(config)
+        annotations = {**found.annotations, "x_trigger": trigger}
+        ms = with_verdicts(
+            normalize.measurements(
+                result, config, annotations=annotations, scrub=found.scrub, identity=found.identity
+            )
+        )
+        path = store.day_file(self.output, result.start_time)
+        store.append(path, ms)
+        return Outcome(ms, path, statuses(ms))
+
+
+def statuses(measurements: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Target domain -> verdict status ("inconclusive" when there is no verdict)."""
+    out = {}
+    for m in measurements:
+        if m.get("annotations", {}).get("x_role") == "target":
+            verdict = m.get("test_keys", {}).get("x_verdict") or {}
+            out[str(m["input"]).removeprefix("https://").rstrip("/")] = verdict.get(
+                "status", "inconclusive"
+            )
+    return out
+
+
+def summary(outcome: Outcome, seconds: float) -> str:
+    """One log line: how many targets in each verdict status, and where they went."""
+    counts: dict[str, int] = {}
+    for status in outcome.statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    words = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no targets"
+    return (
+        f"{len(outcome.statuses)} targets ({words}) in {seconds:.1f} s; "
+        f"{len(outcome.measurements)} measurements appended to {outcome.path}"
+    )
+
+
+async def _guarded(work: Awaitable[T], stop: Stop, grace: float) -> T | None:
+    """``work``'s result; on a stop request, give it ``grace`` seconds, then abandon it."""
+    task = asyncio.ensure_future(work)
+    requested = asyncio.ensure_future(stop.requested.wait())
+    urgent = asyncio.ensure_future(stop.urgent.wait())
+    try:
+        await asyncio.wait({task, requested}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            log.info("stopping: letting the current campaign finish (up to %g s)", grace)
+            await asyncio.wait({task, urgent}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()
+            log.warning("stopping: current campaign abandoned (nothing of it written)")
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return None
+        return task.result()
+    finally:
+        requested.cancel()
+        urgent.cancel()
+
+
+async def loop(
+    runner: Runner,
+    stop: Stop,
+    *,
+    rng: random.Random | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    progress: Callable[[str], None] | None = None,
+    max_campaigns: int | None = None,
+) -> int:
+    """``probe schedule``: campaigns until ``stop`` (or ``max_campaigns``); return how many ran."""
+    policy = runner.config.schedule
+    rng = rng or random.Random()
+    longest = max(policy.max_backoff, policy.interval * (1 + policy.jitter))
+    states: dict[str, TargetState] = {}
+    failures = campaigns = 0
+    regular_at = burst_at = clock()
+    found: Discovery | None = None
+    while not stop.requested.is_set() and (max_campaigns is None or campaigns < max_campaigns):
+        now = clock()
+        targets = bursting(states, now) if failures == 0 else ()
+        step = plan(
+            next_start(regular_at, now, longest), next_start(burst_at, now, longest), targets
+        )
+        if await _wait(step.at, stop, clock, longest, progress):
+            break
+        started, regular = clock(), step.targets is None
+        if regular:
+            delay = jittered(policy.interval, policy.jitter, rng.random())
+            regular_at = started + backoff(delay, failures, policy.max_backoff)
+        if not runner.housekeeping():
+            continue
+        if regular or found is None:
+            found = await _guarded(runner.vantage(), stop, policy.stop_grace)
+            if found is None:
+                break
+        if found.vpn and policy.skip_vpn:
+            if regular:
+                log.warning(
+                    "skipping this campaign: %s (a VPN?); set [schedule] skip_vpn = false "
+                    "to measure anyway",
+                    found.vpn,
+                )
+            continue
+        burst_at = started + policy.burst_interval
+        campaigns += 1
+        kind = "regular" if step.targets is None else f"burst of {', '.join(step.targets)}"
+        log.info("campaign %d (%s) started", campaigns, kind)
+        try:
+            trigger = "schedule" if step.targets is None else "burst"
+            outcome = await _guarded(
+                runner.measure(found, trigger, step.targets), stop, policy.stop_grace
+            )
+        except TimeoutError:
+            failures += 1
+            log.error("campaign %d abandoned: over its %g s budget", campaigns, policy.budget)
+            continue
+        except OSError as exc:  # storing failed (a full disk): the lines before are intact
+            failures += 1
+            log.error("campaign %d could not be stored: %s", campaigns, exc)
+            continue
+        except Exception as exc:  # a failure of the probe itself: back off, keep going
+            failures += 1
+            log.exception("campaign %d failed (%d in a row): %s", campaigns, failures, exc)
+            continue
+        if outcome is None:
+            break
+        failures = 0
+        log.info("campaign %d done: %s", campaigns, summary(outcome, clock() - started))
+        before = bursting(states, clock())
+        states = track(states, outcome.statuses, clock(), policy.burst_duration)
+        for target in sorted(set(bursting(states, clock())) - set(before)):
+            log.info(
+                "%s is now %s: re-measuring it every %g s for %g s",
+                target,
+                states[target].status,
+                policy.burst_interval,
+                policy.burst_duration,
+            )
+    return campaigns
+
+
+async def once(runner: Runner, now: float | None = None) -> int:
+    """``probe run --once`` (cron, a systemd timer): one campaign, with the loop's guards.
+
+    Backoff across runs: after ``n`` consecutive failures the failure count and time are
+    kept in ``backoff.json``, and runs are skipped until ``backoff(interval, n)`` minus
+    half an interval has passed (the timer fires every interval, so spacing doubles).
+    """
+    policy, now = runner.config.schedule, time.time() if now is None else now
+    failures, until = _read_backoff(runner.state)
+    if now < until <= now + policy.max_backoff:  # a later `until`: the clock went back
+        log.warning("skipping this run: backing off after %d failures in a row", failures)
+        return 0
+    if not runner.housekeeping(now):
+        return 1
+    found = await runner.vantage()
+    if found.vpn and policy.skip_vpn:
+        log.warning(
+            "skipping this run: %s (a VPN?); set [schedule] skip_vpn = false to measure anyway",
+            found.vpn,
+        )
+        return 0
+    started = time.monotonic()
+    try:
+        outcome = await runner.measure(found, "cron")
+    except (TimeoutError, OSError) as exc:
+        failures += 1
+        wait = backoff(policy.interval, failures, policy.max_backoff) - policy.interval / 2
+        _write_backoff(runner.state, failures, now + wait)
+        why = f"over its {policy.budget:g} s budget" if isinstance(exc, TimeoutError) else exc
+        log.error("campaign failed (%d in a row): %s", failures, why)
+        return 1
+    if failures:
+        (runner.state / BACKOFF_FILE).unlink(missing_ok=True)
+    log.info("campaign done: %s", summary(outcome, time.monotonic() - started))
+    return 0
+
+
+def _read_backoff(state: Path) -> tuple[int, float]:
+    """(consecutive failures, skip runs until); a missing or corrupt file is (0, 0.0)."""
+    try:
+        data = json.loads((state / BACKOFF_FILE).read_bytes())
+        return int(data["failures"]), float(data["until"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return 0, 0.0
+
+
+def _write_backoff(state: Path, failures: int, until: float) -> None:
+    data = json.dumps({"failures": failures, "until": until}).encode() + b"\n"
+    store.atomic_write(state / BACKOFF_FILE, data)
+
+
+async def _wait(
+    at: float,
+    stop: Stop,
+    clock: Callable[[], float],
+    longest: float,
+    progress: Callable[[str], None] | None,
+) -> bool:
+    """Sleep until ``at`` on ``clock``; True if a stop was requested meanwhile."""
+    while (left := at - clock()) > 0:
+        if left > longest:  # the clock went back: do not wait longer than a whole wait
+            at = clock() + longest
+            continue
+        if progress is not None:
+            progress(f"next campaign in {math.ceil(left) // 60}:{math.ceil(left) % 60:02d}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.requested.wait(), min(left, 1.0) if progress else left)
+        if stop.requested.is_set():
+            return True
+    return stop.requested.is_set()

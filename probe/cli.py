@@ -1,8 +1,14 @@
-"""The command line: argument parsing and the ``probe run`` command.
+"""The command line: argument parsing and the ``run``, ``schedule`` and ``consent`` commands.
 
-Exit codes: 0 when a run completed, whatever it found; 2 for bad input (an
-unusable config, an unknown domain); 1 when the probe itself failed. Heavy
+Exit codes: 0 when a run completed, whatever it found (or was skipped on purpose:
+a VPN, a backoff); 2 for bad input (an unusable config, an unknown domain, no
+consent on record); 1 when the probe itself failed (or the disk is too full to
+measure); 75 (EX_TEMPFAIL) when another unattended run holds the lock. Heavy
 modules are imported inside the commands so ``probe --version`` stays fast.
+
+Logs go to stderr: one plain line each (with a UTC timestamp) when stderr is not a
+terminal (journald, cron mail, ``docker logs``); on a terminal, short lines and a
+countdown to the next campaign.
 """
 
 from __future__ import annotations
@@ -10,11 +16,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from probe import __version__
+
+if TYPE_CHECKING:
+    from probe.config import Config
+    from probe.schedule import Runner
 
 __all__ = ["main"]
 
@@ -44,7 +58,40 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the measurements as JSON lines instead of a table",
     )
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="unattended (cron, systemd timer): never asks, needs recorded consent, takes the "
+        "run lock, looks after the results folder, skips on a VPN, logs one line",
+    )
     run.set_defaults(handler=cmd_run)
+
+    sched = sub.add_parser("schedule", help="measure every N seconds until SIGTERM/SIGINT")
+    sched.add_argument(
+        "--config", type=Path, help="campaign config (default: configs/x.toml or $PROBE_CONFIG)"
+    )
+    sched.add_argument(
+        "--output",
+        type=Path,
+        default=Path("results"),
+        help="directory for the JSONL files (default: results)",
+    )
+    sched.add_argument(
+        "--interval", type=float, help="seconds between campaigns (>= 30; default: the config's)"
+    )
+    sched.add_argument(
+        "--max-campaigns", type=int, metavar="N", help="stop after N campaigns (default: never)"
+    )
+    sched.set_defaults(handler=cmd_schedule)
+
+    agree = sub.add_parser("consent", help="read the risks of running the probe, and consent")
+    action = agree.add_mutually_exclusive_group()
+    action.add_argument(
+        "--yes", action="store_true", help="record consent without asking (read --show first)"
+    )
+    action.add_argument("--show", action="store_true", help="print the text and the status")
+    action.add_argument("--withdraw", action="store_true", help="forget the recorded consent")
+    agree.set_defaults(handler=cmd_consent)
 
     from probe.lab.cli import add_parser as add_lab
 
@@ -62,26 +109,188 @@ def main(argv: Sequence[str]) -> int:
     return code
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from probe import campaign, normalize, store
+def _logging() -> None:
+    """Log lines of the ``probe`` logger to the current stderr (see the module doc)."""
+    logger = logging.getLogger("probe")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    if sys.stderr.isatty():
+        handler.setFormatter(logging.Formatter("\r\x1b[K%(asctime)s %(message)s", "%H:%M:%S"))
+    else:
+        formatter = logging.Formatter(
+            "%(asctime)s probe %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%SZ"
+        )
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def _config(args: argparse.Namespace) -> Config | None:
     from probe.config import ConfigError, default_config_path, load
-    from probe.summary import table, with_verdicts
 
     try:
         config = load(args.config or default_config_path())
-        if args.only:
+        if getattr(args, "only", None):
             config = config.only(tuple(args.only))
     except ConfigError as exc:
         print(f"probe: config error: {exc}", file=sys.stderr)
+        return None
+    return config
+
+
+NO_CONSENT = (
+    "probe: no consent on record, nothing measured. Read what running the probe risks with "
+    "`probe consent --show`, then give consent with `probe consent` (or `probe consent --yes`); "
+    "an automated install may set `consent = true` under [vantage] in its config instead."
+)
+
+
+def _consented(config: Config, state: Path, *, interactive: bool) -> bool:
+    """Consent on record or in the config; else, on a terminal, ask (and record a yes)."""
+    from probe import consent
+
+    if config.vantage.consent or consent.recorded(state):
+        return True
+    if not interactive:
+        print(NO_CONSENT, file=sys.stderr)
+        return False
+    if not consent.ask(sys.stdin, sys.stdout):
+        print("probe: no consent, nothing measured.", file=sys.stderr)
+        return False
+    print(f"probe: consent recorded in {consent.record(state)}", file=sys.stderr)
+    return True
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from probe.consent import state_dir
+    from probe.schedule import Runner, once
+    from probe.summary import table
+
+    config = _config(args)
+    if config is None:
         return 2
-    result = asyncio.run(campaign.run(config))
-    measurements = with_verdicts(normalize.measurements(result, config))
-    path = store.day_file(args.output, result.start_time)
-    written = store.append(path, measurements)
+    _logging()
+    state = state_dir()
+    if args.once:
+        return _unattended(Runner(config, args.output, state), once)
+    if not _consented(config, state, interactive=sys.stdin.isatty() and sys.stdout.isatty()):
+        return 2
+    runner = Runner(config, args.output, state)
+
+    async def manual() -> tuple[int, list[dict[str, object]], Path | None]:
+        found = await runner.vantage()
+        if found.vpn:
+            logging.getLogger("probe").warning(
+                "%s: measurements tagged as made through a VPN", found.vpn
+            )
+        try:
+            outcome = await runner.measure(found, "manual")
+        except TimeoutError:
+            print(
+                f"probe: campaign over its {config.schedule.budget:g} s budget "
+                "([schedule] budget): nothing written",
+                file=sys.stderr,
+            )
+            return 1, [], None
+        return 0, outcome.measurements, outcome.path
+
+    code, measurements, path = asyncio.run(manual())
+    if code:
+        return code
     if args.json:
         for m in measurements:
             print(json.dumps(m, ensure_ascii=False))
     else:
         print(table(measurements))
-    print(f"{written} measurements appended to {path}", file=sys.stderr)
+    print(f"{len(measurements)} measurements appended to {path}", file=sys.stderr)
+    return 0
+
+
+def _unattended(runner: Runner, work: Callable[[Runner], Coroutine[object, object, int]]) -> int:
+    """Consent (never asked), then the run lock, then ``work``."""
+    from probe.schedule import Lock, LockHeld
+
+    if not _consented(runner.config, runner.state, interactive=False):
+        return 2
+    try:
+        with Lock(runner.state):
+            return asyncio.run(work(runner))
+    except LockHeld as exc:
+        print(f"probe: {exc}; exiting", file=sys.stderr)
+        return 75
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from probe.consent import state_dir
+    from probe.schedule import Runner
+
+    config = _config(args)
+    if config is None:
+        return 2
+    if args.interval is not None:
+        if args.interval < 30:
+            print("probe: --interval: must be >= 30 seconds", file=sys.stderr)
+            return 2
+        config = replace(config, schedule=replace(config.schedule, interval=args.interval))
+    _logging()
+    return _unattended(
+        Runner(config, args.output, state_dir()), lambda r: _schedule(r, args.max_campaigns)
+    )
+
+
+async def _schedule(runner: Runner, max_campaigns: int | None) -> int:
+    from probe.schedule import Stop, loop
+
+    log = logging.getLogger("probe")
+    stop = Stop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.signal)
+    progress = None
+    if sys.stderr.isatty():
+
+        def progress(text: str) -> None:
+            sys.stderr.write(f"\r\x1b[K{text}")
+            sys.stderr.flush()
+
+    s = runner.config.schedule
+    log.info(
+        "measuring every %g s (+/- %d%%) into %s; stop with Ctrl-C or SIGTERM",
+        s.interval,
+        round(s.jitter * 100),
+        runner.output,
+    )
+    count = await loop(runner, stop, progress=progress, max_campaigns=max_campaigns)
+    log.info("stopped after %d campaign(s)", count)
+    return 0
+
+
+def cmd_consent(args: argparse.Namespace) -> int:
+    from probe import consent
+
+    state = consent.state_dir()
+    if args.withdraw:
+        gone = consent.withdraw(state)
+        print("consent withdrawn" if gone else "no consent was on record")
+        return 0
+    if args.show:
+        print(consent.TEXT)
+        status = "recorded" if consent.recorded(state) else "not recorded"
+        print(f"Consent: {status} ({state / consent.FILE})")
+        return 0
+    if args.yes:
+        print(f"consent recorded in {consent.record(state)}")
+        return 0
+    if not sys.stdin.isatty():
+        print(consent.TEXT)
+        print("Not a terminal: run `probe consent --yes` to record your consent.", file=sys.stderr)
+        return 2
+    if not consent.ask(sys.stdin, sys.stdout):
+        print("No consent recorded.")
+        return 2
+    print(f"consent recorded in {consent.record(state)}")
     return 0

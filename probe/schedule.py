@@ -417,8 +417,7 @@ async def once(runner: Runner, now: float | None = None) -> int:
         why = f"over its {policy.budget:g} s budget" if isinstance(exc, TimeoutError) else exc
         log.error("campaign failed (%d in a row): %s", failures, why)
         return 1
-    if failures:
-        (runner.state / BACKOFF_FILE).unlink(missing_ok=True)
+    (runner.state / BACKOFF_FILE).unlink(missing_ok=True)  # a success ends any backoff
     log.info("campaign done: %s", summary(outcome, time.monotonic() - started))
     return 0
 

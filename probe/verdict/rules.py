@@ -14,8 +14,9 @@ never show it down (an ISP resolver answers from its cache in an outage).
 A finding is reported as ``blocked`` only when the network is up; otherwise
 the status is ``down`` (network down) or ``inconclusive``. Findings that rest
 on silence (timeouts, a slow download) further need the controls to show no
-packet loss: a successful connect to a control that took >= 0.9 s was
-retransmitted, and loss alone can then fake a timeout. A fingerprint match
+packet loss, since loss alone can fake a timeout: no control connect that took
+>= 0.9 s (a SYN retransmission), no resolver or control endpoint that answered
+some attempts and ignored others. A fingerprint match
 (a known blockpage) is exempt: no outage writes a blockpage.
 
 **DNS.** Target responses are split into the *system* ones (getaddrinfo and
@@ -162,7 +163,7 @@ class _Finding:
 @dataclass(frozen=True, slots=True)
 class _Health:
     state: Literal["up", "degraded", "down", "unknown"]
-    lossy: bool  # a control connect needed a retransmission
+    lossy: bool  # the controls show packet loss
     evidence: tuple[str, ...]
 
 
@@ -275,13 +276,7 @@ def _health(obs: Observations) -> _Health:
     for x in obs.http:
         if x.role == "control_site" and x.failed_operation != "connect":
             transport.append((_show_http(x), x.failure))
-    slow = tuple(
-        f"{_show_connect(c)} took {c.duration:.2f} s (retransmitted: packet loss)"
-        for c in obs.connects
-        if c.role in ("control_site", "control_address")
-        and c.failure is None
-        and c.duration >= LOSS_HINT_SECONDS
-    )
+    slow = _loss_signs(obs)
     results = lookups + transport
     failed = tuple(shown for shown, failure in results if failure is not None)
     if not results:
@@ -291,6 +286,35 @@ def _health(obs: Observations) -> _Health:
     decisive = transport or lookups
     down = all(failure is not None for _, failure in decisive)
     return _Health("down" if down else "degraded", bool(slow), failed + slow)
+
+
+def _loss_signs(obs: Observations) -> tuple[str, ...]:
+    """Evidence of packet loss among the controls: retransmitted or sporadically lost packets.
+
+    Loss is random, censorship is not: a control connect that needed a SYN
+    retransmission, or one resolver (one control endpoint) that answered some
+    queries (connects) and ignored others, shows a lossy path.
+    """
+    signs = [
+        f"{_show_connect(c)} took {c.duration:.2f} s (retransmitted: packet loss)"
+        for c in obs.connects
+        if c.role in ("control_site", "control_address")
+        and c.failure is None
+        and c.duration >= LOSS_HINT_SECONDS
+    ]
+    outcomes: dict[str, list[str | None]] = {}
+    for q in obs.dns:
+        if q.role == "control_site" and not q.late and q.engine != "getaddrinfo":
+            outcomes.setdefault(f"resolver {q.resolver}", []).append(q.failure)
+    for c in obs.connects:
+        if c.role in ("control_site", "control_address"):
+            outcomes.setdefault(f"control {_addr(c.ip, c.port)}", []).append(c.failure)
+    signs += [
+        f"{where}: {seen.count(TIMEOUT)} of {len(seen)} attempts timed out (sporadic loss)"
+        for where, seen in outcomes.items()
+        if TIMEOUT in seen and any(f != TIMEOUT for f in seen)
+    ]
+    return tuple(signs)
 
 
 def _gate(f: _Finding, health: _Health) -> Verdict:
@@ -316,7 +340,7 @@ def _gate(f: _Finding, health: _Health) -> Verdict:
     why = {
         "degraded": "some control-site observations fail too (a lossy or partial network)",
         "unknown": "there are no control-site observations to rule out an outage",
-        "up": "connects to the controls needed retransmissions, and loss can fake a timeout",
+        "up": "the controls show packet loss, and loss can fake a timeout",
     }[health.state]
     return _inconclusive(f"{f.explanation}, but {why}", evidence)
 

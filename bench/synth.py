@@ -42,7 +42,7 @@ DETAILS = {
     "dns.blockpage": ("dns", "dns"),
     "tcp_ip.timeout": ("tcp_ip", "tcp_ip"),
     "http.blockpage": ("http", "http-diff"),
-    "throttling.policer": ("throttling", "throttling"),
+    "throttling": ("throttling", "throttling"),
 }
 
 
@@ -61,7 +61,7 @@ def isps(count: int, rng: random.Random) -> list[Isp]:
         ("always", "tls.sni_reset"), ("sporadic", "tls.sni_reset"), ("clean", ""),
         ("always", "dns.blockpage"), ("sporadic", "tls.sni_reset"), ("partial", "tls.sni_reset"),
         ("always", "tcp_ip.timeout"), ("clean", ""), ("sporadic", "tls.sni_reset"),
-        ("always", "http.blockpage"), ("switch", "dns.blockpage"), ("always", "throttling.policer"),
+        ("always", "http.blockpage"), ("switch", "dns.blockpage"), ("always", "throttling"),
         ("flaky", ""), ("sporadic", "dns.blockpage"),
     ]  # fmt: skip
     out = []

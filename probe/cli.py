@@ -94,8 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     agree.set_defaults(handler=cmd_consent)
 
     from probe.lab.cli import add_parser as add_lab
+    from probe.report.cli import add_parser as add_report
 
     add_lab(sub)
+    add_report(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from probe.lab.censors import EXPECTED_METHOD
@@ -20,7 +21,8 @@ from probe.verdict import (
 )
 from probe.verdict.bogons import default_bogons
 
-GOLDEN = Path(__file__).parent / "golden"
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "measurement.json").is_file())
 OONI_FINGERPRINTS = Path("/work/shared/data/ooni-samples/ooni-backend/fastpath-fingerprints")
 
@@ -89,15 +91,16 @@ def test_where_ooni_went_wrong(case: str, status: str) -> None:
 
 
 def test_golden_measurements_follow_the_format() -> None:
+    schema = json.loads((ROOT / "probe" / "schema" / "measurement.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
     for case in CASES:
         m = load(case)
-        assert m["x_format_version"] == "1" and m["data_format_version"] == "0.2.0", case
-        assert m["probe_ip"] == "127.0.0.1" and m["input"] == "https://x.com/", case
+        validator.validate(m)
+        assert m["x_format_version"] == "1" and m["probe_ip"] == "127.0.0.1", case
         assert observations(m).problems == (), case
-        for key in ("queries", "tcp_connect", "tls_handshakes", "requests"):
+        for key in ("queries", "tcp_connect", "tls_handshakes", "requests", "x_throughput"):
             for entry in m["test_keys"][key]:
                 assert 0 <= entry["t0"] <= entry["t"], (case, key)
-                assert isinstance(entry["transaction_id"], int), (case, key)
 
 
 def test_verdicts_are_explained_and_bounded() -> None:
@@ -353,3 +356,24 @@ def test_a_blocked_doh_control_is_no_outage() -> None:
     m["test_keys"]["queries"].append(doh)
     v = verdict(m)
     assert (v.status, v.detail) == ("blocked", "tls.sni_reset")
+
+
+def test_a_control_sites_own_measurement_is_judged_as_its_target() -> None:
+    m = load("ok")
+    m["input"], m["annotations"]["x_role"] = "https://www.example.com/", "control"
+    tk = m["test_keys"]
+    for key in ("queries", "tcp_connect", "tls_handshakes", "requests", "x_throughput"):
+        tk[key] = [e for e in tk[key] if e["tags"] == ["control_site"]]
+    v = verdict(m)
+    assert v.status == "ok" and v.address == "198.51.100.20:443"
+    tk["tcp_connect"][0]["status"]["failure"] = "generic_timeout_error"
+    tk["tls_handshakes"][0].update(failure="generic_timeout_error", x_failed_operation="connect")
+    tk["requests"][0].update(failure="generic_timeout_error", x_failed_operation="connect")
+    assert verdict(m).status == "inconclusive"  # no other control site to tell an outage
+
+
+def test_throughput_address_may_be_a_bare_ip_or_an_endpoint() -> None:
+    m = load("throttle")
+    assert verdict(m).address == "203.0.113.10"
+    m["test_keys"]["x_throughput"][0]["address"] = "[2001:db8::10]:443"
+    assert observations(m).transfers[0].ip == "2001:db8::10"

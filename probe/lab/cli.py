@@ -9,7 +9,6 @@ mounting costs nothing. Exit codes: 0 done, 1 the lab or a probe round failed, 2
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,6 @@ __all__ = ["add_parser", "main"]
 
 # The evaluation of a run against its truth lives in this module, as `main(argv) -> int`
 # (argv = [DIR]); it belongs to the lab's evaluation, not to these commands.
-EVALUATOR = "probe.lab.evaluate"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -122,17 +120,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     except runner.LabError as exc:
         print(f"probe lab: {exc}", file=sys.stderr)
         return 1
-    return 1 if failures else 0
+    if failures:
+        print(f"probe lab: {failures} rounds failed", file=sys.stderr)
+    from probe.verdict import evaluate
+
+    verdicts = evaluate.main([str(args.output)])
+    return 1 if failures or verdicts else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    try:
-        evaluator = importlib.import_module(EVALUATOR)
-    except ModuleNotFoundError:
-        print(f"probe lab: evaluation is not available ({EVALUATOR} missing)", file=sys.stderr)
-        return 1
-    code: int = evaluator.main([str(args.directory)])
-    return code
+    from probe.verdict import evaluate
+
+    return evaluate.main([str(args.directory)])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

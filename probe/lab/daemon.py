@@ -230,7 +230,15 @@ class RouterService:
     def _close(self, technique: str) -> None:
         window, start = self._open.pop(technique)
         isp = self._net.isp
-        self._truth.window(isp.id, isp.asn, technique, window.domains, start, datetime.now(UTC))
+        self._truth.window(
+            isp.id,
+            isp.asn,
+            technique,
+            window.domains,
+            start,
+            datetime.now(UTC),
+            sporadic=window.sporadic,
+        )
 
     async def stop(self) -> None:
         self._stopping.set()

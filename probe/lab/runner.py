@@ -160,6 +160,7 @@ def probe_config(lab: Topology, net: IspNet, ca_bundle: Path) -> str:
         f"asn = {_toml(f'AS{isp.asn}')}",
         f"cc = {_toml(isp.cc)}",
         f"network_name = {_toml(isp.name)}",
+        "consent = true  # the lab's probe reaches only lab hosts: no volunteer takes a risk",
         "[targets]",
         f"x = {_toml(list(scenario.targets))}",
         f"controls = {_toml(list(scenario.controls))}",

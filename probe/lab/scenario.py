@@ -92,6 +92,7 @@ class Window:
     domains: tuple[str, ...]
     start: float
     end: float
+    sporadic: bool = False  # switched on a schedule (its edges are "switches" for the evaluation)
 
 
 def find(name: str) -> Path:
@@ -130,7 +131,7 @@ def schedule(scenario: Scenario, horizon: float) -> list[Window]:
             while t < horizon:
                 end = min(horizon, round(t + rng.uniform(*PERIOD), 3))
                 if active:
-                    windows.append(Window(isp.id, spec.technique, spec.domains, t, end))
+                    windows.append(Window(isp.id, spec.technique, spec.domains, t, end, True))
                 active, t = not active, end
     return sorted(windows, key=lambda w: (w.start, w.isp, w.technique))
 

@@ -3,7 +3,8 @@
 ``truth.jsonl`` holds one JSON object per (window, domain)::
 
     {"isp": "isp1", "asn": "AS64496", "domain": "x.com", "technique": "sni_reset",
-     "method": "tls", "start": "2024-02-17T10:00:00.000Z", "end": "2024-02-17T10:00:42.125Z"}
+     "method": "tls", "start": "2024-02-17T10:00:00.000Z", "end": "2024-02-17T10:00:42.125Z",
+     "sporadic": false}
 
 ``method`` is :data:`probe.lab.censors.EXPECTED_METHOD` of the technique: what the probe's
 verdict must say (null: it must not say "blocked"). A window is appended when it closes, or
@@ -35,6 +36,7 @@ class TruthRecord:
     method: str | None
     start: str  # UTC, ISO 8601 with milliseconds and "Z"
     end: str
+    sporadic: bool  # switched on a schedule: its start and end are switches
 
 
 def timestamp(moment: datetime) -> str:
@@ -59,6 +61,8 @@ class TruthLog:
         domains: Iterable[str],
         start: datetime,
         end: datetime,
+        *,
+        sporadic: bool,
     ) -> None:
         """Record that ``technique`` was active on ``domains`` from ``start`` to ``end``."""
         lines = "".join(
@@ -72,6 +76,7 @@ class TruthLog:
                         EXPECTED_METHOD[technique],
                         timestamp(start),
                         timestamp(end),
+                        sporadic,
                     )
                 )
             )

@@ -65,23 +65,22 @@ _KEYS: Final = (
     ("version", "$.test_keys.x_analysis_version"),
 )
 _LINES: Final = (
-    "read_csv({files}, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='', "
+    "read_csv($files, columns={'line': 'VARCHAR'}, delim=chr(1), quote='', escape='', "
     "header=false, auto_detect=false, filename=true, max_line_size=16777216)"
 )  # a JSON text never holds a raw control character, so chr(1) never splits a line
 _STAGED: Final = """
 WITH lines AS (
-    SELECT filename AS file, line, CASE WHEN json_valid(line) THEN json_type(line) END AS jtype
-    FROM {source} WHERE line IS NOT NULL AND trim(line) <> ''
-), keys AS (
-    SELECT file, line, jtype,
-           CASE WHEN jtype = 'OBJECT' THEN json_extract_string(line, {paths}) END AS k
-    FROM lines
+    SELECT line, CASE WHEN json_valid(line) THEN json_type(line) END AS jtype
+    FROM {source} WHERE line IS NOT NULL
 ), rows AS (
-    SELECT file, line, jtype, {columns},
-           try_strptime(k[4], '%Y-%m-%d %H:%M:%S') AS start
-    FROM keys
+    SELECT line, jtype, {columns}
+    FROM (SELECT line, jtype,
+                 CASE WHEN jtype = 'OBJECT' THEN json_extract_string(line, {paths}) END AS k
+          FROM lines)
+    WHERE jtype IS NOT NULL OR trim(line) <> ''  -- like probe.store: blank lines are no lines
 )
-SELECT file, uid, asn, network, start, input, role, report_id, version,
+SELECT uid, asn, network, try_strptime(start_text, '%Y-%m-%d %H:%M:%S') AS start,
+       {family} AS family, coalesce(nullif(report_id, ''), start_text) AS run, role, version,
        CASE
          WHEN jtype IS NULL THEN 'torn or invalid JSON line'
          WHEN jtype <> 'OBJECT' THEN 'a JSON line that is not an object'
@@ -114,6 +113,13 @@ _FAMILY: Final = (
     "coalesce(nullif(regexp_extract(lower(regexp_extract(input, '^[a-zA-Z][a-zA-Z0-9+.-]*://"
     "([^/:?#]+)', 1)), '([^.]+\\.[^.]+)$', 1), ''), 'unknown')"
 )
+# One row per measurement_uid; of two copies, the one with the current verdict.
+_UNIQUE: Final = (
+    "SELECT * EXCLUDE (problem, fresh) FROM staged WHERE problem IS NULL "
+    "QUALIFY row_number() OVER (PARTITION BY uid ORDER BY stale) = 1"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class _Staged:
     files: int
@@ -123,7 +129,7 @@ class _Staged:
 
 def connect(memory_limit: str = "1GB") -> duckdb.DuckDBPyConnection:
     """A fresh in-memory database with the ``rescore`` function registered."""
-    con = duckdb.connect(config={"memory_limit": memory_limit})
+    con = duckdb.connect(config={"memory_limit": memory_limit, "preserve_insertion_order": False})
     fresh = duckdb.struct_type({"status": "VARCHAR", "method": "VARCHAR", "detail": "VARCHAR"})
     con.create_function("rescore", _rescore, ["VARCHAR"], fresh)
     return con
@@ -147,21 +153,22 @@ def _stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str
         paths="[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]",
         columns=", ".join(f"k[{i + 1}] AS {name}" for i, (name, _) in enumerate(_KEYS)),
         formats="(" + ", ".join(f"'{v}'" for v in sorted(KNOWN_FORMAT_VERSIONS)) + ")",
+        family=_FAMILY,
         line=", line" if keep_lines else "",
     )
     params = {"version": ANALYSIS_VERSION}
-    con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {sql.format(source=_LINES)} LIMIT 0"
-                .format(files="['/dev/null']"), params)  # fmt: skip
+    from_lines = f"INSERT INTO staged {sql.format(source=_LINES)}"
+    # The table's shape, from a scan of nothing.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {sql.format(source=_LINES)} LIMIT 0",
+                params | {"files": ["/dev/null"]})  # fmt: skip
     if jsonl:
         try:
-            con.execute(f"INSERT INTO staged {sql.format(source=_LINES.format(files='$files'))}",
-                        params | {"files": jsonl})  # fmt: skip
+            con.execute(from_lines, params | {"files": jsonl})
         except duckdb.Error:  # one unreadable file fails the scan: redo it file by file
             con.execute("DELETE FROM staged")
             for f in jsonl:
                 try:
-                    con.execute(f"INSERT INTO staged {sql.format(source=_LINES.format(files='$files'))}",
-                                params | {"files": [f]})  # fmt: skip
+                    con.execute(from_lines, params | {"files": [f]})
                 except duckdb.Error as exc:
                     skipped[f"unreadable file ({type(exc).__name__})"] += 1
     for f in parquet:
@@ -191,15 +198,10 @@ def build(
     """
     con = connect()
     staged = _stage(con, paths)
+    con.execute(f"CREATE TEMP TABLE uniq AS {_UNIQUE}")
     con.execute("""
-        CREATE TEMP TABLE uniq AS
-        SELECT DISTINCT ON (uid) * FROM staged WHERE problem IS NULL ORDER BY uid, file
-    """)  # fmt: skip
-    con.execute(f"""
         CREATE TEMP TABLE m AS
-        SELECT asn, role, status, method, detail, stale, start, epoch(start) AS t,
-               coalesce(nullif(report_id, ''), strftime(start, '%Y-%m-%d %H:%M:%S')) AS run,
-               {_FAMILY} AS family
+        SELECT asn, role, status, method, detail, stale, epoch(start) AS t, run, family
         FROM uniq WHERE ($since IS NULL OR start >= $since) AND ($until IS NULL OR start < $until)
     """, {"since": since, "until": until})  # fmt: skip
     (valid, unique) = _one(con, "SELECT (SELECT count(*) FROM staged WHERE problem IS NULL), "
@@ -319,12 +321,11 @@ def export_parquet(paths: Sequence[str | os.PathLike[str]], out: Path) -> tuple[
     re-scoring) to one zstd Parquet file; return (rows written, skipped by reason)."""
     con = connect(memory_limit="2GB")
     staged = _stage(con, paths, keep_lines=True)
-    con.execute("CREATE TEMP TABLE uniq AS SELECT DISTINCT ON (uid) * EXCLUDE (problem) "
-                "FROM staged WHERE problem IS NULL ORDER BY uid, file")  # fmt: skip
+    con.execute(f"CREATE TEMP TABLE uniq AS {_UNIQUE}")
     # The verdict columns now hold the current rules' answer: store them as such.
     con.execute("UPDATE uniq SET version = $v WHERE role = 'target'", {"v": ANALYSIS_VERSION})
     (rows,) = _one(con, "SELECT count(*) FROM uniq")
-    con.execute(f"COPY (SELECT * EXCLUDE (stale, fresh) FROM uniq ORDER BY asn, start) TO "
+    con.execute(f"COPY (SELECT * EXCLUDE (stale) FROM uniq ORDER BY asn, start) TO "
                 f"'{_quote(out)}' (FORMAT parquet, COMPRESSION zstd)")  # fmt: skip
     return int(rows), staged.skipped
 

@@ -16,7 +16,7 @@ Scoring (pure: :func:`evaluate`):
 * a blocked verdict whose method no window active during the measurement
   has is an error: ``false_positive`` (truth open, outage or lossy) or
   ``wrong_method``; precision must be 100%, so any such error fails.
-* a measurement within one ``interval`` of a window boundary is *near a
+* a measurement within one ``interval`` of a sporadic window's boundary is *near a
   switch*: it is left out of the confusion matrices and of recall (the switch
   may have happened while it ran), but still checked for the errors above.
 * otherwise a window's method not reported is ``missed``; recall is pooled
@@ -32,12 +32,13 @@ import argparse
 import json
 import statistics
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from probe import store
 from probe.verdict.observations import domain_of
 from probe.verdict.rules import verdict
 
@@ -49,7 +50,6 @@ __all__ = [
     "evaluate",
     "infer_interval",
     "main",
-    "read_jsonl",
 ]
 
 METHODS: Final = ("dns", "tcp_ip", "tls", "http", "throttling")
@@ -66,6 +66,7 @@ class TruthWindow:
     method: str | None  # None: the probe must not say "blocked"
     start: datetime
     end: datetime
+    sporadic: bool = True  # its edges are switches; files without the key: assume so
 
     @classmethod
     def from_json(cls, line: Mapping[str, Any]) -> TruthWindow:
@@ -80,6 +81,7 @@ class TruthWindow:
                 method=None if line["method"] is None else str(line["method"]),
                 start=_utc(str(line["start"])),
                 end=_utc(str(line["end"])),
+                sporadic=bool(line.get("sporadic", True)),
             )
         except KeyError as exc:
             raise ValueError(f"truth line without {exc}: {dict(line)}") from exc
@@ -215,20 +217,6 @@ def infer_interval(measurements: Iterable[Mapping[str, Any] | None]) -> float:
     return statistics.median(gaps) if gaps else 0.0
 
 
-def read_jsonl(path: Path) -> Iterator[dict[str, Any] | None]:
-    """Objects of a JSONL file; None for a line that is not one (a torn last line)."""
-    with path.open("r", encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                yield None
-                continue
-            yield value if isinstance(value, dict) else None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``probe lab eval DIR [--interval S] [--json FILE]``; non-zero when the run fails."""
     parser = argparse.ArgumentParser(
@@ -245,13 +233,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"probe lab eval: {truth_path} not found", file=sys.stderr)
         return 2
     try:
-        truth = [TruthWindow.from_json(line) for line in read_jsonl(truth_path) if line]
+        truth = [TruthWindow.from_json(line) for line in store.read([truth_path])]
     except ValueError as exc:
         print(f"probe lab eval: {truth_path}: {exc}", file=sys.stderr)
         return 2
-    rows = [row for path in sorted(args.dir.glob("*/*.jsonl")) for row in read_jsonl(path)]
+    stats = store.ReadStats()
+    rows = list(store.read(sorted(args.dir.glob("*/*.jsonl*")), stats))
     interval = args.interval if args.interval is not None else infer_interval(rows)
-    result = evaluate(rows, truth, interval)
+    result = evaluate([*rows, *[None] * stats.skipped], truth, interval)  # None: unreadable
     print(_report(args.dir, result))
     if args.json is not None:
         args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
@@ -276,7 +265,10 @@ def _score(
     active = [w for w in mine if w.start < span_end and w.end > span_start]
     margin = timedelta(seconds=interval)
     near = any(
-        span_start - margin <= edge <= span_end + margin for w in mine for edge in (w.start, w.end)
+        span_start - margin <= edge <= span_end + margin
+        for w in mine
+        if w.sporadic
+        for edge in (w.start, w.end)
     )
     methods = {w.method for w in active if w.method is not None}
     expected = () if near else tuple(sorted(methods))

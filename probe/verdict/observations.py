@@ -14,13 +14,16 @@ verdict over half-read data could say "blocked" for the wrong reason.
 
 Roles come from the tags (``probe.records.TAGS``); an observation without a
 role tag is ``target`` when it names the target's domain, else
-``control_site``.
+``control_site``. In a control site's own measurement (``annotations.x_role``
+``"control"``) the observations of that site are its ``target`` ones and the
+other control sites remain its controls.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -166,11 +169,16 @@ def observations(measurement: Mapping[str, Any]) -> Observations:
                 problems.append(f"{ref}: {exc}")
         return out
 
-    dns = read("queries", lambda e, ref: _dns(e, ref, domain))
-    tcp = read("tcp_connect", lambda e, ref: _tcp(e, ref, domain))
-    tls = read("tls_handshakes", lambda e, ref: _tls(e, ref, domain))
-    http = read("requests", lambda e, ref: _http(e, ref, domain))
-    transfers = read("x_throughput", lambda e, ref: _transfer(e, ref, domain))
+    # A control site's own measurement: its observations (tagged control_site) are its target.
+    own = isinstance(measurement.get("annotations"), dict) and (
+        measurement["annotations"].get("x_role") == "control"
+    )
+    dns = read("queries", lambda e, ref: _dns(e, ref, domain, own))
+    own_ips = frozenset(a for q in dns if q.hostname == domain for a in q.addresses)
+    tcp = read("tcp_connect", lambda e, ref: _tcp(e, ref, own_ips if own else frozenset()))
+    tls = read("tls_handshakes", lambda e, ref: _tls(e, ref, domain, own))
+    http = read("requests", lambda e, ref: _http(e, ref, domain, own))
+    transfers = read("x_throughput", lambda e, ref: _transfer(e, ref, domain, own))
     connects = (
         tcp
         + [_connect_of(h.ref, h.ip, h.port, h.failure, h.failed_operation, h.role) for h in tls]
@@ -220,10 +228,12 @@ def _handshake_of(x: HttpExchange) -> Handshake | None:
     failure = x.failure if x.failed_operation == "tls_handshake" else None
     op = "tls_handshake" if failure is not None else None
     name = (url.hostname or "").rstrip(".").lower()
-    return Handshake(x.ref, x.ip, x.port, name, failure, op, x.role, x.t0, x.duration)
+    # the request's time is the handshake's only when the handshake was its last step
+    duration = x.duration if failure is not None else 0.0
+    return Handshake(x.ref, x.ip, x.port, name, failure, op, x.role, x.t0, duration)
 
 
-def _dns(e: Mapping[str, Any], ref: str, domain: str) -> DnsResponse:
+def _dns(e: Mapping[str, Any], ref: str, domain: str, own: bool) -> DnsResponse:
     hostname = _get(e, "hostname", str).rstrip(".").lower()
     tags = _tags(e)
     answers = _opt(e, "answers", list) or []
@@ -247,26 +257,27 @@ def _dns(e: Mapping[str, Any], ref: str, domain: str) -> DnsResponse:
         addresses=tuple(addresses),
         names=tuple(names),
         transaction_id=_opt(e, "transaction_id", int),
-        role=_role(tags, hostname == domain),
+        role=_role(tags, hostname == domain, own),
         control="resolver_control" in tags,
         late="late_response" in tags,
     )
 
 
-def _tcp(e: Mapping[str, Any], ref: str, domain: str) -> Connect:
+def _tcp(e: Mapping[str, Any], ref: str, own_ips: frozenset[str]) -> Connect:
     status = _get(e, "status", dict)
+    ip = _get(e, "ip", str)
     t0, t = _times(e)
     return Connect(
         ref=ref,
-        ip=_get(e, "ip", str),
+        ip=ip,
         port=_get(e, "port", int),
         failure=_failure(status),
-        role=_role(_tags(e), True),  # the role of a bare connect comes from its tags only
+        role=_role(_tags(e), True, ip in own_ips),  # a bare connect names no host
         duration=t - t0,
     )
 
 
-def _tls(e: Mapping[str, Any], ref: str, domain: str) -> Handshake:
+def _tls(e: Mapping[str, Any], ref: str, domain: str, own: bool) -> Handshake:
     ip, port = _address(_get(e, "address", str))
     server_name = _get(e, "server_name", str).rstrip(".").lower()
     t0, t = _times(e)
@@ -277,13 +288,13 @@ def _tls(e: Mapping[str, Any], ref: str, domain: str) -> Handshake:
         server_name=server_name,
         failure=_failure(e),
         failed_operation=_opt(e, "x_failed_operation", str),
-        role=_role(_tags(e), server_name == domain),
+        role=_role(_tags(e), server_name == domain, own),
         t0=t0,
         duration=t - t0,
     )
 
 
-def _http(e: Mapping[str, Any], ref: str, domain: str) -> HttpExchange:
+def _http(e: Mapping[str, Any], ref: str, domain: str, own: bool) -> HttpExchange:
     ip, port = _address(_get(e, "address", str))
     request = _get(e, "request", dict)
     url = _get(request, "url", str)
@@ -297,7 +308,7 @@ def _http(e: Mapping[str, Any], ref: str, domain: str) -> HttpExchange:
         port=port,
         failure=_failure(e),
         failed_operation=_opt(e, "x_failed_operation", str),
-        role=_role(_tags(e), domain_of(url) == domain),
+        role=_role(_tags(e), domain_of(url) == domain, own),
         status=_opt(response, "code", int),
         headers=_headers(response.get("headers")),
         body=body,
@@ -308,7 +319,7 @@ def _http(e: Mapping[str, Any], ref: str, domain: str) -> HttpExchange:
     )
 
 
-def _transfer(e: Mapping[str, Any], ref: str, domain: str) -> Transfer:
+def _transfer(e: Mapping[str, Any], ref: str, domain: str, own: bool) -> Transfer:
     samples: list[tuple[float, int]] = []
     for sample in _get(e, "samples", list):
         if not (isinstance(sample, list) and len(sample) == 2):
@@ -320,9 +331,9 @@ def _transfer(e: Mapping[str, Any], ref: str, domain: str) -> Transfer:
     address = _get(e, "address", str)
     return Transfer(
         ref=ref,
-        ip=_address(address)[0] if address else "",
+        ip=_ip_or_endpoint(address),
         failure=_failure(e),
-        role=_role(_tags(e), _get(e, "host", str).rstrip(".").lower() == domain),
+        role=_role(_tags(e), domain_of(f"//{_get(e, 'host', str)}") == domain, own),
         num_bytes=_get(e, "num_bytes", int),
         samples=tuple(samples),
     )
@@ -359,10 +370,12 @@ def _tags(entry: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(tag for tag in tags if isinstance(tag, str))
 
 
-def _role(tags: Sequence[str], names_target: bool) -> str:
-    return next(
-        (tag for tag in tags if tag in _ROLES), "target" if names_target else "control_site"
-    )
+def _role(tags: Sequence[str], names_target: bool, own: bool) -> str:
+    """The role tag; untagged: by name. ``own``: a control site's measurement of itself."""
+    role = next((tag for tag in tags if tag in _ROLES), None)
+    if role is None:
+        return "target" if names_target else "control_site"
+    return "target" if own and role == "control_site" and names_target else role
 
 
 def _times(entry: Mapping[str, Any]) -> tuple[float, float]:
@@ -382,6 +395,14 @@ def _address(address: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise _Bad(f"address {address!r} is not ip:port")
     return host.strip("[]"), int(port)
+
+
+def _ip_or_endpoint(address: str) -> str:
+    """The IP of ``"ip"``, ``"ip:port"`` or ``"[v6]:port"`` (x_throughput writes a bare IP)."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return _address(address)[0] if address else ""
 
 
 def _headers(headers: object) -> tuple[tuple[str, str], ...]:

@@ -54,8 +54,9 @@ blocking.
   or the target SNI fails the same way at a control address -> SNI filtering;
   both -> the highest confidence. Resets are active, so a few successful
   handshakes (racy RST injection) lower the confidence but not the verdict.
-* the control SNI fails the same way on that address while the target SNI
-  reaches a control address -> the address is blocked (``tcp_ip``).
+* a reset for the control SNI too on that address, while the target SNI
+  reaches a control address -> the address is blocked (``tcp_ip.reset``).
+* a stall on a slow path (below) is left to the throttling rules.
 * ``ssl_unknown_authority`` / ``ssl_invalid_hostname`` on an address the DNS
   control confirms, while a control site validates (the trust store works)
   -> ``tls.interception``.
@@ -69,9 +70,17 @@ the same URL: a plain-HTTP redirect to another site over plain HTTP, or a
 plain-HTTP page whose title differs from the HTTPS page's. Bodies are never
 compared, so a truncated body can never make a diff.
 
-**Throttling**: the target download's steady rate (second half, re-binned)
-is >= 10x below the control download's rate and steady (coefficient of
-variation <= 0.5); a policer converges to a flat rate, congestion is bursty.
+**Throttling** (a shaper queues; a filter selects):
+
+* the target download's steady rate (second half, re-binned) is >= 10x below
+  the control download's and steady (coefficient of variation <= 0.5): a
+  policer converges to a flat rate, congestion is bursty;
+* or target steps time out on a *slow path*: a step to the target's addresses
+  that succeeded took >= 0.9 s and >= 5x the slowest control step;
+* or TCP connects to an address succeed but TLS stalls there for every name
+  (the control SNI too) while the target SNI passes at a control address: the
+  path is starved, not filtered (a blackhole drops the SYN; an SNI stall lets
+  the control SNI through).
 
 **Otherwise**: a valid TLS handshake for the domain (and an HTTPS response
 when one was attempted) -> ``ok``; the network down -> ``down``; else
@@ -123,7 +132,8 @@ RESOLVER_ERRORS: Final[Mapping[str, str]] = {
     "dns_server_misbehaving": "dns.error",
 }
 SECURE_ENGINES: Final = frozenset({"doh", "dot"})
-LOSS_HINT_SECONDS: Final = 0.9  # above the initial SYN RTO of 1 s minus jitter: a retransmit
+SLOW_SECONDS: Final = 0.9  # just under the 1 s initial SYN RTO: a retransmit, or a deep queue
+SLOW_FACTOR: Final = 5.0  # the target's path this many times slower than the controls'
 THROTTLE_RATIO: Final = 10.0
 THROTTLE_MAX_CV: Final = 0.5
 THROTTLE_BINS: Final = 10
@@ -300,7 +310,7 @@ def _loss_signs(obs: Observations) -> tuple[str, ...]:
         for c in obs.connects
         if c.role in ("control_site", "control_address")
         and c.failure is None
-        and c.duration >= LOSS_HINT_SECONDS
+        and c.duration >= SLOW_SECONDS
     ]
     outcomes: dict[str, list[str | None]] = {}
     for q in obs.dns:
@@ -633,6 +643,9 @@ def _tls_interference(
     what = "reset after the ClientHello" if kind == "reset" else "stalled after the ClientHello"
     first = bad[0]
     mixed = len(bad) < len(target)
+    if kind == "stall" and _slow_path(ctx) is not None:
+        ctx.notes.append(f"TLS for {obs.domain} stalled on a slow path to {first.ip}")
+        return None  # a queue, not a filter: the throttling stage judges it
     if sni_reached or other_same:
         proofs = []
         if sni_reached:
@@ -649,15 +662,15 @@ def _tls_interference(
             + "; " + " and ".join(proofs),
             "active" if kind == "reset" else "silent",
         )  # fmt: skip
-    if sni_same and other_reached:
+    if sni_same and other_reached and kind == "reset":
         return _Finding(
-            "tcp_ip", f"tcp_ip.{'reset' if kind == 'reset' else 'timeout'}", "tls_handshake",
+            "tcp_ip", "tcp_ip.reset", "tls_handshake",
             _addr(first.ip, first.port),
             (*map(_show_tls, bad[:2] + sni_same[:1] + other_reached[:1]), *residual),
             0.7,
             f"TLS to {first.ip} is {what} for any name (the control SNI too) while "
             f"{obs.domain} passes at a control address: the address is blocked",
-            "active" if kind == "reset" else "silent",
+            "active",
         )  # fmt: skip
     ctx.notes.append(
         f"TLS for {obs.domain} was {what} on {first.ip} but no control handshake tells SNI "
@@ -759,6 +772,10 @@ def _same_site(host: str, domain: str) -> bool:
 
 
 def _throttle_stage(ctx: _Context) -> _Finding | None:
+    return _steady_download(ctx) or _starved_path(ctx)
+
+
+def _steady_download(ctx: _Context) -> _Finding | None:
     controls = [t for t in ctx.obs.transfers if t.role == "control_site"]
     control_rate = max((_mean_rate(t) for t in controls), default=0.0)
     if control_rate <= 0:
@@ -786,6 +803,73 @@ def _throttle_stage(ctx: _Context) -> _Finding | None:
             "silent",
         )  # fmt: skip
     return None
+
+
+def _starved_path(ctx: _Context) -> _Finding | None:
+    """Timeouts on a path that is slow, or that passes a SYN but starves every handshake.
+
+    A shaper queues: what gets through to the target's addresses is slow, what
+    waits too long times out, whatever the name. A filter is selective: the
+    control SNI passes at once (SNI stall), or nothing passes, SYN included
+    (blackhole).
+    """
+    obs = ctx.obs
+    path = [
+        h
+        for h in obs.handshakes
+        if h.role in ("target", "control_sni") and h.failed_operation != "connect"
+    ]
+    stalled = [h for h in path if h.failure == TIMEOUT]
+    fetches = [x for x in obs.http if x.role == "target" and x.failure == TIMEOUT]
+    if not stalled and not fetches:
+        return None
+    slow = _slow_path(ctx)
+    shown = tuple(map(_show_tls, stalled[:2])) + tuple(map(_show_http, fetches[:2]))
+    if slow is not None:
+        return _Finding(
+            "throttling", "throttling", "throughput", None, (slow, *shown), 0.6,
+            f"the path to {obs.domain}'s addresses is slow ({slow.split(': ', 1)[1]}) and "
+            f"{len(stalled) + len(fetches)} step(s) timed out: it is throttled",
+            "silent",
+        )  # fmt: skip
+    passing = [
+        h
+        for h in obs.handshakes
+        if h.role == "control_address" and (h.failure is None or h.failure in REACHED)
+    ]
+    if stalled and len(stalled) == len(path) and passing:
+        first = stalled[0]
+        return _Finding(
+            "throttling", "throttling", "tls_handshake", _addr(first.ip, first.port),
+            (*shown, _show_tls(passing[0])), 0.5,
+            f"TCP connects to {first.ip} succeed but TLS stalls there for every name while "
+            f"{obs.domain} passes at a control address: the path is starved, not filtered",
+            "silent",
+        )  # fmt: skip
+    return None
+
+
+def _slow_path(ctx: _Context) -> str | None:
+    """Evidence that what reaches the target's addresses is slow, or None."""
+    obs = ctx.obs
+
+    def durations(roles: tuple[str, ...]) -> list[float]:  # of the steps that succeeded
+        connects = [c.duration for c in obs.connects if c.role in roles and c.failure is None]
+        handshakes = [
+            h.duration
+            for h in obs.handshakes
+            if h.role in roles and (h.failure is None or h.failure in REACHED)
+        ]
+        return connects + handshakes
+
+    target = durations(("target", "control_sni"))
+    control = durations(("control_site", "control_address"))
+    if not target:
+        return None
+    slowest, reference = max(target), max(control, default=0.0)
+    if slowest < SLOW_SECONDS or slowest < SLOW_FACTOR * reference:
+        return None
+    return f"slow path: up to {slowest:.2f} s to the target, {reference:.2f} s to the controls"
 
 
 def _mean_rate(t: Transfer) -> float:

@@ -1,0 +1,33 @@
+# probe in a container: `probe schedule` as an unprivileged user, results in a volume.
+# Builds on amd64 and arm64 (Raspberry Pi 3/4/5 on 64-bit OS): every dependency is a wheel or
+# pure Python there (docs/volunteers.md says how that was checked). No extra capability is needed;
+# only scapy-based lab features would want NET_RAW, and the probe does not use them.
+#
+#   docker build -t probe .
+#   docker run --rm -it -v probe-state:/var/lib/probe probe probe consent     # once: read, agree
+#   docker run -d --name probe --restart unless-stopped \
+#       -v probe-state:/var/lib/probe -v probe-results:/results probe
+#
+# `docker stop` sends SIGTERM: the current campaign gets [schedule] stop_grace seconds (5,
+# under docker's 10) to finish, else it is abandoned; everything already written stays intact.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /opt/probe
+COPY pyproject.toml README.md ./
+COPY probe ./probe
+COPY configs ./configs
+RUN pip install . \
+    && useradd --system --uid 10001 --user-group --home-dir /var/lib/probe --create-home probe \
+    && mkdir -p /results \
+    && chown probe:probe /results /var/lib/probe
+
+USER probe
+ENV PROBE_STATE_DIR=/var/lib/probe \
+    PROBE_CONFIG=/opt/probe/configs/x.toml
+VOLUME ["/results", "/var/lib/probe"]
+CMD ["probe", "schedule", "--output", "/results"]

@@ -1,0 +1,131 @@
+"""Report benchmark (issue: probe report), figures for the README.
+
+On a synthetic archive (bench/synth.py: ~1M measurements, 50 ASNs, 30 days, one
+.jsonl.gz per volunteer and day, observation arrays empty):
+
+(a) `probe report DIR` as a user runs it: wall time and peak RSS (targets: <= 10 s,
+    <= 1.5 GB on the 2-core machine);
+(b) a plain-Python loop (gzip + json.loads per line, a set of uids, a dict of counters,
+    the verdict for stale rows) computing the same per ASN x family x bucket counts, in
+    this same run: the report must be >= 5x faster; the two aggregates must be equal;
+(c) `probe export --parquet` once, then the report over the Parquet file.
+
+The archive is generated once into $TMPDIR/probe-bench-report-<rows> and reused.
+Run: python bench/report.py [--rows N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from synth import generate  # noqa: E402
+
+from probe import store  # noqa: E402
+from probe.report.engine import build  # noqa: E402
+from probe.verdict import ANALYSIS_VERSION, summary_keys, verdict  # noqa: E402
+
+BUCKET = 3 * 3600  # what AUTO picks for 30 days
+
+
+_CHILD = (
+    "import resource, sys\n"
+    "from probe.__main__ import main\n"
+    "code = main(sys.argv[1:])\n"
+    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def cli(*args: str) -> tuple[float, int]:
+    """Run the probe CLI in a fresh child; return (wall seconds, its own peak RSS in MB)."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _CHILD, *args], check=True, text=True,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    return time.perf_counter() - start, int(done.stderr.split()[-1])
+
+
+def family(url: str) -> str:
+    host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+    return ".".join(host.split(".")[-2:])
+
+
+def plain_python(folder: Path) -> dict[tuple[str, str, int], list[int]]:
+    """The baseline: (asn, family, bucket) -> [measured, ok, blocked, down, inconclusive]."""
+    seen: set[str] = set()
+    counts: dict[tuple[str, str, int], list[int]] = defaultdict(lambda: [0] * 5)
+    index = {"ok": 1, "blocked": 2, "down": 3}
+    for path in store.iter_files([folder]):
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as f:
+            for line in f:
+                try:
+                    m = json.loads(line)
+                except ValueError:
+                    continue
+                if (m.get("test_name") != "x_reachability" or m.get("x_format_version") != "1"
+                        or m["annotations"].get("x_role") != "target"):  # fmt: skip
+                    continue
+                uid = m["measurement_uid"]
+                if uid in seen:
+                    continue
+                seen.add(uid)
+                tk = m["test_keys"]
+                v = tk.get("x_verdict") or {}
+                if tk.get("x_analysis_version") != ANALYSIS_VERSION or not v.get("status"):
+                    v = summary_keys(verdict(m))["x_verdict"]
+                t = datetime.fromisoformat(m["measurement_start_time"] + "+00:00").timestamp()
+                row = counts[m["probe_asn"], family(m["input"]), int(t) // BUCKET * BUCKET]
+                row[0] += 1
+                row[index.get(v["status"], 4)] += 1
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    folder = Path(tempfile.gettempdir()) / f"probe-bench-report-{args.rows}"
+    if not (folder / "done").exists():
+        start = time.perf_counter()
+        lines = generate(folder, args.rows)
+        (folder / "done").write_text(str(lines))
+        print(f"generated {lines} lines in {time.perf_counter() - start:.0f} s under {folder}")
+    size = sum(p.stat().st_size for p in folder.rglob("*.gz")) / 1e6
+    print(f"archive: {(folder / 'done').read_text()} lines, {size:.0f} MB of .jsonl.gz")
+
+    wall, rss = cli("report", str(folder), "--bucket", "3h", "--json", "/dev/null")
+    print(f"(a) probe report: {wall:.2f} s wall, peak RSS {rss} MB (targets: <= 10 s, "
+          f"<= 1536 MB)")  # fmt: skip
+
+    start = time.perf_counter()
+    baseline = plain_python(folder)
+    python_s = time.perf_counter() - start
+    report = build([folder], bucket=BUCKET)
+    ours = {(c.asn, c.family, c.bucket): [c.measured, c.ok, c.blocked, c.down, c.inconclusive]
+            for c in report.cells if c.family != "X"}  # fmt: skip
+    same = "equal" if ours == dict(baseline) else "DIFFERENT"
+    print(f"(b) plain-Python json.loads loop: {python_s:.2f} s; the report is "
+          f"{python_s / wall:.1f}x faster (target >= 5x); aggregates {same}")  # fmt: skip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        parquet = Path(tmp) / "archive.parquet"
+        export_s, export_rss = cli("export", str(folder), "--parquet", str(parquet))
+        wall_p, rss_p = cli("report", str(parquet), "--bucket", "3h", "--json", "/dev/null")
+        print(f"(c) probe export --parquet: {export_s:.2f} s ({parquet.stat().st_size / 1e6:.0f} "
+              f"MB); report over it: {wall_p:.2f} s, peak RSS {rss_p} MB")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

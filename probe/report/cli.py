@@ -1,0 +1,108 @@
+"""``probe report`` and ``probe export``: the report's commands.
+
+:func:`add_parser` mounts both on the probe's command line. DuckDB (the
+``probe[report]`` extra) is imported inside the handlers, so mounting costs
+nothing and a probe installed without the extra still runs; the commands then
+say how to install it. Exit codes: 0 done (also over zero measurements, which
+the summary says), 2 bad input (a bad time or bucket, a missing path, no DuckDB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+__all__ = ["add_parser", "parse_time"]
+
+_NO_DUCKDB = "probe: the report needs DuckDB: pip install 'probe[report]'"
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``report`` and ``export`` to ``subparsers``."""
+    report = subparsers.add_parser(
+        "report", help="merge measurement files of many volunteers into a per-ISP report"
+    )
+    report.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="JSONL(.gz) files, folders of them, or `probe export` Parquet")  # fmt: skip
+    report.add_argument("--since", type=parse_time, metavar="T",
+                        help="only measurements from T on (UTC, e.g. 2024-02-17 or "
+                        "'2024-02-17 10:00')")  # fmt: skip
+    report.add_argument("--until", type=parse_time, metavar="T", help="only before T (UTC)")
+    report.add_argument("--bucket", default="AUTO", metavar="AUTO|5m|1h|1d",
+                        help="time bucket of the aggregate (default AUTO; any <n>s|m|h|d)")  # fmt: skip
+    report.add_argument("--html", type=Path, metavar="FILE", help="write the HTML report")
+    report.add_argument("--csv", type=Path, metavar="FILE", help="write the aggregate as CSV")
+    report.add_argument("--json", type=Path, metavar="FILE", help="write everything as JSON")
+    report.set_defaults(handler=cmd_report)
+
+    export = subparsers.add_parser(
+        "export", help="convert measurement files to one Parquet file for fast reports"
+    )
+    export.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    export.add_argument("--parquet", type=Path, required=True, metavar="FILE")
+    export.set_defaults(handler=cmd_export)
+
+
+def parse_time(text: str) -> datetime:
+    """A UTC time for --since/--until: ``2024-02-17``, ``2024-02-17 10:00[:00]``, ISO 8601."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (try 2024-02-17 10:00)") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def _missing(paths: list[Path]) -> bool:
+    gone = [str(p) for p in paths if not p.exists()]
+    if gone:
+        print(f"probe: no such file or folder: {', '.join(gone)}", file=sys.stderr)
+    return bool(gone)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from probe.report.model import parse_bucket
+
+    try:
+        bucket = parse_bucket(args.bucket)
+    except ValueError as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return 2
+    if _missing(args.paths):
+        return 2
+    try:
+        from probe.report.engine import build
+    except ImportError:
+        print(_NO_DUCKDB, file=sys.stderr)
+        return 2
+    from probe.report.html import render
+    from probe.report.tables import to_csv, to_json
+    from probe.report.text import summary
+
+    report = build(args.paths, since=args.since, until=args.until, bucket=bucket)
+    print(summary(report))
+    if args.csv:
+        args.csv.write_text(to_csv(report), encoding="utf-8")
+    if args.json:
+        args.json.write_text(json.dumps(to_json(report), indent=1) + "\n", encoding="utf-8")
+    if args.html:
+        args.html.write_text(render(report), encoding="utf-8")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if _missing(args.paths):
+        return 2
+    try:
+        from probe.report.engine import export_parquet
+    except ImportError:
+        print(_NO_DUCKDB, file=sys.stderr)
+        return 2
+    rows, skipped = export_parquet(args.paths, args.parquet)
+    extra = ", ".join(f"{n} {r}" for r, n in sorted(skipped.items()))
+    print(f"{rows} measurements written to {args.parquet}" + (f"; skipped: {extra}" if extra else ""))
+    return 0

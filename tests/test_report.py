@@ -1,0 +1,207 @@
+"""``probe report`` over small archives written here: counts, sentences, CSV, JSON, Parquet.
+
+Four simulated ISPs measured every minute for an hour (3 X targets and a control a run):
+A always blocked by an SNI reset, B blocked with two open windows (5 and 10 min), C clean,
+D down. Around them: duplicates, a torn line, a gzip file, a truncated gzip file, another
+program's measurement, an unknown format version, an empty folder, one stale verdict.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("duckdb", reason="the report needs the probe[report] extra (duckdb)")
+
+from probe.__main__ import main  # noqa: E402
+from probe.report.engine import build, export_parquet  # noqa: E402
+from probe.report.model import ALL, parse_bucket  # noqa: E402
+from probe.report.tables import CSV_COLUMNS, to_csv, to_json  # noqa: E402
+from probe.report.text import sentences, summary  # noqa: E402
+from probe.verdict import ANALYSIS_VERSION  # noqa: E402
+
+T0 = datetime(2024, 2, 17, 10, 0, tzinfo=UTC)
+TARGETS = ("x.com", "twitter.com", "pbs.twimg.com")
+ISPS = {"a": ("AS64500", "Lab ISP A"), "b": ("AS64501", "Lab ISP B"),
+        "c": ("AS64502", "Lab ISP C"), "d": ("AS64503", "Lab ISP D")}  # fmt: skip
+B_OPEN = set(range(10, 15)) | set(range(40, 50))  # runs (minutes) when ISP B let X through
+
+EXPECTED = [
+    "AS64500 Lab ISP A: X blocked 100% of the time by TLS SNI reset (180 measurements)",
+    "AS64501 Lab ISP B: X blocked 75% of the time by TLS SNI reset; open 2 times, median 8 min, "
+    "longest 10 min (180 measurements)",
+    "AS64502 Lab ISP C: X open 100% of the time (180 measurements)",
+    "AS64503 Lab ISP D: X no verdict (every run was down or inconclusive); the network was down "
+    "in 100% of measurements (180 measurements)",
+]
+
+
+def measurement(isp: str, run: int, domain: str, status: str | None, *,
+                role: str = "target", version: str = ANALYSIS_VERSION) -> dict[str, Any]:  # fmt: skip
+    asn, name = ISPS[isp]
+    m: dict[str, Any] = {
+        "annotations": {"engine_name": "probe", "x_role": role},
+        "data_format_version": "0.2.0",
+        "input": f"https://{domain}/",
+        "measurement_start_time": (T0 + timedelta(minutes=run)).strftime("%Y-%m-%d %H:%M:%S"),
+        "measurement_uid": f"{isp}-{run:03d}-{domain}",
+        "probe_asn": asn,
+        "probe_cc": "PK",
+        "probe_network_name": name,
+        "report_id": f"{isp}-{run:03d}",
+        "test_keys": {"queries": [], "tcp_connect": [], "tls_handshakes": [], "requests": []},
+        "test_name": "x_reachability",
+        "x_format_version": "1",
+    }
+    if role == "target":
+        method, detail = ("tls", "tls.sni_reset") if status == "blocked" else (None, None)
+        m["test_keys"] |= {"x_verdict": {"status": status, "method": method, "detail": detail},
+                           "x_analysis_version": version}  # fmt: skip
+    return m
+
+
+def run_lines(isp: str, run: int) -> list[str]:
+    status = {"a": "blocked", "b": "ok" if run in B_OPEN else "blocked", "c": "ok", "d": "down"}
+    rows = [measurement(isp, run, d, status[isp]) for d in TARGETS]
+    rows.append(measurement(isp, run, "www.example.com", None, role="control"))
+    if isp == "a" and run == 30:  # written by older rules: the report re-scores it
+        rows[0]["test_keys"]["x_analysis_version"] = "0"
+    return [json.dumps(r) for r in rows]
+
+
+def archive(root: Path) -> Path:
+    """The archive of the module docstring under ``root``; returns ``root``."""
+    lines = {isp: [x for run in range(60) for x in run_lines(isp, run)] for isp in ISPS}
+    (root / "a.jsonl").write_text("\n".join(lines["a"]) + "\n" + lines["a"][5][:40])  # torn tail
+    (root / "a-again.jsonl").write_text("\n".join(lines["a"][:5]) + "\n\n")  # 5 duplicates
+    with gzip.open(root / "b.jsonl.gz", "wt") as f:
+        f.write("\n".join(lines["b"]) + "\n")
+    (root / "c").mkdir()
+    (root / "c" / "2024-02-17.jsonl").write_text("\n".join(lines["c"]) + "\n")
+    (root / "d.jsonl").write_text("\n".join(lines["d"]) + "\n")
+    ooni = {"test_name": "web_connectivity", "measurement_uid": "ooni-1", "test_keys": {}}
+    future = measurement("c", 0, "x.com", "ok") | {"x_format_version": "9",
+                                                   "measurement_uid": "future"}  # fmt: skip
+    (root / "other.jsonl").write_text(json.dumps(ooni) + "\n" + json.dumps(future) + "\n[1, 2]\n")
+    (root / "empty").mkdir()
+    whole = gzip.compress(("\n".join(lines["c"]) + "\n").encode())
+    (root / "broken.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    return root
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return archive(tmp_path_factory.mktemp("archive"))
+
+
+def test_counts_of_what_was_read_and_skipped(report_dir: Path) -> None:
+    report = build([report_dir])
+    assert report.files == 7
+    assert report.targets == 4 * 180
+    assert report.controls == 4 * 60
+    assert report.duplicates == 5
+    assert report.rescored == 1
+    assert report.skipped == {
+        "torn or invalid JSON line": 1,
+        "other software: test_name web_connectivity": 1,
+        "unknown x_format_version 9": 1,
+        "a JSON line that is not an object": 1,
+        "unreadable file (IOException)": 1,
+    }
+    assert report.bucket == 60  # runs a minute apart over an hour
+    assert (report.start, report.end) == (T0.timestamp(), T0.timestamp() + 59 * 60)
+
+
+def test_one_sentence_per_isp(report_dir: Path) -> None:
+    assert sentences(build([report_dir])) == EXPECTED
+
+
+def test_the_stale_verdict_is_replaced_by_the_current_rules(report_dir: Path) -> None:
+    report = build([report_dir])
+    a = next(s for s in report.series if s.asn == "AS64500" and s.family == "x.com")
+    assert (a.blocked, a.inconclusive) == (59, 1)  # empty observations: the rules cannot judge
+
+
+def test_families_and_partial_blocking_are_told_apart(tmp_path: Path) -> None:
+    rows = []
+    for run in range(20):
+        for domain in TARGETS:
+            rows.append(measurement("a", run, domain, "ok" if "twimg" in domain else "blocked"))
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = build([tmp_path])
+    assert {s.family for s in report.series} == {ALL, "x.com", "twitter.com", "twimg.com"}
+    assert sentences(report) == [
+        "AS64500 Lab ISP A: twitter.com, x.com blocked 100% of the time by TLS SNI reset; "
+        "twimg.com open 100% of the time (60 measurements)"
+    ]
+
+
+def test_since_until_and_a_fixed_bucket(report_dir: Path) -> None:
+    report = build([report_dir], since=datetime(2024, 2, 17, 10, 30),
+                   until=datetime(2024, 2, 17, 10, 40), bucket=parse_bucket("5m"))  # fmt: skip
+    assert report.bucket == 300
+    assert report.targets == 4 * 30
+    b = next(c for c in report.cells if c.asn == "AS64501" and c.family == ALL)
+    assert (b.bucket, b.measured, b.blocked, b.blocked_by["tls"]) == (
+        T0.timestamp() + 1800, 15, 15, 15)  # fmt: skip
+
+
+def test_csv_and_json_hold_the_aggregate(report_dir: Path) -> None:
+    report = build([report_dir])
+    rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert len(rows) == 4 * 4 * 60  # 4 ISPs x (3 families + X) x 60 one-minute buckets
+    first_b = next(r for r in rows if r["asn"] == "AS64501" and r["family"] == "x.com")
+    assert first_b["bucket_start"] == "2024-02-17T10:00:00Z"
+    assert (first_b["blocked_tls"], first_b["blocked_share"], first_b["detail"]) == (
+        "1", "1.0000", "tls.sni_reset")  # fmt: skip
+    data = json.loads(json.dumps(to_json(report)))
+    assert data["summary"]["duplicates"] == 5
+    b = next(i for i in data["isps"] if i["asn"] == "AS64501")
+    assert b["sentence"] == EXPECTED[1]
+    every = next(f for f in b["families"] if f["family"] == ALL)
+    assert [(w["start"], w["end"], w["seconds"]) for w in every["open_windows"]] == [
+        ("2024-02-17T10:09:30Z", "2024-02-17T10:14:30Z", 300.0),
+        ("2024-02-17T10:39:30Z", "2024-02-17T10:49:30Z", 600.0),
+    ]
+    assert every["switches"] == 4
+
+
+def test_zero_measurements_says_so(tmp_path: Path) -> None:
+    report = build([tmp_path])
+    assert (report.files, report.targets, report.cells, report.series) == (0, 0, (), ())
+    assert summary(report).endswith("No target measurements to report.")
+    assert to_json(report)["isps"] == []
+
+
+def test_the_cli_writes_every_output(report_dir: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    out = {k: tmp_path / f"r.{k}" for k in ("html", "csv", "json")}
+    args = [f"--{k}={v}" for k, v in out.items()]
+    assert main(["report", str(report_dir), "--bucket", "5m", *args]) == 0
+    printed = capsys.readouterr().out
+    assert "5 duplicates dropped; 1 re-scored" in printed
+    assert all(f"  {s}" in printed for s in EXPECTED[:1] + EXPECTED[2:])
+    assert "<svg" not in out["html"].read_text()  # drawn by the page's own script
+    assert "id=heatmap" in out["html"].read_text()
+    assert json.loads(out["json"].read_text())["summary"]["bucket_seconds"] == 300
+    assert out["csv"].read_text().startswith("asn,network,family,bucket_start")
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert main(["report", str(report_dir), "--bucket", "7x"]) == 2
+
+
+def test_export_to_parquet_gives_the_same_report(report_dir: Path, tmp_path: Path) -> None:
+    parquet = tmp_path / "all.parquet"
+    rows, skipped = export_parquet([report_dir], parquet)
+    assert rows == 4 * 180 + 4 * 60
+    assert skipped["torn or invalid JSON line"] == 1
+    again = build([parquet])
+    assert sentences(again) == EXPECTED
+    assert (again.targets, again.rescored, again.duplicates) == (720, 0, 0)

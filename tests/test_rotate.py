@@ -1,0 +1,139 @@
+"""The results folder of a small device: compression, the disk cap, a full disk.
+
+The full-disk tests mount a tiny tmpfs (root only): a real ENOSPC, not a mock.
+"""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import logging
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from probe import rotate, store
+from probe.config import Config, Resolver, Storage
+from probe.schedule import Runner
+
+NOW = calendar.timegm((2024, 2, 17, 12, 0, 0))  # "today" is 2024-02-17
+
+
+def day(directory: Path, name: str, rows: list[dict[str, int]]) -> Path:
+    path = directory / f"{name}.jsonl"
+    store.append(path, rows)
+    return path
+
+
+def test_past_days_are_compressed_and_today_is_left_alone(tmp_path: Path) -> None:
+    day(tmp_path, "2024-02-15", [{"n": 1}, {"n": 2}])
+    day(tmp_path, "2024-02-16", [{"n": 3}])
+    day(tmp_path, "2024-02-17", [{"n": 4}])
+    (tmp_path / "notes.txt").write_text("not a day")
+    before = list(store.read([tmp_path]))
+    written = rotate.compress_past_days(tmp_path, NOW)
+    assert [p.name for p in written] == ["2024-02-15.jsonl.gz", "2024-02-16.jsonl.gz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "2024-02-15.jsonl.gz",
+        "2024-02-16.jsonl.gz",
+        "2024-02-17.jsonl",
+        "notes.txt",
+    ]
+    assert list(store.read([tmp_path])) == before
+    assert rotate.compress_past_days(tmp_path, NOW) == []  # idempotent
+
+
+def test_a_crash_between_rename_and_delete_does_not_duplicate(tmp_path: Path) -> None:
+    plain = day(tmp_path, "2024-02-16", [{"n": 1}, {"n": 2}])
+    (tmp_path / "2024-02-16.jsonl.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    rotate.compress_past_days(tmp_path, NOW)
+    assert list(store.read([tmp_path])) == [{"n": 1}, {"n": 2}]
+
+
+def test_a_late_write_to_a_compressed_day_is_kept_with_it(tmp_path: Path) -> None:
+    (tmp_path / "2024-02-16.jsonl.gz").write_bytes(gzip.compress(b'{"n": 1}\n'))
+    day(tmp_path, "2024-02-16", [{"n": 2}])
+    rotate.compress_past_days(tmp_path, NOW)
+    assert list(store.read([tmp_path])) == [{"n": 1}, {"n": 2}]
+    assert not (tmp_path / "2024-02-16.jsonl").exists()
+
+
+def test_the_cap_deletes_oldest_days_first_and_never_today(tmp_path: Path) -> None:
+    for name in ("2024-02-14", "2024-02-15", "2024-02-16", "2024-02-17"):
+        day(tmp_path, name, [{"pad": i} for i in range(100)])
+    size = (tmp_path / "2024-02-17.jsonl").stat().st_size
+    deleted = rotate.enforce_cap(tmp_path, 2 * size, NOW)
+    assert [p.name for p in deleted] == ["2024-02-14.jsonl", "2024-02-15.jsonl"]
+    assert [p.name for _, p in rotate.day_files(tmp_path)] == [
+        "2024-02-16.jsonl",
+        "2024-02-17.jsonl",
+    ]
+    rotate.enforce_cap(tmp_path, 0, NOW)
+    assert [p.name for _, p in rotate.day_files(tmp_path)] == ["2024-02-17.jsonl"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs, unmounted afterwards."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("needs root (mount a tmpfs) in CI")
+        pytest.skip("needs root to mount a tiny tmpfs")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def fill(disk: Path) -> None:
+    """Write until the file system says ENOSPC (the filler keeps what fitted)."""
+    with pytest.raises(OSError), open(disk / "filler", "wb", buffering=0) as f:
+        while True:
+            f.write(os.urandom(4096))
+
+
+def test_a_full_disk_corrupts_nothing(tiny_disk: Path) -> None:
+    rows = [{"n": i, "pad": os.urandom(32).hex()} for i in range(200)]
+    plain = day(tiny_disk, "2024-02-16", rows)
+    today = day(tiny_disk, "2024-02-17", [{"n": -1}])
+    fill(tiny_disk)
+    with pytest.raises(OSError):  # no room for the compressed copy
+        rotate.compress_past_days(tiny_disk, NOW)
+    assert list(store.read([plain])) == rows  # the original is untouched
+    assert sorted(p.name for p in tiny_disk.iterdir()) == [
+        "2024-02-16.jsonl",
+        "2024-02-17.jsonl",
+        "filler",
+    ]  # no temporary left
+    with pytest.raises(OSError):
+        store.append(today, [{"n": i, "pad": "x" * 4096} for i in range(100)])
+    assert next(iter(store.read([today]))) == {"n": -1}  # earlier lines survive a failed append
+    assert rotate.low_disk(tiny_disk, 1)
+
+
+def test_low_disk_stops_measuring_with_a_clear_line(
+    tiny_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = Config(
+        "c.toml",
+        ("x.com",),
+        ("www.example.com",),
+        "www.example.com",
+        (Resolver("udp", "127.0.0.1"),),
+        storage=Storage(min_free_mb=1),
+    )
+    runner = Runner(config, tiny_disk, tiny_disk)
+    logging.getLogger("probe").propagate = True  # a CLI test may have turned it off
+    with caplog.at_level(logging.INFO, logger="probe"):
+        assert runner.housekeeping(NOW) is False
+        assert runner.housekeeping(NOW) is False  # said once, not on every campaign
+        empty = Runner(config, tiny_disk.parent / "elsewhere", tiny_disk)
+        assert empty.housekeeping(NOW) is True
+    stops = [r.message for r in caplog.records if "measuring stops" in r.message]
+    assert stops == [f"less than 1 MB free for {tiny_disk}: measuring stops until space is freed"]

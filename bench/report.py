@@ -3,8 +3,9 @@
 On a synthetic archive (bench/synth.py: ~1M measurements, 50 ASNs, 30 days, one
 .jsonl.gz per volunteer and day, observation arrays empty):
 
-(a) `probe report DIR` as a user runs it: wall time and peak RSS (targets: <= 10 s,
-    <= 1.5 GB on the 2-core machine);
+(a) `probe report DIR` as a user runs it (the terminal summary): wall time and peak RSS
+    (targets: <= 10 s, <= 1.5 GB on the 2-core machine), over the .jsonl.gz archive and
+    over the same archive as plain .jsonl (what `probe run` stores);
 (b) a plain-Python loop (gzip + json.loads per line, a set of uids, a dict of counters,
     the verdict for stale rows) computing the same per ASN x family x bucket counts, in
     this same run: the report must be >= 5x faster; the two aggregates must be equal;
@@ -102,27 +103,34 @@ def main() -> None:
         lines = generate(folder, args.rows)
         (folder / "done").write_text(str(lines))
         print(f"generated {lines} lines in {time.perf_counter() - start:.0f} s under {folder}")
+    plain = folder.with_name(folder.name + "-plain")
+    if not (plain / "done").exists():  # the same archive as plain .jsonl, as volunteers store it
+        for path in folder.rglob("*.jsonl.gz"):
+            target = plain / path.relative_to(folder).with_suffix("")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(gzip.decompress(path.read_bytes()))
+        (plain / "done").write_text((folder / "done").read_text())
     size = sum(p.stat().st_size for p in folder.rglob("*.gz")) / 1e6
-    print(f"archive: {(folder / 'done').read_text()} lines, {size:.0f} MB of .jsonl.gz")
-
-    wall, rss = cli("report", str(folder), "--bucket", "3h", "--json", "/dev/null")
-    print(f"(a) probe report: {wall:.2f} s wall, peak RSS {rss} MB (targets: <= 10 s, "
-          f"<= 1536 MB)")  # fmt: skip
-
-    start = time.perf_counter()
-    baseline = plain_python(folder)
-    python_s = time.perf_counter() - start
-    report = build([folder], bucket=BUCKET)
-    ours = {(c.asn, c.family, c.bucket): [c.measured, c.ok, c.blocked, c.down, c.inconclusive]
-            for c in report.cells if c.family != "X"}  # fmt: skip
-    same = "equal" if ours == dict(baseline) else "DIFFERENT"
-    print(f"(b) plain-Python json.loads loop: {python_s:.2f} s; the report is "
-          f"{python_s / wall:.1f}x faster (target >= 5x); aggregates {same}")  # fmt: skip
+    print(f"archive: {(folder / 'done').read_text()} lines, {size:.0f} MB of .jsonl.gz; the same "
+          "as plain .jsonl")  # fmt: skip
+    for label, where in (("plain .jsonl", plain), (".jsonl.gz", folder)):
+        wall, rss = cli("report", str(where), "--bucket", "3h")
+        print(f"(a) probe report over {label}: {wall:.2f} s wall, peak RSS {rss} MB "
+              "(targets: <= 10 s, <= 1536 MB)")  # fmt: skip
+        start = time.perf_counter()
+        baseline = plain_python(where)
+        python_s = time.perf_counter() - start
+        report = build([where], bucket=BUCKET)
+        ours = {(c.asn, c.family, c.bucket): [c.measured, c.ok, c.blocked, c.down, c.inconclusive]
+                for c in report.cells if c.family != "X"}  # fmt: skip
+        same = "equal" if ours == dict(baseline) else "DIFFERENT"
+        print(f"(b) plain-Python json.loads loop over {label}: {python_s:.2f} s; the report is "
+              f"{python_s / wall:.1f}x faster (target >= 5x); aggregates {same}")  # fmt: skip
 
     with tempfile.TemporaryDirectory() as tmp:
         parquet = Path(tmp) / "archive.parquet"
-        export_s, export_rss = cli("export", str(folder), "--parquet", str(parquet))
-        wall_p, rss_p = cli("report", str(parquet), "--bucket", "3h", "--json", "/dev/null")
+        export_s, _ = cli("export", str(folder), "--parquet", str(parquet))
+        wall_p, rss_p = cli("report", str(parquet), "--bucket", "3h")
         print(f"(c) probe export --parquet: {export_s:.2f} s ({parquet.stat().st_size / 1e6:.0f} "
               f"MB); report over it: {wall_p:.2f} s, peak RSS {rss_p} MB")  # fmt: skip
 

@@ -72,7 +72,9 @@ def isps(count: int, rng: random.Random) -> list[Isp]:
     return out
 
 
-def spells(rng: random.Random, days: int, mean_on: float, mean_off: float) -> list[tuple[float, float]]:
+def spells(
+    rng: random.Random, days: int, mean_on: float, mean_off: float
+) -> list[tuple[float, float]]:
     """Alternating (start, end) seconds of "on" spells, exponential lengths."""
     out, t, horizon = [], rng.expovariate(1 / mean_off), days * 86400.0
     while t < horizon:
@@ -166,7 +168,9 @@ def _measurement(isp: Isp, run_id: str, stamp: str, domain: str, control: bool, 
         method, blocking = DETAILS.get(detail, (None, None))
         stale = rng.random() < STALE_SHARE
         test_keys |= {
-            "blocking": blocking if status == "blocked" else (False if status != "inconclusive" else None),
+            "blocking": blocking
+            if status == "blocked"
+            else (False if status != "inconclusive" else None),
             "accessible": {"ok": True, "blocked": False, "down": False}.get(status),
             "x_verdict": {"status": status, "method": method, "detail": detail or None},
             "x_analysis_version": "0" if stale else version,

@@ -20,12 +20,12 @@ import pytest
 
 pytest.importorskip("duckdb", reason="the report needs the probe[report] extra (duckdb)")
 
-from probe.__main__ import main  # noqa: E402
-from probe.report.engine import build, export_parquet  # noqa: E402
-from probe.report.model import ALL, parse_bucket  # noqa: E402
-from probe.report.tables import CSV_COLUMNS, to_csv, to_json  # noqa: E402
-from probe.report.text import sentences, summary  # noqa: E402
-from probe.verdict import ANALYSIS_VERSION  # noqa: E402
+from probe.__main__ import main
+from probe.report.engine import build, export_parquet
+from probe.report.model import ALL, parse_bucket
+from probe.report.tables import CSV_COLUMNS, to_csv, to_json
+from probe.report.text import sentences, summary
+from probe.verdict import ANALYSIS_VERSION
 
 T0 = datetime(2024, 2, 17, 10, 0, tzinfo=UTC)
 TARGETS = ("x.com", "twitter.com", "pbs.twimg.com")
@@ -43,8 +43,9 @@ EXPECTED = [
 ]
 
 
-def measurement(isp: str, run: int, domain: str, status: str | None, *,
-                role: str = "target", version: str = ANALYSIS_VERSION) -> dict[str, Any]:  # fmt: skip
+def measurement(
+    isp: str, run: int, domain: str, status: str | None, *, role: str = "target"
+) -> dict[str, Any]:
     asn, name = ISPS[isp]
     m: dict[str, Any] = {
         "annotations": {"engine_name": "probe", "x_role": role},
@@ -63,7 +64,7 @@ def measurement(isp: str, run: int, domain: str, status: str | None, *,
     if role == "target":
         method, detail = ("tls", "tls.sni_reset") if status == "blocked" else (None, None)
         m["test_keys"] |= {"x_verdict": {"status": status, "method": method, "detail": detail},
-                           "x_analysis_version": version}  # fmt: skip
+                           "x_analysis_version": ANALYSIS_VERSION}  # fmt: skip
     return m
 
 
@@ -112,7 +113,7 @@ def test_counts_of_what_was_read_and_skipped(report_dir: Path) -> None:
         "torn or invalid JSON line": 1,
         "other software: test_name web_connectivity": 1,
         "unknown x_format_version 9": 1,
-        "a JSON line that is not an object": 1,
+        "not a measurement (no test_name)": 1,  # the line [1, 2]
         "unreadable file (IOException)": 1,
     }
     assert report.bucket == 60  # runs a minute apart over an hour

@@ -16,9 +16,10 @@ import pytest
 
 pytest.importorskip("duckdb", reason="the report needs the probe[report] extra (duckdb)")
 
-from probe.report.engine import build  # noqa: E402
-from probe.report.html import render  # noqa: E402
-from test_report import EXPECTED, archive  # noqa: E402
+from test_report import EXPECTED, archive
+
+from probe.report.engine import build
+from probe.report.html import render
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run",

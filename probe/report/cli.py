@@ -26,13 +26,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "report", help="merge measurement files of many volunteers into a per-ISP report"
     )
     report.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                        help="JSONL(.gz) files, folders of them, or `probe export` Parquet")  # fmt: skip
+                        help="JSONL(.gz) files, folders, or `probe export` Parquet")  # fmt: skip
     report.add_argument("--since", type=parse_time, metavar="T",
                         help="only measurements from T on (UTC, e.g. 2024-02-17 or "
                         "'2024-02-17 10:00')")  # fmt: skip
     report.add_argument("--until", type=parse_time, metavar="T", help="only before T (UTC)")
     report.add_argument("--bucket", default="AUTO", metavar="AUTO|5m|1h|1d",
-                        help="time bucket of the aggregate (default AUTO; any <n>s|m|h|d)")  # fmt: skip
+                        help="time bucket (default AUTO; any <n>s|m|h|d)")  # fmt: skip
     report.add_argument("--html", type=Path, metavar="FILE", help="write the HTML report")
     report.add_argument("--csv", type=Path, metavar="FILE", help="write the aggregate as CSV")
     report.add_argument("--json", type=Path, metavar="FILE", help="write everything as JSON")
@@ -104,5 +104,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 2
     rows, skipped = export_parquet(args.paths, args.parquet)
     extra = ", ".join(f"{n} {r}" for r, n in sorted(skipped.items()))
-    print(f"{rows} measurements written to {args.parquet}" + (f"; skipped: {extra}" if extra else ""))
+    print(
+        f"{rows} measurements written to {args.parquet}" + (f"; skipped: {extra}" if extra else "")
+    )
     return 0

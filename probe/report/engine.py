@@ -69,21 +69,16 @@ _LINES: Final = (
     "header=false, auto_detect=false, filename=true, max_line_size=16777216)"
 )  # a JSON text never holds a raw control character, so chr(1) never splits a line
 _STAGED: Final = """
-WITH lines AS (
-    SELECT line, CASE WHEN json_valid(line) THEN json_type(line) END AS jtype
-    FROM {source} WHERE line IS NOT NULL
-), rows AS (
-    SELECT line, jtype, {columns}
-    FROM (SELECT line, jtype,
-                 CASE WHEN jtype = 'OBJECT' THEN json_extract_string(line, {paths}) END AS k
-          FROM lines)
-    WHERE jtype IS NOT NULL OR trim(line) <> ''  -- like probe.store: blank lines are no lines
+WITH rows AS (
+    SELECT line, valid, {columns}
+    FROM (SELECT line, valid, json_extract_string(CASE WHEN valid THEN line END, {paths}) AS k
+          FROM (SELECT line, json_valid(line) AS valid FROM {source} WHERE line IS NOT NULL))
+    WHERE valid OR trim(line) <> ''  -- like probe.store: blank lines are no lines
 )
 SELECT uid, asn, network, try_strptime(start_text, '%Y-%m-%d %H:%M:%S') AS start,
-       {family} AS family, coalesce(nullif(report_id, ''), start_text) AS run, role, version,
+       input, coalesce(nullif(report_id, ''), start_text) AS run, role, version,
        CASE
-         WHEN jtype IS NULL THEN 'torn or invalid JSON line'
-         WHEN jtype <> 'OBJECT' THEN 'a JSON line that is not an object'
+         WHEN NOT valid THEN 'torn or invalid JSON line'
          WHEN test_name IS NULL THEN 'not a measurement (no test_name)'
          WHEN test_name <> 'x_reachability' THEN 'other software: test_name ' || test_name
          WHEN fmt IS NULL OR fmt NOT IN {formats} THEN
@@ -153,7 +148,6 @@ def _stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str
         paths="[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]",
         columns=", ".join(f"k[{i + 1}] AS {name}" for i, (name, _) in enumerate(_KEYS)),
         formats="(" + ", ".join(f"'{v}'" for v in sorted(KNOWN_FORMAT_VERSIONS)) + ")",
-        family=_FAMILY,
         line=", line" if keep_lines else "",
     )
     params = {"version": ANALYSIS_VERSION}
@@ -199,10 +193,12 @@ def build(
     con = connect()
     staged = _stage(con, paths)
     con.execute(f"CREATE TEMP TABLE uniq AS {_UNIQUE}")
-    con.execute("""
+    con.execute(f"""
         CREATE TEMP TABLE m AS
+        WITH families AS (SELECT input, {_FAMILY} AS family FROM (SELECT DISTINCT input FROM uniq))
         SELECT asn, role, status, method, detail, stale, epoch(start) AS t, run, family
-        FROM uniq WHERE ($since IS NULL OR start >= $since) AND ($until IS NULL OR start < $until)
+        FROM uniq JOIN families USING (input)
+        WHERE ($since IS NULL OR start >= $since) AND ($until IS NULL OR start < $until)
     """, {"since": since, "until": until})  # fmt: skip
     (valid, unique) = _one(con, "SELECT (SELECT count(*) FROM staged WHERE problem IS NULL), "
                            "(SELECT count(*) FROM uniq)")  # fmt: skip
@@ -316,7 +312,9 @@ def _series(con: duckdb.DuckDBPyConnection, cells: Sequence[Cell],
     return tuple(out)
 
 
-def export_parquet(paths: Sequence[str | os.PathLike[str]], out: Path) -> tuple[int, dict[str, int]]:
+def export_parquet(
+    paths: Sequence[str | os.PathLike[str]], out: Path
+) -> tuple[int, dict[str, int]]:
     """Write the usable, de-duplicated rows (verdicts re-scored, raw lines kept for later
     re-scoring) to one zstd Parquet file; return (rows written, skipped by reason)."""
     con = connect(memory_limit="2GB")

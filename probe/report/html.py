@@ -62,7 +62,8 @@ function heatmap(family) {
   const svg = el('svg', {width: LABEL + D.columns * cw + 10, height: D.isps.length * ROW + 30,
                          role: 'img'}, box);
   const defs = el('defs', {}, svg);
-  const p = el('pattern', {id: 'nodata', width: 4, height: 4, patternUnits: 'userSpaceOnUse'}, defs);
+  const p = el('pattern', {id: 'nodata', width: 4, height: 4, patternUnits: 'userSpaceOnUse'},
+               defs);
   el('rect', {width: 4, height: 4, fill: '#fafafa'}, p);
   el('path', {d: 'M0,4 L4,0', stroke: '#bbb', 'stroke-width': 1}, p);
   let cells = 0;
@@ -163,7 +164,7 @@ def _data(report: Report) -> dict[str, Any]:
 
 
 def _families(report: Report) -> list[str]:
-    return [ALL] + sorted({s.family for s in report.series} - {ALL})
+    return [ALL, *sorted({s.family for s in report.series} - {ALL})]
 
 
 def _sample_table(report: Report) -> str:
@@ -246,7 +247,8 @@ files.</p>
 <span><i class=sw style='background:rgb(198,40,40)'></i>blocked</span>
 <span><i class=sw style='background:#37474f'></i>network down</span>
 <span><i class=sw style='background:#bdbdbd'></i>inconclusive</span>
-<span><i class=sw style='background:repeating-linear-gradient(45deg,#fafafa,#fafafa 2px,#bbb 3px)'></i>no data</span>
+<span><i class=sw style='background:repeating-linear-gradient(45deg,#fafafa,#fafafa 2px,#bbb
+3px)'></i>no data</span>
 method stripe: {legend}</p>
 <div id=heatmap></div>
 <h2>Open windows</h2><p class=note>Green: open windows; red: blocked buckets; slate: network

@@ -28,6 +28,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Literal
 
 __all__ = [
@@ -114,7 +115,7 @@ def _half_gap(a: float, b: float, max_gap: float) -> float:
 def max_gap(samples: Sequence[Sample], factor: float = 4.0, floor: float = 1.0) -> float:
     """The longest gap still taken as continuous observation: ``factor`` times the median
     interval between runs (at least ``floor`` seconds)."""
-    gaps = [b.t - a.t for a, b in zip(samples, samples[1:], strict=False) if b.t > a.t]
+    gaps = [b.t - a.t for a, b in pairwise(samples) if b.t > a.t]
     return max(floor, factor * statistics.median(gaps)) if gaps else floor
 
 
@@ -127,7 +128,7 @@ def duty_cycle(samples: Sequence[Sample], max_gap: float) -> float | None:
     if not decided:
         return None
     owned = {"blocked": 0.0, "open": 0.0}
-    for a, b in zip(decided, decided[1:], strict=False):
+    for a, b in pairwise(decided):
         half = _half_gap(a.t, b.t, max_gap)
         owned[a.state] += half
         owned[b.state] += half
@@ -140,7 +141,7 @@ def duty_cycle(samples: Sequence[Sample], max_gap: float) -> float | None:
 def switches(samples: Sequence[Sample]) -> int:
     """How many times the decided state flipped between blocked and open."""
     decided = _decided(samples)
-    return sum(a.state != b.state for a, b in zip(decided, decided[1:], strict=False))
+    return sum(a.state != b.state for a, b in pairwise(decided))
 
 
 def open_windows(samples: Sequence[Sample], max_gap: float) -> tuple[Window, ...]:
@@ -186,7 +187,9 @@ def cusum(
             s_pos = max(0.0, s_pos + share - mu_open - v / 2)
         if state != "open":  # evidence of a fall below the blocked level
             s_neg = max(0.0, s_neg + mu_blocked - share - v / 2)
-        new: State | None = "blocked" if s_pos > h else "open" if s_neg > h else None
+        new: Literal["blocked", "open"] | None = (
+            "blocked" if s_pos > h else "open" if s_neg > h else None
+        )
         if new is not None:
             if state != "unknown":
                 found.append(Changepoint(t, new))

@@ -64,10 +64,15 @@ def _family(s: Series) -> dict[str, Any]:
         "duty_cycle": st.duty_cycle,
         "switches": st.switches,
         "open_windows": [
-            {"start": iso(w.start), "end": iso(w.end), "seconds": w.length,
-             "samples": w.samples, "censored": w.censored}
+            {
+                "start": iso(w.start),
+                "end": iso(w.end),
+                "seconds": w.length,
+                "samples": w.samples,
+                "censored": w.censored,
+            }
             for w in st.windows
-        ],  # fmt: skip
+        ],
         "open_median_seconds": st.median_window,
         "open_longest_seconds": st.longest_window,
         "changepoints": [{"time": iso(c.t), "to": c.direction} for c in st.changepoints],
@@ -97,14 +102,28 @@ def to_json(report: Report) -> dict[str, Any]:
             "end": None if report.end is None else iso(report.end),
         },
         "isps": [
-            {"asn": asn, "network": group[0].network, "sentence": sentence(group),
-             "families": [_family(s) for s in group]}
+            {
+                "asn": asn,
+                "network": group[0].network,
+                "sentence": sentence(group),
+                "families": [_family(s) for s in group],
+            }
             for asn, group in by_asn.items()
-        ],  # fmt: skip
+        ],
         "cells": [
-            {"asn": c.asn, "family": c.family, "bucket": iso(c.bucket), "measured": c.measured,
-             "ok": c.ok, "blocked": c.blocked, "blocked_by": dict(c.blocked_by), "down": c.down,
-             "inconclusive": c.inconclusive, "blocked_share": c.blocked_share, "detail": c.detail}
+            {
+                "asn": c.asn,
+                "family": c.family,
+                "bucket": iso(c.bucket),
+                "measured": c.measured,
+                "ok": c.ok,
+                "blocked": c.blocked,
+                "blocked_by": dict(c.blocked_by),
+                "down": c.down,
+                "inconclusive": c.inconclusive,
+                "blocked_share": c.blocked_share,
+                "detail": c.detail,
+            }
             for c in report.cells
-        ],  # fmt: skip
+        ],
     }

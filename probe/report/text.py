@@ -113,8 +113,8 @@ def _clause(s: Series) -> str:
     text = f"blocked {_pct(st.duty_cycle)} of the time {_methods(s)}"
     if st.windows and st.duty_cycle < 1:
         n = len(st.windows)
-        text += (f"; open {n} time{'s' if n != 1 else ''}, median "
-                 f"{duration(st.median_window or 0)}, longest {duration(st.longest_window or 0)}")  # fmt: skip
+        median, longest = duration(st.median_window or 0), duration(st.longest_window or 0)
+        text += f"; open {n} time{'s' if n != 1 else ''}, median {median}, longest {longest}"
     return text
 
 

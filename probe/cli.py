@@ -168,6 +168,7 @@ def _consented(config: Config, state: Path, *, interactive: bool) -> bool:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from probe.consent import state_dir
+    from probe.rotate import low_disk
     from probe.schedule import Runner, once
     from probe.summary import table
 
@@ -180,6 +181,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _unattended(Runner(config, args.output, state), once)
     if not _consented(config, state, interactive=sys.stdin.isatty() and sys.stdout.isatty()):
         return 2
+    if low_disk(args.output, config.storage.min_free_mb << 20):
+        print(
+            f"probe: less than {config.storage.min_free_mb} MB free for {args.output} "
+            "([storage] min_free_mb): nothing measured",
+            file=sys.stderr,
+        )
+        return 1
     runner = Runner(config, args.output, state)
 
     async def manual() -> tuple[int, list[dict[str, object]], Path | None]:

@@ -1,7 +1,8 @@
 """Who and where the probe is: ASN, country, network name, resolver; and whether via a VPN.
 
 Declared in the config (``[vantage] asn/cc/network_name``) or discovered over DNS when
-``[vantage] identity_resolver`` is set, re-checked before every campaign:
+``[vantage] identity_resolver`` is set, re-checked before every regular campaign (bursts
+reuse it):
 
 1. the public address: A ``myip.opendns.com`` (OpenDNS's resolvers answer with the
    asker's address), else TXT ``o-o.myaddr.l.google.com`` (Google's authoritative

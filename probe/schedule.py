@@ -331,6 +331,7 @@ async def loop(
         if await _wait(step.at, stop, clock, longest, progress):
             break
         started, regular = clock(), step.targets is None
+        burst_at = started + policy.burst_interval  # also when skipped: no busy loop
         if regular:
             delay = jittered(policy.interval, policy.jitter, rng.random())
             regular_at = started + backoff(delay, failures, policy.max_backoff)
@@ -348,7 +349,6 @@ async def loop(
                     found.vpn,
                 )
             continue
-        burst_at = started + policy.burst_interval
         campaigns += 1
         kind = "regular" if step.targets is None else f"burst of {', '.join(step.targets)}"
         log.info("campaign %d (%s) started", campaigns, kind)

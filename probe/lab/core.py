@@ -47,7 +47,7 @@ BLOCKPAGE_BODY: Final = (
     b"<p>(probe lab blockpage)</p></body></html>"
 )
 MAX_BYTES: Final = 64 << 20  # cap of /x-bytes/<n>
-_CHUNK: Final = 64 << 10
+_CHUNK: Final = 4 << 10  # small TLS records: a slow download still shows its pace
 _DATE: Final = "2024-01-01"
 
 

@@ -170,7 +170,8 @@ def probe_config(lab: Topology, net: IspNet, ca_bundle: Path) -> str:
         f"throughput_path = {_toml(f'/x-bytes/{THROUGHPUT_BYTES}')}",
         f"throughput_bytes = {THROUGHPUT_BYTES}",
         "[timeouts]",
-        *(f"{step} = {LAB_TIMEOUT}" for step in ("dns", "connect", "tls", "throughput")),
+        *(f"{step} = {LAB_TIMEOUT}" for step in ("dns", "connect", "tls")),
+        f"throughput = {2 * LAB_TIMEOUT}",
         f"http = {2 * LAB_TIMEOUT}",
     ]
     for resolver in resolvers:

@@ -10,18 +10,29 @@ objects with
 * ``location_found``: ``"body"``, ``"header.<name>"`` (case-insensitive) or ``"dns"``
   (an answer's address or CNAME target),
 * ``pattern_type``: ``"contains"``, ``"prefix"``, ``"full"`` or ``"regexp"`` (a search),
-* ``pattern``; any other key (``scope``, ``expected_countries``, ...) is kept out of the way.
+* ``pattern``;
+* ``scope`` (optional): ``"fp"`` marks a known *false positive* (a CDN challenge,
+  a server's error page: it looks like a blockpage and is not); the matchers
+  prefer any other match to it and the rules never call it a blockpage;
+* ``expected_countries`` (optional): ``"PK"``, ``"AE,SA"``; any other key is kept
+  out of the way.
 
-``probe/verdict/fingerprints.json`` ships the Pakistani ones; users extend
-it with their own files (:func:`load_fingerprints`). A malformed file is bad
-input and raises ``ValueError`` naming the file and the entry.
+The default set (:func:`default_fingerprints`) is ``fingerprints.json`` (the
+Pakistani ones, named as the verdicts report them) followed by OONI's own
+database, ``ooni_fingerprints_dns.json`` / ``ooni_fingerprints_http.json``:
+byte-for-byte copies of ooni/backend's
+``fastpath/fastpath/tests/data/fingerprints_{dns,http}.json`` (commit
+32d8349dc5440e75264c84c0ffe97495c7488e84; BSD-3-Clause, see
+``docs/ooni-agreement.md``). Users extend the set with their own files
+(:func:`load_fingerprints`). A malformed file is bad input and raises
+``ValueError`` naming the file and the entry.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -40,6 +51,12 @@ class Fingerprint:
     pattern_type: str
     pattern: str
     regex: re.Pattern[str] | None = None  # compiled once for "regexp"
+    scope: str = ""  # OONI's scope ("nat", "isp", ...); "fp": a known false positive
+    countries: tuple[str, ...] = ()  # expected_countries: where this censor works
+
+    @property
+    def false_positive(self) -> bool:
+        return self.scope == "fp"
 
     def matches(self, text: str) -> bool:
         if self.regex is not None:
@@ -57,22 +74,35 @@ class Fingerprints:
     http: tuple[Fingerprint, ...]
 
     def match_dns(self, value: str) -> Fingerprint | None:
-        """The fingerprint a DNS answer (address or CNAME target) matches, if any."""
-        return next((fp for fp in self.dns if fp.matches(value)), None)
+        """The fingerprint a DNS answer (address or CNAME target) matches, if any (:func:`_best`)."""
+        return _best(fp for fp in self.dns if fp.matches(value))
 
     def match_http(self, body: str, headers: Sequence[tuple[str, str]]) -> Fingerprint | None:
-        """The first fingerprint the response body or one of its headers matches."""
+        """The fingerprint the response body or one of its headers matches, if any (:func:`_best`)."""
         by_name: dict[str, list[str]] = {}
         for name, value in headers:
             by_name.setdefault(f"header.{name.lower()}", []).append(value)
-        for fp in self.http:
-            texts = [body] if fp.location == "body" else by_name.get(fp.location, [])
-            if any(fp.matches(text) for text in texts):
-                return fp
-        return None
+        return _best(
+            fp
+            for fp in self.http
+            if any(
+                fp.matches(text)
+                for text in ([body] if fp.location == "body" else by_name.get(fp.location, []))
+            )
+        )
 
     def __add__(self, other: Fingerprints) -> Fingerprints:
         return Fingerprints(self.dns + other.dns, self.http + other.http)
+
+
+def _best(matches: Iterable[Fingerprint]) -> Fingerprint | None:
+    """The first blockpage match, else the first known false positive (callers check it)."""
+    false_positive = None
+    for fp in matches:
+        if not fp.false_positive:
+            return fp
+        false_positive = false_positive or fp
+    return false_positive
 
 
 def load_fingerprints(*paths: str | Path, include_default: bool = True) -> Fingerprints:
@@ -84,11 +114,22 @@ def load_fingerprints(*paths: str | Path, include_default: bool = True) -> Finge
     return result
 
 
+#: The shipped files, ours first so that a page both name is reported by our name.
+DEFAULT_FILES: Final = (
+    "fingerprints.json",
+    "ooni_fingerprints_dns.json",
+    "ooni_fingerprints_http.json",
+)
+
+
 @cache
 def default_fingerprints() -> Fingerprints:
-    """The fingerprints shipped as ``probe/verdict/fingerprints.json``."""
-    text = resources.files("probe.verdict").joinpath("fingerprints.json").read_text("utf-8")
-    return _parse(text, "fingerprints.json")
+    """The fingerprints shipped in ``probe/verdict`` (:data:`DEFAULT_FILES`)."""
+    result = Fingerprints((), ())
+    for name in DEFAULT_FILES:
+        text = resources.files("probe.verdict").joinpath(name).read_text("utf-8")
+        result = result + _parse(text, name)
+    return result
 
 
 def _parse(text: str, source: str) -> Fingerprints:
@@ -112,6 +153,9 @@ def _entry(item: Any, where: str) -> Fingerprint:
     if not all(isinstance(f, str) and f for f in fields):
         raise ValueError(f"{where}: name, location_found, pattern_type, pattern must be strings")
     name, location, pattern_type, pattern = (str(f) for f in fields)
+    scope = item.get("scope", "")
+    if not isinstance(scope, str):
+        raise ValueError(f"{where}: scope must be a string")
     location = location.lower()
     if pattern_type not in PATTERN_TYPES:
         raise ValueError(f"{where}: pattern_type {pattern_type!r} not in {sorted(PATTERN_TYPES)}")
@@ -121,4 +165,10 @@ def _entry(item: Any, where: str) -> Fingerprint:
         regex = re.compile(pattern) if pattern_type == "regexp" else None
     except re.error as exc:
         raise ValueError(f"{where}: bad regexp: {exc}") from exc
-    return Fingerprint(name, location, pattern_type, pattern, regex)
+    countries = item.get("expected_countries", "")
+    if not isinstance(countries, str):
+        raise ValueError(f"{where}: expected_countries must be a string")
+    return Fingerprint(
+        name, location, pattern_type, pattern, regex, scope,
+        tuple(c.strip() for c in countries.split(",") if c.strip()),
+    )  # fmt: skip

@@ -82,22 +82,35 @@ compared, so a truncated body can never make a diff.
   path is starved, not filtered (a blackhole drops the SYN; an SNI stall lets
   the control SNI through).
 
-**Otherwise**: a valid TLS handshake for the domain (and an HTTPS response
-when one was attempted) -> ``ok``; the network down -> ``down``; else
-``inconclusive`` with the reasons collected on the way.
+**A remote vantage point** (role ``remote``: OONI's test helper, see
+:mod:`probe.verdict.ooni`) did the same steps from another network. It
+stands in for the controls our probe measures itself, weaker: it proves the
+site works from elsewhere, never which name or address a filter keys on.
+Its DNS answers (engine ``th``, over HTTPS) are a trusted DNS control; its
+successful handshake (or HTTPS fetch) with the target SNI makes a TLS reset or
+stall on this path a ``tls.reset`` / ``tls.stall`` finding (lower confidence
+than SNI proof); its fetch is the control page for ``http.diff``, the proof
+for ``http.reset`` / ``http.timeout``, and a download that began and stalled
+while it fetched the page is ``throttling``. When its own fetch failed too, a
+TCP, TLS or HTTP failure here is the site's, not the path's: ``down``.
+
+**Otherwise**: a valid TLS handshake for the domain (and a response when a
+request was attempted) -> ``ok``; the network down, or the site failing from
+the remote vantage point too -> ``down``; else ``inconclusive`` with the
+reasons collected on the way.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from probe.verdict.bogons import Bogons, default_bogons
 from probe.verdict.fingerprints import Fingerprints, default_fingerprints
+from probe.verdict import ooni
 from probe.verdict.observations import (
     Connect,
     DnsResponse,
@@ -111,7 +124,7 @@ from probe.verdict.observations import (
 __all__ = ["ANALYSIS_VERSION", "Verdict", "judge", "summary_keys", "verdict"]
 
 #: The version of these rules; bump it whenever a rule changes.
-ANALYSIS_VERSION: Final = "1"
+ANALYSIS_VERSION: Final = "3"
 
 Status = Literal["ok", "blocked", "down", "inconclusive"]
 
@@ -130,14 +143,18 @@ RESOLVER_ERRORS: Final[Mapping[str, str]] = {
     "dns_temporary_failure": "dns.error",  # getaddrinfo's EAI_AGAIN: SERVFAIL/REFUSED behind it
     "dns_non_recoverable_failure": "dns.error",
     "dns_server_misbehaving": "dns.error",
+    "android_dns_cache_no_data": "dns.error",  # Android's getaddrinfo: the lookup found nothing
 }
-SECURE_ENGINES: Final = frozenset({"doh", "dot"})
+# th: OONI's test helper, whose answers reach the probe over HTTPS from another network
+SECURE_ENGINES: Final = frozenset({"doh", "dot", "th"})
+# an answer that the name has no address (not a resolver that failed to answer)
+NEGATIVE: Final = frozenset({"dns_nxdomain_error", "dns_no_answer"})
 SLOW_SECONDS: Final = 0.9  # just under the 1 s initial SYN RTO: a retransmit, or a deep queue
 SLOW_FACTOR: Final = 5.0  # the target's path this many times slower than the controls'
 THROTTLE_RATIO: Final = 10.0
 THROTTLE_MAX_CV: Final = 0.5
-THROTTLE_BINS: Final = 10
-THROTTLE_MIN_BINS: Final = 4
+THROTTLE_SPAN: Final = 0.5  # seconds: the shortest span whose rate is compared
+THROTTLE_MIN_SPANS: Final = 3
 
 Kind = Literal["positive", "active", "silent"]
 
@@ -185,6 +202,7 @@ class _Dns:
     control_failures: tuple[DnsResponse, ...]
     validated: frozenset[str]  # addresses with a valid TLS handshake for the domain
     injected: tuple[tuple[DnsResponse, tuple[DnsResponse, ...]], ...]  # (first, later ones)
+    negative: bool  # the secure control answered that the name has no address
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +218,27 @@ Stage = Callable[[_Context], _Finding | Verdict | None]
 
 
 def verdict(measurement: Mapping[str, Any], *, fingerprints: Fingerprints | None = None) -> Verdict:
-    """The verdict on one measurement (docs/format.md); never raises."""
+    """The verdict on one measurement (docs/format.md, or OONI's web_connectivity); never raises.
+
+    An OONI measurement is a chain: the input's domain, then each domain a
+    redirect led to; the chain is as good as its first hop that is not ok.
+    """
     try:
-        return judge(observations(measurement), fingerprints)
+        if not ooni.is_ooni(measurement):
+            return judge(observations(measurement), fingerprints)
+        first, *hops = ooni.chain(measurement)
+        result = judge(first, fingerprints)
+        for hop in hops:
+            if result.status != "ok":
+                break
+            then = judge(hop, fingerprints)
+            if then.status != "ok":
+                said = then.explanation.split(": ", 1)[-1]
+                return replace(
+                    then,
+                    explanation=f"{then.status}: {first.domain} redirects to {hop.domain}; {said}",
+                )
+        return result
     except Exception as exc:  # a rule bug must cost one verdict, not a whole report
         return _inconclusive(f"the rules failed on this measurement ({type(exc).__name__})", ())
 
@@ -413,7 +449,11 @@ def _dns_facts(obs: Observations) -> _Dns:
     system = tuple(q for q in firsts if not q.control)
     secure = [q for q in firsts if q.control and q.engine in SECURE_ENGINES]
     plain = [q for q in firsts if q.control and q.engine not in SECURE_ENGINES]
-    if any(q.failure is None and q.addresses for q in secure):
+    # every secure answer says the name has no address: that is an answer, not a failure
+    negative = bool(secure) and all(
+        q.failure in NEGATIVE or (q.failure is None and not q.addresses) for q in secure
+    )
+    if negative or any(q.failure is None and q.addresses for q in secure):
         trusted, suspects = secure, system + tuple(plain)
     else:
         trusted, suspects = [q for q in plain if q.transaction_id not in raced], system
@@ -422,11 +462,12 @@ def _dns_facts(obs: Observations) -> _Dns:
         h.ip for h in obs.handshakes if h.server_name == obs.domain and h.failure is None
     )
     failures = tuple(q for q in trusted if q.failure is not None)
-    return _Dns(system, suspects, reference, failures, validated, injected)
+    return _Dns(system, suspects, reference, failures, validated, injected, negative)
 
 
 def _dns_stage(ctx: _Context) -> _Finding | Verdict | None:
-    for rule in (_dns_injected, _dns_fingerprint, _dns_bogon, _dns_error, _dns_inconsistent):
+    rules = (_dns_injected, _dns_fingerprint, _dns_bogon, _dns_error, _dns_nameless, _dns_inconsistent)
+    for rule in rules:
         result = rule(ctx)
         if result is not None:
             return result
@@ -455,13 +496,18 @@ def _dns_fingerprint(ctx: _Context) -> _Finding | None:
     for q in ctx.dns.suspects:
         for value in q.addresses + q.names:
             fp = ctx.fingerprints.match_dns(value)
-            if fp is not None:
-                return _Finding(
-                    "dns", "dns.blockpage", "dns", value, (_show_dns(q),), 0.95,
-                    f"the resolver answered {ctx.obs.domain} with {value}, a known blockpage "
-                    f"address ({fp.name})",
-                    "positive", fp.name,
-                )  # fmt: skip
+            # the control's own answer is no forgery; a fingerprint of a special-purpose
+            # address (127.0.0.1) without a country names no censor: the bogon rule judges it
+            if fp is None or fp.false_positive or value in ctx.dns.reference:
+                continue
+            if ctx.bogons.reason(value) is not None and not fp.countries:
+                continue
+            return _Finding(
+                "dns", "dns.blockpage", "dns", value, (_show_dns(q),), 0.95,
+                f"the resolver answered {ctx.obs.domain} with {value}, a known blockpage "
+                f"address ({fp.name})",
+                "positive", fp.name,
+            )  # fmt: skip
     return None
 
 
@@ -880,39 +926,35 @@ def _mean_rate(t: Transfer) -> float:
 
 
 def _steady_rate(t: Transfer) -> tuple[float, float] | None:
-    """(mean rate, coefficient of variation) over the second half, in equal bins.
+    """(mean rate, coefficient of variation) over the second half of the download.
 
-    Re-binning the cumulative curve makes the result independent of how often
-    the probe sampled (per read or per tick).
+    The second half is cut into spans of at least :data:`THROTTLE_SPAN`
+    seconds at sample boundaries, and the rates of the spans compared,
+    weighted by length: a policer delivers at the same pace span after span,
+    congestion in bursts and pauses. Spans of whole samples, not fixed bins,
+    so the answer does not depend on TLS record size (a 16 KiB record at
+    128 kbit/s arrives once a second) nor on ACK pacing within a span.
     """
     samples = sorted(t.samples)
     if len(samples) < 2 or samples[-1][0] <= 0:
         return None
-    start, end = samples[-1][0] / 2, samples[-1][0]
-    inside = sum(1 for s, _ in samples if s >= start)
-    bins = min(THROTTLE_BINS, inside - 1)
-    if bins < THROTTLE_MIN_BINS:
+    half = samples[-1][0] / 2
+    spans: list[tuple[float, int]] = []
+    start = (0.0, 0)
+    for point in [(0.0, 0), *samples]:
+        if point[0] <= half:
+            start = point
+        elif point[0] - start[0] >= THROTTLE_SPAN:
+            spans.append((point[0] - start[0], point[1] - start[1]))
+            start = point
+    if len(spans) < THROTTLE_MIN_SPANS:
         return None
-    edges = [start + (end - start) * i / bins for i in range(bins + 1)]
-    counts = [_bytes_at(samples, edges[i + 1]) - _bytes_at(samples, edges[i]) for i in range(bins)]
-    width = (end - start) / bins
-    rates = [c / width for c in counts]
-    mean = statistics.fmean(rates)
+    seconds = sum(d for d, _ in spans)
+    mean = sum(n for _, n in spans) / seconds
     if mean <= 0:
         return None
-    return mean, statistics.pstdev(rates) / mean
-
-
-def _bytes_at(samples: list[tuple[float, int]], when: float) -> float:
-    """Bytes received by ``when``, interpolated on the cumulative curve."""
-    previous = (0.0, 0)
-    for seconds, count in samples:
-        if seconds >= when:
-            span = seconds - previous[0]
-            share = (when - previous[0]) / span if span > 0 else 1.0
-            return previous[1] + (count - previous[1]) * share
-        previous = (seconds, count)
-    return float(previous[1])
+    variance = sum(d * (n / d - mean) ** 2 for d, n in spans) / seconds
+    return mean, variance**0.5 / mean
 
 
 # --- evidence ------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
 """``throttle``: traffic to and from the targets' addresses is capped at a low rate.
 
-An ``htb`` qdisc on each router interface, with one class at ``rate_kbit``
-(rate = ceil, so it never borrows) and ``u32`` filters sending it the
-packets of the active domains' addresses: by source on the downlink (what
+An ``htb`` qdisc on each router interface, with one class per active
+address at ``rate_kbit`` (rate = ceil, so it never borrows) and a ``u32``
+filter sending it that address's packets: by source on the downlink (what
 the vantage point downloads), by destination on the uplink (what it
-uploads). Unclassified traffic takes HTB's direct path, unshaped. The probe
+uploads). One class per address, not one for all: Russia's policer capped
+each flow to Twitter, not Twitter as a whole, and a shared class would make
+the probe's concurrent handshakes time out instead of showing a slow,
+steady transfer. Unclassified traffic takes HTB's direct path, unshaped. The probe
 sees a steady low rate, the signature of a policer (Russia capped Twitter
 at ~130-150 kbit/s in 2021). Inactive: no qdisc at all. Every change is one
 ``tc -batch`` run.
@@ -20,7 +23,7 @@ from probe.lab.censors._nft import addresses
 
 __all__ = ["Throttle"]
 
-_CLASS: Final = "1:10"
+_FIRST_CLASS: Final = 0x10
 
 
 class Throttle:
@@ -57,19 +60,19 @@ class Throttle:
 
     def _shape(self, device: str, field: str, targets: tuple[str, ...]) -> list[str]:
         rate = f"{self._rate}kbit"
-        commands = [
-            f"qdisc add dev {device} root handle 1: htb",
-            f"class add dev {device} parent 1: classid {_CLASS} htb rate {rate} ceil {rate}",
-        ]
-        for address in targets:
+        # A deep direct queue: unclassified traffic (the controls) must never be dropped here.
+        commands = [f"qdisc add dev {device} root handle 1: htb direct_qlen 10000"]
+        for number, address in enumerate(targets, _FIRST_CLASS):
+            classid = f"1:{number:x}"
             # Filters sharing a priority must share a protocol: one priority per family.
             protocol, match, prefix, prio = (
                 ("ipv6", "ip6", 128, 2) if ":" in address else ("ip", "ip", 32, 1)
             )
-            commands.append(
+            commands += [
+                f"class add dev {device} parent 1: classid {classid} htb rate {rate} ceil {rate}",
                 f"filter add dev {device} parent 1: protocol {protocol} prio {prio} "
-                f"u32 match {match} {field} {address}/{prefix} flowid {_CLASS}"
-            )
+                f"u32 match {match} {field} {address}/{prefix} flowid {classid}",
+            ]
         return commands
 
 

@@ -12,10 +12,11 @@ objects with
 * ``pattern_type``: ``"contains"``, ``"prefix"``, ``"full"`` or ``"regexp"`` (a search),
 * ``pattern``;
 * ``scope`` (optional): ``"fp"`` marks a known *false positive* (a CDN challenge,
-  a server's error page: it looks like a blockpage and is not); the matchers
-  prefer any other match to it and the rules never call it a blockpage;
-* ``expected_countries`` (optional): ``"PK"``, ``"AE,SA"``; any other key is kept
-  out of the way.
+  a server's error page: it looks like a blockpage and is not), ``"vbw"`` a
+  vague blocking word (``Access Denied``) that genuine error pages show too.
+  Neither is *conclusive*: the matchers prefer any conclusive match, and the
+  rules never call an inconclusive one a blockpage; any other key
+  (``expected_countries``, ...) is kept out of the way.
 
 The default set (:func:`default_fingerprints`) is ``fingerprints.json`` (the
 Pakistani ones, named as the verdicts report them) followed by OONI's own
@@ -42,6 +43,8 @@ from typing import Any, Final
 __all__ = ["Fingerprint", "Fingerprints", "default_fingerprints", "load_fingerprints"]
 
 PATTERN_TYPES: Final = frozenset({"contains", "prefix", "full", "regexp"})
+#: OONI scopes whose match proves nothing: known false positives, vague blocking words.
+INCONCLUSIVE: Final = frozenset({"fp", "vbw"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +54,12 @@ class Fingerprint:
     pattern_type: str
     pattern: str
     regex: re.Pattern[str] | None = None  # compiled once for "regexp"
-    scope: str = ""  # OONI's scope ("nat", "isp", ...); "fp": a known false positive
-    countries: tuple[str, ...] = ()  # expected_countries: where this censor works
+    scope: str = ""  # OONI's scope: "nat", "isp", "prod", ...; "fp", "vbw" (INCONCLUSIVE)
 
     @property
-    def false_positive(self) -> bool:
-        return self.scope == "fp"
+    def conclusive(self) -> bool:
+        """A match names a blockpage (not a known false positive, not a vague word)."""
+        return self.scope not in INCONCLUSIVE
 
     def matches(self, text: str) -> bool:
         if self.regex is not None:
@@ -74,11 +77,11 @@ class Fingerprints:
     http: tuple[Fingerprint, ...]
 
     def match_dns(self, value: str) -> Fingerprint | None:
-        """The fingerprint a DNS answer (address or CNAME target) matches, if any (:func:`_best`)."""
+        """The fingerprint an answer (address or CNAME target) matches, if any (:func:`_best`)."""
         return _best(fp for fp in self.dns if fp.matches(value))
 
     def match_http(self, body: str, headers: Sequence[tuple[str, str]]) -> Fingerprint | None:
-        """The fingerprint the response body or one of its headers matches, if any (:func:`_best`)."""
+        """The fingerprint the body or one of the headers matches, if any (:func:`_best`)."""
         by_name: dict[str, list[str]] = {}
         for name, value in headers:
             by_name.setdefault(f"header.{name.lower()}", []).append(value)
@@ -96,13 +99,13 @@ class Fingerprints:
 
 
 def _best(matches: Iterable[Fingerprint]) -> Fingerprint | None:
-    """The first blockpage match, else the first known false positive (callers check it)."""
-    false_positive = None
+    """The first conclusive match, else the first other one (callers check ``conclusive``)."""
+    inconclusive = None
     for fp in matches:
-        if not fp.false_positive:
+        if fp.conclusive:
             return fp
-        false_positive = false_positive or fp
-    return false_positive
+        inconclusive = inconclusive or fp
+    return inconclusive
 
 
 def load_fingerprints(*paths: str | Path, include_default: bool = True) -> Fingerprints:
@@ -165,10 +168,4 @@ def _entry(item: Any, where: str) -> Fingerprint:
         regex = re.compile(pattern) if pattern_type == "regexp" else None
     except re.error as exc:
         raise ValueError(f"{where}: bad regexp: {exc}") from exc
-    countries = item.get("expected_countries", "")
-    if not isinstance(countries, str):
-        raise ValueError(f"{where}: expected_countries must be a string")
-    return Fingerprint(
-        name, location, pattern_type, pattern, regex, scope,
-        tuple(c.strip() for c in countries.split(",") if c.strip()),
-    )  # fmt: skip
+    return Fingerprint(name, location, pattern_type, pattern, regex, scope)

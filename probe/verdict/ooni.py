@@ -42,7 +42,9 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
+
+import dns.rcode
 
 from probe.verdict.observations import (
     Connect,
@@ -167,7 +169,7 @@ def parse_text(text: str) -> tuple[list[dict[str, Any]], list[str]]:
     """
     try:
         docs: list[object] = [json.loads(text)]
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as exc:
         docs = []
         for number, line in enumerate(text.splitlines(), 1):
             if line.strip():
@@ -175,6 +177,8 @@ def parse_text(text: str) -> tuple[list[dict[str, Any]], list[str]]:
                     docs.append(json.loads(line))
                 except json.JSONDecodeError:
                     docs.append(f"line {number} is not JSON")
+        if all(isinstance(doc, str) for doc in docs):  # neither JSON nor JSON lines: say it once
+            return [], [f"not JSON nor JSON lines ({exc.msg} at line {exc.lineno})"]
     if len(docs) == 1 and isinstance(docs[0], list):
         docs = list(docs[0])
     found: list[dict[str, Any]] = []
@@ -350,7 +354,7 @@ def _dns(e: Mapping[str, Any], ref: str, domain: str, late: bool) -> DnsResponse
         engine="getaddrinfo" if engine == "system" else engine,
         resolver=_opt(e, "resolver_address", str) or "",
         failure=_failure(e),
-        rcode=_opt(e, "rcode", str),
+        rcode=_rcode(e.get("rcode")),
         addresses=tuple(addresses),
         names=tuple(names),
         transaction_id=_opt(e, "transaction_id", int),
@@ -425,52 +429,83 @@ def _remote(
     dns: list[DnsResponse] = []
     connects: list[Connect] = []
     handshakes: list[Handshake] = []
-    if is_input:
-        answer = _opt(control, "dns", dict)
-        if answer is not None:
-            addrs = _opt(answer, "addrs", list) or []
-            dns.append(
-                DnsResponse(
-                    "control.dns", domain, "th", helper, _th_failure(answer.get("failure")),
-                    None, tuple(a for a in addrs if isinstance(a, str)), (), None, "target",
-                    True, False,
-                )  # fmt: skip
+    answer = _opt(control, "dns", dict) if is_input else None
+    if answer is not None:
+        addrs = _opt(answer, "addrs", list) or []
+        dns.append(
+            DnsResponse(
+                ref="control.dns",
+                hostname=domain,
+                engine="th",
+                resolver=helper,
+                failure=_th_failure(answer.get("failure")),
+                rcode=None,
+                addresses=tuple(a for a in addrs if isinstance(a, str)),
+                names=(),
+                transaction_id=None,
+                role="target",
+                control=True,
+                late=False,
             )
-        for endpoint, r in (_opt(control, "tcp_connect", dict) or {}).items():
-            ip, port = _address(str(endpoint))
-            failure = _th_failure(r.get("failure")) if isinstance(r, dict) else "unknown_error"
-            connects.append(Connect(f"control.tcp_connect[{endpoint}]", ip, port, failure, "remote", 0.0))
-        for endpoint, r in (_opt(control, "tls_handshake", dict) or {}).items():
-            ip, port = _address(str(endpoint))
-            if not isinstance(r, dict):
-                raise _Bad(f"tls_handshake[{endpoint}] is not an object")
-            failure = _th_failure(r.get("failure"))
-            handshakes.append(
-                Handshake(
-                    f"control.tls_handshake[{endpoint}]", ip, port,
-                    str(r.get("server_name") or domain).rstrip(".").lower(), failure,
-                    "tls_handshake" if failure else None, "remote", 0.0, 0.0,
-                )  # fmt: skip
+        )
+    for endpoint, r in (_opt(control, "tcp_connect", dict) or {}).items() if is_input else ():
+        if not isinstance(r, dict):
+            raise _Bad(f"tcp_connect[{endpoint}] is not an object")
+        ip, port = _address(str(endpoint))
+        failure = _th_failure(r.get("failure"))
+        connects.append(
+            Connect(f"control.tcp_connect[{endpoint}]", ip, port, failure, "remote", 0.0)
+        )
+    for endpoint, r in (_opt(control, "tls_handshake", dict) or {}).items() if is_input else ():
+        if not isinstance(r, dict):
+            raise _Bad(f"tls_handshake[{endpoint}] is not an object")
+        ip, port = _address(str(endpoint))
+        failure = _th_failure(r.get("failure"))
+        handshakes.append(
+            Handshake(
+                ref=f"control.tls_handshake[{endpoint}]",
+                ip=ip,
+                port=port,
+                server_name=str(r.get("server_name") or domain).rstrip(".").lower(),
+                failure=failure,
+                failed_operation="tls_handshake" if failure else None,
+                role="remote",
+                t0=0.0,
+                duration=0.0,
             )
+        )
     # control_failure null: the TH answered the probe (200, a readable control): its network works
-    http: list[HttpExchange] = [
-        HttpExchange(
-            "control", helper, "", 0, None, None, "control_site", 200, (), "", False, None, 0.0,
-            0.0,
-        )  # fmt: skip
-    ]
+    http = [_exchange("control", helper, None, "control_site", 200, (), None)]
     fetch = _opt(control, "http_request", dict)
     if fetch is not None:
         status = _opt(fetch, "status_code", int)
         http.append(
-            HttpExchange(
-                "control.http_request", url, "", 0, _th_failure(fetch.get("failure")), None,
-                "remote", status if status and status > 0 else None,
-                _headers(fetch.get("headers")), "", False, _opt(fetch, "title", str) or None,
-                0.0, 0.0,
-            )  # fmt: skip
+            _exchange(
+                "control.http_request",
+                url,
+                _th_failure(fetch.get("failure")),
+                "remote",
+                status if status and status > 0 else None,  # the TH writes -1 for none
+                _headers(fetch.get("headers")),
+                _opt(fetch, "title", str) or None,
+            )
         )
     return dns, connects, handshakes, http
+
+
+def _exchange(
+    ref: str,
+    url: str,
+    failure: str | None,
+    role: str,
+    status: int | None,
+    headers: tuple[tuple[str, str], ...],
+    title: str | None,
+) -> HttpExchange:
+    """An HTTP exchange seen only in summary (the TH's): no address, body or timing."""
+    return HttpExchange(
+        ref, url, "", 0, failure, None, role, status, headers, "", False, title, 0.0, 0.0
+    )
 
 
 def _helper(m: Mapping[str, Any]) -> str:
@@ -479,6 +514,18 @@ def _helper(m: Mapping[str, Any]) -> str:
     backend = helpers.get("backend") if isinstance(helpers, dict) else None
     address = backend.get("address") if isinstance(backend, dict) else backend
     return address if isinstance(address, str) and address else "the OONI test helper"
+
+
+def _rcode(rcode: object) -> str | None:
+    """OONI writes the rcode as a number (3), we as its name ("NXDOMAIN")."""
+    if rcode is None or isinstance(rcode, str):
+        return rcode
+    if not isinstance(rcode, int) or isinstance(rcode, bool):
+        raise _Bad(f"'rcode' is {type(rcode).__name__}")
+    try:
+        return dns.rcode.to_text(dns.rcode.Rcode(rcode))
+    except ValueError:
+        return str(rcode)
 
 
 def _th_failure(failure: object) -> str | None:
@@ -493,10 +540,12 @@ def _failure(entry: Mapping[str, Any]) -> str | None:
 
 
 def _number(value: object, default: float) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    return (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    )
 
 
 def _span(e: Mapping[str, Any]) -> float:
-    """Seconds the step took; 0 when OONI did not record both ends (its simulator writes t0 null)."""
+    """Seconds the step took; 0 unless OONI recorded both ends (its simulator writes t0 null)."""
     t = _number(e.get("t"), 0.0)
     return max(0.0, t - _number(e.get("t0"), t))

@@ -108,9 +108,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
+from probe.verdict import ooni
 from probe.verdict.bogons import Bogons, default_bogons
 from probe.verdict.fingerprints import Fingerprints, default_fingerprints
-from probe.verdict import ooni
 from probe.verdict.observations import (
     Connect,
     DnsResponse,
@@ -262,6 +262,14 @@ def judge(
             return held or result
         if result is None or (held is not None and result.kind != "positive"):
             continue
+        broken = _broken_elsewhere(ctx)
+        if broken is not None and result.method != "dns" and result.kind != "positive":
+            return held or Verdict(
+                "down", None, None, result.step, result.address,
+                (*result.evidence, _show_http(broken)), 0.7,
+                f"down: {result.explanation}, but the remote vantage point cannot fetch the "
+                f"site either ({broken.failure}): the site itself is down or broken",
+            )  # fmt: skip
         gated = _gate(result, health)
         if gated.status == "blocked":
             return gated
@@ -398,12 +406,28 @@ def _unblocked(ctx: _Context, health: _Health) -> Verdict:
         for h in obs.handshakes
         if h.role == "target" and h.server_name == obs.domain and h.failure is None
     ]
-    https = [x for x in obs.http if x.role == "target" and x.url.startswith("https://")]
-    answered = [x for x in https if x.failure is None]
-    if valid and (answered or not https):
+    target = [x for x in obs.http if x.role == "target"]
+    https = [x for x in target if x.url.startswith("https://")]
+    fetches = https or target  # judged by HTTPS when it was tried, else by plain HTTP
+    answered = [x for x in fetches if x.failure is None]
+    broken = _broken_elsewhere(ctx)
+    failed = [
+        *((_show_connect(c), c.failure) for c in obs.connects if c.role == "target" and c.failure),
+        *((_show_tls(h), h.failure) for h in obs.handshakes if h.role == "target" and h.failure),
+        *((_show_http(x), x.failure) for x in target if x.failure),
+    ]
+    if broken is not None and failed:
+        return Verdict(
+            "down", None, None, None, None,
+            (*(shown for shown, _ in failed[:2]), _show_http(broken)), 0.7,
+            f"down: {obs.domain} fails here ({failed[0][1]}) and the remote vantage point "
+            f"cannot fetch it either ({broken.failure}): the site itself is down or broken",
+        )  # fmt: skip
+    if valid and (answered or not fetches):
         shown = [_show_tls(valid[0])] + [_show_http(x) for x in answered[:1]]
         doubts = ctx.notes + ([] if health.state == "up" else list(health.evidence))
-        what = "a valid TLS handshake" + (" and an HTTPS response" if answered else "")
+        kind = "HTTPS" if https else "HTTP"
+        what = "a valid TLS handshake" + (f" and an {kind} response" if answered else "")
         return Verdict(
             "ok", None, None, None, _addr(valid[0].ip, valid[0].port),
             tuple(shown + doubts), 0.9 if not doubts else 0.7,
@@ -417,7 +441,8 @@ def _unblocked(ctx: _Context, health: _Health) -> Verdict:
             "the network is down",
         )  # fmt: skip
     if valid:
-        ctx.notes.append(f"TLS to {obs.domain} works but every HTTPS request failed")
+        kind = "HTTPS" if https else "HTTP"
+        ctx.notes.append(f"TLS to {obs.domain} works but every {kind} request failed")
     reason = "; ".join(ctx.notes) or f"{obs.domain} was not reached and no rule explains why"
     return _inconclusive(reason, tuple(ctx.notes) + health.evidence)
 
@@ -450,8 +475,10 @@ def _dns_facts(obs: Observations) -> _Dns:
     secure = [q for q in firsts if q.control and q.engine in SECURE_ENGINES]
     plain = [q for q in firsts if q.control and q.engine not in SECURE_ENGINES]
     # every secure answer says the name has no address: that is an answer, not a failure
+    # (OONI's test helper says so with no failure and no address)
     negative = bool(secure) and all(
-        q.failure in NEGATIVE or (q.failure is None and not q.addresses) for q in secure
+        q.failure in NEGATIVE or (q.engine == "th" and q.failure is None and not q.addresses)
+        for q in secure
     )
     if negative or any(q.failure is None and q.addresses for q in secure):
         trusted, suspects = secure, system + tuple(plain)
@@ -466,7 +493,14 @@ def _dns_facts(obs: Observations) -> _Dns:
 
 
 def _dns_stage(ctx: _Context) -> _Finding | Verdict | None:
-    rules = (_dns_injected, _dns_fingerprint, _dns_bogon, _dns_error, _dns_nameless, _dns_inconsistent)
+    rules = (
+        _dns_injected,
+        _dns_fingerprint,
+        _dns_bogon,
+        _dns_error,
+        _dns_nameless,
+        _dns_inconsistent,
+    )
     for rule in rules:
         result = rule(ctx)
         if result is not None:
@@ -496,11 +530,11 @@ def _dns_fingerprint(ctx: _Context) -> _Finding | None:
     for q in ctx.dns.suspects:
         for value in q.addresses + q.names:
             fp = ctx.fingerprints.match_dns(value)
-            # the control's own answer is no forgery; a fingerprint of a special-purpose
-            # address (127.0.0.1) without a country names no censor: the bogon rule judges it
-            if fp is None or fp.false_positive or value in ctx.dns.reference:
+            # the control's own answer is no forgery; a special-purpose address (10.10.34.35)
+            # names a censor only in its own country: the bogon rule judges it anywhere
+            if fp is None or not fp.conclusive or value in ctx.dns.reference:
                 continue
-            if ctx.bogons.reason(value) is not None and not fp.countries:
+            if ctx.bogons.reason(value) is not None:
                 continue
             return _Finding(
                 "dns", "dns.blockpage", "dns", value, (_show_dns(q),), 0.95,
@@ -511,7 +545,7 @@ def _dns_fingerprint(ctx: _Context) -> _Finding | None:
     return None
 
 
-def _dns_bogon(ctx: _Context) -> _Finding | None:
+def _dns_bogon(ctx: _Context) -> _Finding | Verdict | None:
     for q in ctx.dns.suspects:
         for address in q.addresses:
             why = ctx.bogons.reason(address)
@@ -522,6 +556,17 @@ def _dns_bogon(ctx: _Context) -> _Finding | None:
                     f"the resolver answered {ctx.obs.domain} with {address}, a {why} address",
                     "active",
                 )  # fmt: skip
+    # the name points at special-purpose addresses for the control too: nothing to reach
+    reference = sorted(ctx.dns.reference)
+    whys = [ctx.bogons.reason(a) for a in reference]
+    answers = [q for q in ctx.dns.system if q.failure is None and q.addresses]
+    if reference and all(whys) and {a for q in answers for a in q.addresses} <= set(reference):
+        return Verdict(
+            "down", None, None, "dns", reference[0],
+            (_reference(ctx), *map(_show_dns, answers)), 0.8,
+            f"down: {ctx.obs.domain} points at {', '.join(reference)} ({whys[0]}) for the DNS "
+            "control too: it is no site on the internet",
+        )  # fmt: skip
     return None
 
 
@@ -548,18 +593,52 @@ def _dns_error(ctx: _Context) -> _Finding | Verdict | None:
             "active",
         )  # fmt: skip
     control_nx = [c for c in ctx.dns.control_failures if c.failure == "dns_nxdomain_error"]
+    fetched = _remote_fetched(ctx)
+    failed = ", ".join(c.failure or "" for c in ctx.dns.control_failures) or "no answer"
+    if fetched is not None:  # the name resolves elsewhere: both answers here are wrong
+        return _Finding(
+            "dns", detail, "dns", q.resolver or None,
+            (_show_dns(q), *map(_show_dns, ctx.dns.control_failures), _show_http(fetched)), 0.7,
+            f"the resolver answered {said} for {ctx.obs.domain} and the DNS control failed "
+            f"too ({failed}), but the remote vantage point fetched the site",
+            "active",
+        )  # fmt: skip
     if detail == "dns.nxdomain" and control_nx:
         return Verdict(
             "down", None, None, "dns", None, (_show_dns(q), *map(_show_dns, control_nx)), 0.8,
             f"down: {ctx.obs.domain} does not exist: NXDOMAIN from the system resolver and "
             "the DNS control alike",
         )  # fmt: skip
-    failed = ", ".join(c.failure or "" for c in ctx.dns.control_failures) or "no answer"
     ctx.notes.append(
         f"the resolver answered {said} for {ctx.obs.domain} but the DNS control failed too "
         f"({failed}): a blocked name cannot be told from a missing one"
     )
     return None
+
+
+def _dns_nameless(ctx: _Context) -> _Finding | Verdict | None:
+    """The secure DNS control answered that the name has no address (NXDOMAIN, no A/AAAA)."""
+    if not ctx.dns.negative:
+        return None
+    answers = [q for q in ctx.dns.system if q.failure is None and q.addresses]
+    addresses = sorted({a for q in answers for a in q.addresses})
+    gone = [c for c in ctx.dns.control_failures if c.failure == "dns_nxdomain_error"]
+    if addresses and gone:  # an address for a name that does not exist is made up
+        return _Finding(
+            "dns", "dns.inconsistent", "dns", addresses[0],
+            (*map(_show_dns, answers), *map(_show_dns, gone)), 0.75,
+            f"the resolver answered {ctx.obs.domain} with {', '.join(addresses)}, a name that "
+            "does not exist for the DNS control (NXDOMAIN)",
+            "active",
+        )  # fmt: skip
+    if addresses:
+        return None
+    if _remote_fetched(ctx) is not None:
+        return None  # the remote fetched it: the negative answer is not the whole story
+    return Verdict(
+        "down", None, None, "dns", None, (*map(_show_dns, ctx.dns.system), _reference(ctx)),
+        0.8, f"down: {ctx.obs.domain} has no address, for the DNS control too",
+    )  # fmt: skip
 
 
 def _dns_inconsistent(ctx: _Context) -> _Finding | None:
@@ -576,7 +655,7 @@ def _dns_inconsistent(ctx: _Context) -> _Finding | None:
     evidence = (*map(_show_dns, answers), _reference(ctx))
     for x in ctx.obs.http:
         fp = ctx.fingerprints.match_http(x.body, x.headers) if x.ip in addresses else None
-        if fp is not None:
+        if fp is not None and fp.conclusive:
             return _Finding(
                 "dns", "dns.blockpage", "dns", x.ip, (*evidence, _show_http(x)), 0.95,
                 f"the resolver sent {ctx.obs.domain} to {x.ip}, which serves a blockpage "
@@ -626,12 +705,28 @@ def _tcp_stage(ctx: _Context) -> _Finding | None:
     ips = sorted({c.ip for c in failed})
     controls = [c for c in ctx.obs.connects if c.role in ("control_site", "control_address")]
     working = [c for c in controls if c.failure is None][:2]
+    endpoints = {(c.ip, c.port) for c in failed}
+    remote = [
+        _show_connect(c)
+        for c in ctx.obs.connects
+        if c.role == "remote" and c.failure is None and (c.ip, c.port) in endpoints
+    ][:1]
+    fetched = _remote_fetched(ctx)
+    if not remote and fetched is not None:
+        remote = [_show_http(fetched)]
+    proof = (
+        " while connects to the control sites succeeded"
+        if working
+        else " while the remote vantage point reached the site"
+        if remote
+        else ""
+    )
     return _Finding(
         "tcp_ip", detail, "tcp_connect", _addr(failed[0].ip, failed[0].port),
-        tuple(map(_show_connect, failed + working)),
-        {TIMEOUT: 0.85, "connection_refused": 0.8}.get(failure, 0.85) if working else 0.6,
+        (*map(_show_connect, failed + working), *([] if working else remote)),
+        {TIMEOUT: 0.85, "connection_refused": 0.8}.get(failure, 0.85) if proof else 0.6,
         f"every TCP connect to {ctx.obs.domain}'s addresses ({', '.join(ips)}) failed with "
-        f"{failure}" + (" while connects to the control sites succeeded" if working else ""),
+        f"{failure}{proof}",
         "silent" if TIMEOUT in counts else "active",
     )  # fmt: skip
 
@@ -708,6 +803,17 @@ def _tls_interference(
             + "; " + " and ".join(proofs),
             "active" if kind == "reset" else "silent",
         )  # fmt: skip
+    remote = _remote_tls(ctx, ips)
+    if remote is not None:
+        return _Finding(
+            "tls", f"tls.{kind}", "tls_handshake", _addr(first.ip, first.port),
+            (*map(_show_tls, bad), remote, *residual), 0.7 - (0.1 if mixed else 0.0),
+            f"TLS connection {what} for SNI {obs.domain} on {first.ip}"
+            + (f" ({len(bad)} of {len(target)} handshakes)" if mixed else "")
+            + " while the remote vantage point completed it; with no control SNI on that "
+            "address, SNI filtering cannot be told from address filtering",
+            "active" if kind == "reset" else "silent",
+        )  # fmt: skip
     if sni_same and other_reached and kind == "reset":
         return _Finding(
             "tcp_ip", "tcp_ip.reset", "tls_handshake",
@@ -756,7 +862,7 @@ def _http_stage(ctx: _Context) -> _Finding | None:
     target = [x for x in ctx.obs.http if x.role == "target"]
     for x in target:
         fp = ctx.fingerprints.match_http(x.body, x.headers) if x.status is not None else None
-        if fp is not None:
+        if fp is not None and fp.conclusive:
             return _Finding(
                 "http", "http.blockpage", "http", _addr(x.ip, x.port), (_show_http(x),), 0.95,
                 f"the response to {x.url} from {x.ip} is a blockpage ({fp.name})",
@@ -764,41 +870,62 @@ def _http_stage(ctx: _Context) -> _Finding | None:
             )  # fmt: skip
     plain = [x for x in target if x.url.startswith("http://")]
     https_ok = [x for x in target if x.url.startswith("https://") and x.failure is None]
+    fetched = _remote_fetched(ctx)
+    works = https_ok[:1] or ([fetched] if fetched is not None else [])
+    where = "HTTPS to it works" if https_ok else "the remote vantage point fetched it"
     reset = [x for x in plain if x.failure in RESET and x.failed_operation != "connect"]
-    if reset and len(reset) == len(plain) and https_ok:
+    if reset and len(reset) == len(plain) and works:
         x = reset[0]
         return _Finding(
             "http", "http.reset", "http", _addr(x.ip, x.port),
-            (*map(_show_http, reset), _show_http(https_ok[0])), 0.75,
+            (*map(_show_http, reset), _show_http(works[0])), 0.75,
             f"plain-HTTP requests to {ctx.obs.domain} are reset ({x.failure}) after the "
-            "request while HTTPS to it works",
+            f"request while {where}",
             "active",
         )  # fmt: skip
-    return _http_diff(ctx, plain, https_ok)
+    silent = [
+        x
+        for x in plain
+        if x.failure == TIMEOUT and x.status is None and x.failed_operation != "connect"
+    ]
+    if silent and len(silent) == len(plain) and fetched is not None:
+        x = silent[0]
+        return _Finding(
+            "http", "http.timeout", "http", _addr(x.ip, x.port),
+            (*map(_show_http, silent), _show_http(fetched)), 0.6,
+            f"plain-HTTP requests to {ctx.obs.domain} got no response (timeout) after "
+            "connecting while the remote vantage point fetched it",
+            "silent",
+        )  # fmt: skip
+    return _http_diff(ctx, plain, works)
 
 
 def _http_diff(
-    ctx: _Context, plain: list[HttpExchange], https_ok: list[HttpExchange]
+    ctx: _Context, plain: list[HttpExchange], works: list[HttpExchange]
 ) -> _Finding | None:
-    """The plain-HTTP page is not the HTTPS page (the only control body there is).
+    """The plain-HTTP page is not the HTTPS page, or the remote vantage point's page.
 
     Narrow on purpose: a redirect to HTTPS or within the site is the normal
     answer; only a redirect elsewhere over plain HTTP, or a page whose title
-    differs from the HTTPS page's, counts. Bodies are never compared (a
+    differs from the reference page's, counts. Bodies are never compared (a
     truncated body proves nothing).
     """
-    reference = next((x for x in https_ok if x.status is not None and x.status < 300), None)
+    reference = next((x for x in works if x.status is not None and x.status < 300), None)
     for x in plain:
         if x.status is None:
             continue
         if 300 <= x.status < 400:
             location = next((v for k, v in x.headers if k.lower() == "location"), "")
             parts = urlsplit(location)
-            if parts.scheme != "http" or _same_site(parts.hostname or "", ctx.obs.domain):
+            # no host (a broken Location) is the server's own bug, not another site
+            if parts.scheme != "http" or not parts.hostname:
+                continue
+            if _same_site(parts.hostname, ctx.obs.domain):
                 continue
             why = f"redirects to {location}"
         elif reference is not None and x.title and reference.title and x.title != reference.title:
-            why = f"is titled {x.title!r} where HTTPS shows {reference.title!r}"
+            there = "HTTPS" if reference.role == "target" else "the remote vantage point"
+            why = f"is titled {x.title!r} where {there} shows {reference.title!r}"
         else:
             continue
         shown = (_show_http(x),) + ((_show_http(reference),) if reference else ())
@@ -818,7 +945,7 @@ def _same_site(host: str, domain: str) -> bool:
 
 
 def _throttle_stage(ctx: _Context) -> _Finding | None:
-    return _steady_download(ctx) or _starved_path(ctx)
+    return _steady_download(ctx) or _starved_path(ctx) or _cut_download(ctx)
 
 
 def _steady_download(ctx: _Context) -> _Finding | None:
@@ -849,6 +976,26 @@ def _steady_download(ctx: _Context) -> _Finding | None:
             "silent",
         )  # fmt: skip
     return None
+
+
+def _cut_download(ctx: _Context) -> _Finding | None:
+    """A download that began and stalled until timeout while the remote fetched the page."""
+    fetched = _remote_fetched(ctx)
+    cut = [
+        x
+        for x in ctx.obs.http
+        if x.role == "target" and x.failure == TIMEOUT and x.status is not None
+    ]
+    if fetched is None or not cut:
+        return None
+    x = cut[0]
+    return _Finding(
+        "throttling", "throttling", "http", _addr(x.ip, x.port),
+        (_show_http(x), _show_http(fetched)), 0.5,
+        f"the download of {x.url} began ({x.status}) and then stalled until it timed out while "
+        "the remote vantage point fetched the page: it is throttled or cut",
+        "silent",
+    )  # fmt: skip
 
 
 def _starved_path(ctx: _Context) -> _Finding | None:
@@ -910,8 +1057,8 @@ def _slow_path(ctx: _Context) -> str | None:
 
     target = durations(("target", "control_sni"))
     control = durations(("control_site", "control_address"))
-    if not target:
-        return None
+    if not target or not control:
+        return None  # no baseline: slow compared with nothing says nothing
     slowest, reference = max(target), max(control, default=0.0)
     if slowest < SLOW_SECONDS or slowest < SLOW_FACTOR * reference:
         return None
@@ -994,4 +1141,41 @@ def _show_tls(h: Handshake) -> str:
 
 def _show_http(x: HttpExchange) -> str:
     said = x.failure or f"{x.status}" + (" (truncated body)" if x.body_is_truncated else "")
-    return f"{x.ref}: GET {x.url} @ {_addr(x.ip, x.port)} ({x.role}) -> {said}"
+    where = f" @ {_addr(x.ip, x.port)}" if x.ip else ""
+    return f"{x.ref}: GET {x.url}{where} ({x.role}) -> {said}"
+
+
+# --- the remote vantage point --------------------------------------------------------------
+
+
+def _remote_fetch(ctx: _Context) -> HttpExchange | None:
+    """The remote vantage point's fetch of the site (it follows redirects), if any."""
+    return next((x for x in ctx.obs.http if x.role == "remote"), None)
+
+
+def _remote_fetched(ctx: _Context) -> HttpExchange | None:
+    """That fetch, when it got a response: the site works from elsewhere."""
+    x = _remote_fetch(ctx)
+    return x if x is not None and x.failure is None and x.status is not None else None
+
+
+def _remote_tls(ctx: _Context, ips: set[str]) -> str | None:
+    """Evidence that the remote completed TLS for the target SNI (at the same address first)."""
+    same = [
+        h
+        for h in ctx.obs.handshakes
+        if h.role == "remote"
+        and h.ip in ips
+        and h.server_name == ctx.obs.domain
+        and h.failure is None
+    ]
+    if same:
+        return _show_tls(same[0])
+    fetched = _remote_fetched(ctx)
+    return _show_http(fetched) if fetched is not None and fetched.url.startswith("https") else None
+
+
+def _broken_elsewhere(ctx: _Context) -> HttpExchange | None:
+    """The remote fetch, when it failed: the site is down or broken from elsewhere too."""
+    x = _remote_fetch(ctx)
+    return x if x is not None and x.failure is not None else None

@@ -157,12 +157,38 @@ OONI's blockpage fingerprints ship in the package as `probe/verdict/ooni_fingerp
 and `probe/verdict/ooni_fingerprints_http.json`, byte-for-byte copies of ooni/backend's
 `fastpath/fastpath/tests/data/fingerprints_{dns,http}.json` at commit
 `32d8349dc5440e75264c84c0ffe97495c7488e84` (git blobs `da32258ee731`, `576022865ab3`),
-BSD-3-Clause: Copyright (c) 2012-2013 Jacob Appelbaum, Arturo Filastò, Aaron Gibson, Isis
-Lovecruft, and The Tor Project, Inc. All rights reserved. Redistribution and use in source
-and binary forms, with or without modification, are permitted provided that the conditions
-of the BSD 3-clause licence of ooni/backend are met (its LICENSE file). Fingerprints of
-scope `fp` (known false positives) and `vbw` (vague blocking words) never make a blockpage
-verdict; special-purpose addresses in the DNS ones are left to the bogon rule.
+under ooni/backend's licence (BSD 3-clause), reproduced here as it requires:
+
+> Copyright (c) 2012-2013 Jacob Appelbaum, Arturo Filastò, Aaron Gibson,
+> Isis Lovecruft, and The Tor Project, Inc.
+> All rights reserved.
+>
+> Redistribution and use in source and binary forms, with or without
+> modification, are permitted provided that the following conditions are met:
+>
+> 1. Redistributions of source code must retain the above copyright notice, this
+>    list of conditions and the following disclaimer.
+> 2. Redistributions in binary form must reproduce the above copyright notice,
+>    this list of conditions and the following disclaimer in the documentation
+>    and/or other materials provided with the distribution.
+>
+> THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AND CONTRIBUTORS "AS IS" AND
+> ANY EXPRESS OR IMPLIED WARRANTIES, INCLUDING, BUT NOT LIMITED TO, THE IMPLIED
+> WARRANTIES OF MERCHANTABILITY AND FITNESS FOR A PARTICULAR PURPOSE ARE
+> DISCLAIMED. IN NO EVENT SHALL THE COPYRIGHT OWNER OR CONTRIBUTORS BE LIABLE FOR
+> ANY DIRECT, INDIRECT, INCIDENTAL, SPECIAL, EXEMPLARY, OR CONSEQUENTIAL DAMAGES
+> (INCLUDING, BUT NOT LIMITED TO, PROCUREMENT OF SUBSTITUTE GOODS OR SERVICES;
+> LOSS OF USE, DATA, OR PROFITS; OR BUSINESS INTERRUPTION) HOWEVER CAUSED AND
+> ON ANY THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY, OR TORT
+> (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE OF THIS
+> SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE.
+>
+> The views and conclusions contained in the software and documentation are those
+> of the authors and should not be interpreted as representing official policies,
+> either expressed or implied, of the FreeBSD Project.
+
+Fingerprints of scope `fp` (known false positives) and `vbw` (vague blocking words) never
+make a blockpage verdict; special-purpose addresses in the DNS ones are left to the bogon rule.
 """
 
 
@@ -174,10 +200,6 @@ class Row:
     expects: str
     ours: Verdict
     agree: bool
-
-
-def samples_dir(given: Path | None = None) -> Path:
-    return given if given is not None else SAMPLES
 
 
 def expectations(samples: Path) -> dict[str, str]:

@@ -34,8 +34,8 @@ def with_verdicts(measurements: Iterable[dict[str, Any]]) -> list[dict[str, Any]
 def _failure(entry: Mapping[str, Any]) -> str | None:
     status = entry.get("status")
     if isinstance(status, Mapping):
-        return status.get("failure")  # type: ignore[no-any-return]
-    return entry.get("failure")  # type: ignore[no-any-return]
+        return status.get("failure")
+    return entry.get("failure")
 
 
 def step_words(test_keys: Mapping[str, Any]) -> dict[str, str]:
@@ -58,7 +58,7 @@ def step_words(test_keys: Mapping[str, Any]) -> dict[str, str]:
 
 def table(measurements: Iterable[Mapping[str, Any]]) -> str:
     """A fixed-width table: target, DNS, TCP, TLS, HTTP, verdict."""
-    rows = [("TARGET", "DNS", "TCP", "TLS", "HTTP", "VERDICT")]
+    rows: list[tuple[str, ...]] = [("TARGET", "DNS", "TCP", "TLS", "HTTP", "VERDICT")]
     notes = []
     for m in measurements:
         if m.get("annotations", {}).get("x_role") != "target":

@@ -161,7 +161,7 @@ def probe_config(lab: Topology, net: IspNet, ca_bundle: Path) -> str:
         f"cc = {_toml(isp.cc)}",
         f"network_name = {_toml(isp.name)}",
         "consent = true  # the lab's probe reaches only lab hosts: no volunteer takes a risk",
-        f"identity_resolver = {_toml(PUBLIC_RESOLVERS[0])}  # the lab serves whoami and Cymru names",
+        f"identity_resolver = {_toml(PUBLIC_RESOLVERS[0])}  # the lab serves whoami, Cymru",
         "[targets]",
         f"x = {_toml(list(scenario.targets))}",
         f"controls = {_toml(list(scenario.controls))}",

@@ -1,6 +1,8 @@
 """The verdict: pure rules from one measurement to what blocked it, where, how and how sure.
 
-``verdict(measurement)`` is the whole public surface the probe needs;
+``verdict(measurement)`` is the whole public surface the probe needs (it
+scores OONI's web_connectivity measurements too, read by
+:mod:`probe.verdict.ooni`);
 ``summary_keys`` turns a verdict into the OONI-style keys the measurement
 stores. The rules are documented in :mod:`probe.verdict.rules`, the
 observations view in :mod:`probe.verdict.observations`, the fingerprint and

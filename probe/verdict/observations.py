@@ -4,8 +4,10 @@ The rules never look into the raw JSON: :func:`observations` reads one
 measurement (``docs/format.md``) into :class:`Observations`, flat tuples of
 small records, each remembering where it came from (``ref``, e.g.
 ``"tls_handshakes[3]"``) so evidence can point back at the data. Another
-source (OONI's web_connectivity) only needs its own extractor to reuse the
-rules.
+source only needs its own extractor to reuse the rules: OONI's
+web_connectivity has one (:mod:`probe.verdict.ooni`, which reuses the
+readers below), adding the roles ``remote`` (its test helper's steps) and
+``other`` (read by no rule) and the DNS engine ``th``.
 
 Reading is defensive, not forgiving: anything that is not what the format
 says (an unknown ``x_format_version``, a missing key, a wrong type) is

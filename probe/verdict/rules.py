@@ -21,21 +21,28 @@ some attempts and ignored others. A fingerprint match
 
 **DNS.** Target responses are split into the *system* ones (getaddrinfo and
 plain DNS to the ISP) and the *control* (tag ``resolver_control``). A DoH
-control that answered is the reference; plain-DNS controls are then suspects
-themselves (on-path tampering reaches them too), else they are the reference.
+control that answered is the reference (NXDOMAIN or no address from every
+secure control is an answer too: the name has none); plain-DNS controls are
+then suspects themselves (on-path tampering reaches them too), else they are
+the reference.
 An address is *consistent* when the control gave it too, or when it completed a
 valid TLS handshake for the domain — never judged by ASN: a CDN answer in
 another network is fine.
 
 1. ``dns.injected``: one UDP query got two different responses and the first
    disagrees with the reference (answer disjoint from it, or an error).
-2. ``dns.blockpage``: an answer matches a DNS fingerprint.
+2. ``dns.blockpage``: an answer matches a conclusive DNS fingerprint the
+   control does not give (a special-purpose address is left to rule 3).
 3. ``dns.bogon``: an answer is a special-purpose address (``bogons.json``)
    the control does not give (a name may really point at 127.0.0.1).
 4. ``dns.nxdomain`` / ``dns.servfail`` / ``dns.refused`` / ``dns.error``: a
    resolver error while the control resolves the name. NXDOMAIN from the
-   control too: the name is gone -> ``down``. The control failed too:
-   DNS cannot be judged (never "accessible" on that basis).
+   control too: the name is gone -> ``down``, unless a remote vantage point
+   fetched the site (then both answers here are wrong). The control failed
+   too: DNS cannot be judged (never "accessible" on that basis).
+   The secure control says the name has no address: an address from the
+   system for a name that does not exist is made up (``dns.inconsistent``);
+   no address anywhere -> ``down``.
 5. ``dns.inconsistent``: no system address is consistent and the control
    resolved; ``dns.blockpage`` instead if such an address serves a
    fingerprinted page. Control failed and nothing validated: undecided.
@@ -76,7 +83,8 @@ compared, so a truncated body can never make a diff.
   the control download's and steady (coefficient of variation <= 0.5): a
   policer converges to a flat rate, congestion is bursty;
 * or target steps time out on a *slow path*: a step to the target's addresses
-  that succeeded took >= 0.9 s and >= 5x the slowest control step;
+  that succeeded took >= 0.9 s and >= 5x the slowest control step (no control
+  step: no baseline, no claim);
 * or TCP connects to an address succeed but TLS stalls there for every name
   (the control SNI too) while the target SNI passes at a control address: the
   path is starved, not filtered (a blackhole drops the SYN; an SNI stall lets
@@ -95,9 +103,10 @@ while it fetched the page is ``throttling``. When its own fetch failed too, a
 TCP, TLS or HTTP failure here is the site's, not the path's: ``down``.
 
 **Otherwise**: a valid TLS handshake for the domain (and a response when a
-request was attempted) -> ``ok``; the network down, or the site failing from
-the remote vantage point too -> ``down``; else ``inconclusive`` with the
-reasons collected on the way.
+request was attempted: HTTPS when tried, else plain HTTP) -> ``ok``; the
+network down, the site failing from the remote vantage point too, or a name
+the DNS control too points only at special-purpose addresses (127.0.0.1) ->
+``down``; else ``inconclusive`` with the reasons collected on the way.
 """
 
 from __future__ import annotations
@@ -434,6 +443,9 @@ def _unblocked(ctx: _Context, health: _Health) -> Verdict:
             f"ok: {obs.domain} completed {what} on {_addr(valid[0].ip, valid[0].port)}"
             + (f" ({doubts[0]})" if doubts else ""),
         )  # fmt: skip
+    nowhere = _nowhere(ctx)
+    if nowhere is not None:
+        return nowhere
     if health.state == "down":
         return Verdict(
             "down", None, None, None, None, health.evidence, 0.8,
@@ -445,6 +457,20 @@ def _unblocked(ctx: _Context, health: _Health) -> Verdict:
         ctx.notes.append(f"TLS to {obs.domain} works but every {kind} request failed")
     reason = "; ".join(ctx.notes) or f"{obs.domain} was not reached and no rule explains why"
     return _inconclusive(reason, tuple(ctx.notes) + health.evidence)
+
+
+def _nowhere(ctx: _Context) -> Verdict | None:
+    """Not reached, and the DNS control too points the name at special-purpose addresses."""
+    reference = sorted(ctx.dns.reference)
+    whys = [ctx.bogons.reason(a) for a in reference]
+    answers = [q for q in ctx.dns.system if q.failure is None and q.addresses]
+    if not (reference and all(whys)) or {a for q in answers for a in q.addresses} - set(reference):
+        return None
+    return Verdict(
+        "down", None, None, "dns", reference[0], (_reference(ctx), *map(_show_dns, answers)), 0.8,
+        f"down: {ctx.obs.domain} points at {', '.join(reference)} ({whys[0]}) for the DNS "
+        "control too: it is no site on the internet",
+    )  # fmt: skip
 
 
 def _inconclusive(reason: str, evidence: tuple[str, ...]) -> Verdict:
@@ -545,7 +571,7 @@ def _dns_fingerprint(ctx: _Context) -> _Finding | None:
     return None
 
 
-def _dns_bogon(ctx: _Context) -> _Finding | Verdict | None:
+def _dns_bogon(ctx: _Context) -> _Finding | None:
     for q in ctx.dns.suspects:
         for address in q.addresses:
             why = ctx.bogons.reason(address)
@@ -556,17 +582,6 @@ def _dns_bogon(ctx: _Context) -> _Finding | Verdict | None:
                     f"the resolver answered {ctx.obs.domain} with {address}, a {why} address",
                     "active",
                 )  # fmt: skip
-    # the name points at special-purpose addresses for the control too: nothing to reach
-    reference = sorted(ctx.dns.reference)
-    whys = [ctx.bogons.reason(a) for a in reference]
-    answers = [q for q in ctx.dns.system if q.failure is None and q.addresses]
-    if reference and all(whys) and {a for q in answers for a in q.addresses} <= set(reference):
-        return Verdict(
-            "down", None, None, "dns", reference[0],
-            (_reference(ctx), *map(_show_dns, answers)), 0.8,
-            f"down: {ctx.obs.domain} points at {', '.join(reference)} ({whys[0]}) for the DNS "
-            "control too: it is no site on the internet",
-        )  # fmt: skip
     return None
 
 

@@ -128,7 +128,13 @@ def plan(scenario: Scenario) -> Topology:
 
 def create(topology: Topology) -> None:
     """Build the namespaces, links, addresses, routes and resolv.conf files."""
-    root = [f"netns add {name}" for name in topology.namespaces]
+    netns.ip_batch(f"netns add {name}" for name in topology.namespaces)
+    for name in topology.namespaces:
+        # No duplicate address detection, link-local addresses included (they take the
+        # namespace's default when the veth appears): a tentative link-local address stalls
+        # neighbour discovery, so a probe started at once would see IPv6 SYNs lost for ~1 s.
+        netns.set_sysctl(name, {"net.ipv6.conf.default.accept_dad": "0"})
+    root = []
     for net in topology.isps:
         root.append(
             f"link add {net.core_if} netns {CORE} type veth peer name uplink netns {net.router}"

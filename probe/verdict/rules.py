@@ -1088,9 +1088,9 @@ def _mean_rate(t: Transfer) -> float:
 
 
 def _steady_rate(t: Transfer) -> tuple[float, float] | None:
-    """(mean rate, coefficient of variation) over the second half of the download.
+    """(mean rate, coefficient of variation) after the first quarter of the download.
 
-    The second half is cut into spans of at least :data:`THROTTLE_SPAN`
+    The first quarter (connection set-up, slow start) is left out; the rest is cut into spans of at least :data:`THROTTLE_SPAN`
     seconds at sample boundaries, and the rates of the spans compared,
     weighted by length: a policer delivers at the same pace span after span,
     congestion in bursts and pauses. Spans of whole samples, not fixed bins,
@@ -1100,11 +1100,11 @@ def _steady_rate(t: Transfer) -> tuple[float, float] | None:
     samples = sorted(t.samples)
     if len(samples) < 2 or samples[-1][0] <= 0:
         return None
-    half = samples[-1][0] / 2
+    settled = samples[-1][0] / 4
     spans: list[tuple[float, int]] = []
     start = (0.0, 0)
     for point in [(0.0, 0), *samples]:
-        if point[0] <= half:
+        if point[0] <= settled:
             start = point
         elif point[0] - start[0] >= THROTTLE_SPAN:
             spans.append((point[0] - start[0], point[1] - start[1]))

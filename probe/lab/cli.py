@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,13 +46,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run = sub.add_parser("run", help="up, probe every ISP on an interval, then down")
     _scenario_arguments(run)
     run.add_argument("--duration", type=float, required=True, metavar="SECONDS")
-    run.add_argument("--interval", type=float, required=True, metavar="SECONDS")
+    run.add_argument(
+        "--interval",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="seconds between probe runs in each vantage point (default: 20)",
+    )
     run.add_argument(
         "--output",
         type=Path,
-        required=True,
+        default=None,
         metavar="DIR",
-        help="measurements go to DIR/<isp>/, the truth to DIR/truth.jsonl",
+        help="measurements go to DIR/<isp>/, the truth to DIR/truth.jsonl "
+        "(default: results/lab-<scenario>-<UTC time>)",
     )
     run.set_defaults(handler=cmd_run)
 
@@ -106,6 +114,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.duration <= 0 or args.interval <= 0:
         print("probe lab: --duration and --interval must be positive", file=sys.stderr)
         return 2
+    if args.output is None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        args.output = Path("results") / f"lab-{Path(args.scenario).stem}-{stamp}"
     try:
         failures = runner.run(
             args.scenario,

@@ -317,7 +317,12 @@ def run(
             while time.monotonic() - t0 < duration:
                 round_number += 1
                 began = time.monotonic()
-                probes = [_probe(lab, net, output) for net in lab.topology.isps]
+                probes = []
+                for net in lab.topology.isps:
+                    probes.append(_probe(lab, net, output))
+                    # Staggered over half the interval, as independent volunteers would be:
+                    # a synchronized start of every probe only measures the lab's own load.
+                    time.sleep(interval / 2 / len(lab.topology.isps))
                 codes = [p.wait() for p in probes]
                 failed = [n.isp.id for n, c in zip(lab.topology.isps, codes, strict=True) if c]
                 failures += bool(failed)

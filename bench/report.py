@@ -11,7 +11,8 @@ On a synthetic archive (bench/synth.py: ~1M measurements, 50 ASNs, 30 days, one
     this same run: the report must be >= 5x faster; the two aggregates must be equal;
 (c) `probe export --parquet` once, then the report over the Parquet file.
 
-The archive is generated once into $TMPDIR/probe-bench-report-<rows> and reused.
+The archive (its verdicts written by the current rules, as a volunteer's fresh data is) is
+generated once into $TMPDIR/probe-bench-report-<rows>-v<ANALYSIS_VERSION> and reused.
 Run: python bench/report.py [--rows N]
 """
 
@@ -97,10 +98,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
-    folder = Path(tempfile.gettempdir()) / f"probe-bench-report-{args.rows}"
+    folder = Path(tempfile.gettempdir()) / f"probe-bench-report-{args.rows}-v{ANALYSIS_VERSION}"
     if not (folder / "done").exists():
         start = time.perf_counter()
-        lines = generate(folder, args.rows)
+        lines = generate(folder, args.rows, version=ANALYSIS_VERSION)
         (folder / "done").write_text(str(lines))
         print(f"generated {lines} lines in {time.perf_counter() - start:.0f} s under {folder}")
     plain = folder.with_name(folder.name + "-plain")

@@ -2,8 +2,9 @@
 
 Four simulated ISPs measured every minute for an hour (3 X targets and a control a run):
 A always blocked by an SNI reset, B blocked with two open windows (5 and 10 min), C clean,
-D down. Around them: duplicates, a torn line, a gzip file, a truncated gzip file, another
-program's measurement, an unknown format version, an empty folder, one stale verdict.
+D down. Around them: duplicates, a torn line, a gzip file, a truncated gzip file, an OONI
+measurement of a test the report does not score, an unknown format version, an empty folder,
+one stale verdict.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def measurement(
         "probe_cc": "PK",
         "probe_network_name": name,
         "report_id": f"{isp}-{run:03d}",
+        "software_name": "probe",
         "test_keys": {"queries": [], "tcp_connect": [], "tls_handshakes": [], "requests": []},
         "test_name": "x_reachability",
         "x_format_version": "1",
@@ -87,7 +89,7 @@ def archive(root: Path) -> Path:
     (root / "c").mkdir()
     (root / "c" / "2024-02-17.jsonl").write_text("\n".join(lines["c"]) + "\n")
     (root / "d.jsonl").write_text("\n".join(lines["d"]) + "\n")
-    ooni = {"test_name": "web_connectivity", "measurement_uid": "ooni-1", "test_keys": {}}
+    ooni = {"test_name": "dnscheck", "software_name": "ooniprobe", "test_keys": {}}
     future = measurement("c", 0, "x.com", "ok") | {"x_format_version": "9",
                                                    "measurement_uid": "future"}  # fmt: skip
     (root / "other.jsonl").write_text(json.dumps(ooni) + "\n" + json.dumps(future) + "\n[1, 2]\n")
@@ -109,9 +111,10 @@ def test_counts_of_what_was_read_and_skipped(report_dir: Path) -> None:
     assert report.controls == 4 * 60
     assert report.duplicates == 5
     assert report.rescored == 1
+    assert report.sources == {"probe": 4 * 180}
     assert report.skipped == {
         "torn or invalid JSON line": 1,
-        "other software: test_name web_connectivity": 1,
+        "OONI test 'dnscheck' is not scored (only web_connectivity)": 1,
         "unknown x_format_version 9": 1,
         "not a measurement (no test_name)": 1,  # the line [1, 2]
         "unreadable file (IOException)": 1,
@@ -158,6 +161,7 @@ def test_csv_and_json_hold_the_aggregate(report_dir: Path) -> None:
     report = build([report_dir])
     rows = list(csv.DictReader(io.StringIO(to_csv(report))))
     assert tuple(rows[0]) == CSV_COLUMNS
+    assert {r["source"] for r in rows} == {"probe"}
     assert len(rows) == 4 * 4 * 60  # 4 ISPs x (3 families + X) x 60 one-minute buckets
     first_b = next(r for r in rows if r["asn"] == "AS64501" and r["family"] == "x.com")
     assert first_b["bucket_start"] == "2024-02-17T10:00:00Z"
@@ -193,7 +197,7 @@ def test_the_cli_writes_every_output(report_dir: Path, tmp_path: Path,
     assert "<svg" not in out["html"].read_text()  # drawn by the page's own script
     assert "id=heatmap" in out["html"].read_text()
     assert json.loads(out["json"].read_text())["summary"]["bucket_seconds"] == 300
-    assert out["csv"].read_text().startswith("asn,network,family,bucket_start")
+    assert out["csv"].read_text().startswith("asn,network,source,family,bucket_start")
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert main(["report", str(report_dir), "--bucket", "7x"]) == 2
 

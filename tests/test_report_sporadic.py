@@ -1,71 +1,86 @@
-"""The sporadic statistics as pure functions: windows, duty cycle, switches, CUSUM, methods."""
+"""The sporadic statistics: windows, duty cycle and switches (SQL over runs), CUSUM, methods."""
 
 from __future__ import annotations
 
 import pytest
 
-from probe.report.sporadic import (
-    Changepoint,
-    MethodChange,
-    Sample,
-    Window,
-    cusum,
-    duty_cycle,
-    max_gap,
-    method_changes,
-    open_windows,
-    sporadic,
-    switches,
-)
+pytest.importorskip("duckdb", reason="the report needs the probe[report] extra (duckdb)")
+
+import duckdb
+
+from probe.report.engine import RunStats, run_statistics
+from probe.report.sporadic import Changepoint, MethodChange, Sporadic, Window, cusum, method_changes
+
+WORD = {"B": "blocked", "O": "open", "U": "unknown"}
 
 
-def series(states: str, step: float = 10.0) -> list[Sample]:
-    """``"BBOU"`` -> blocked, blocked, open, unknown at 0, 10, 20, 30 s."""
-    word = {"B": "blocked", "O": "open", "U": "unknown"}
-    return [Sample(i * step, word[c]) for i, c in enumerate(states)]  # type: ignore[arg-type]
+def stats(states: str, step: float = 10.0, times: list[float] | None = None) -> RunStats | None:
+    """``"BBOU"`` -> blocked, blocked, open, unknown runs at 0, 10, 20, 30 s (or ``times``),
+    through the engine's SQL; None when the series has no decided run."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE runs (asn VARCHAR, source VARCHAR, family VARCHAR, t DOUBLE, "
+                "state VARCHAR)")  # fmt: skip
+    moments = times if times is not None else [i * step for i in range(len(states))]
+    con.executemany("INSERT INTO runs VALUES ('AS1', 'probe', 'X', ?, ?)",
+                    [(t, WORD[c]) for t, c in zip(moments, states, strict=True)])  # fmt: skip
+    return run_statistics(con).get(("AS1", "probe", "X"))
 
 
 def test_open_windows_are_bounded_by_midpoints_to_the_blocked_runs() -> None:
-    windows = open_windows(series("BBOOBOB"), max_gap=100)
-    assert windows == (
+    found = stats("BBOOBOB")
+    assert found is not None
+    assert found.windows == (
         Window(start=15, end=35, first_open=20, last_open=30, samples=2, censored=False),
         Window(start=45, end=55, first_open=50, last_open=50, samples=1, censored=False),
     )
-    assert [w.length for w in windows] == [20, 10]
+    assert [w.length for w in found.windows] == [20, 10]
 
 
 def test_windows_at_the_edges_are_censored_and_unknown_runs_are_skipped() -> None:
-    windows = open_windows(series("OOBUBOU"), max_gap=100)
-    assert windows == (
+    found = stats("OOBUBOU")
+    assert found is not None
+    assert found.windows == (
         Window(start=0, end=15, first_open=0, last_open=10, samples=2, censored=True),
         Window(start=45, end=50, first_open=50, last_open=50, samples=1, censored=True),
     )
 
 
-def test_a_long_gap_is_not_counted_as_open_or_blocked() -> None:
-    samples = [Sample(0, "blocked"), Sample(1000, "open"), Sample(1010, "blocked")]
-    (window,) = open_windows(samples, max_gap=20)
-    assert (window.start, window.end) == (990, 1005)
-    # owned time: blocked 10 (gap 1000 capped at 20) + 5; open 10 + 5
-    assert duty_cycle(samples, max_gap=20) == pytest.approx(15 / 30)
+def test_a_long_gap_counts_for_at_most_four_median_intervals() -> None:
+    # runs every 10 s, then a volunteer offline for 970 s: the gap counts as 40 s
+    found = stats("BBBBOBB", times=[0, 10, 20, 30, 1000, 1010, 1020])
+    assert found is not None
+    (window,) = found.windows
+    assert (window.start, window.end) == (980, 1005)
+    # owned time: blocked 5 + 10 + 10 + (5 + 20) + 10 + 5 = 65; open 20 + 5 = 25
+    assert found.duty_cycle == pytest.approx(65 / 90)
 
 
 def test_duty_cycle_shares_time_at_the_midpoints() -> None:
-    assert duty_cycle(series("BBOB"), max_gap=100) == pytest.approx(20 / 30)
-    assert duty_cycle(series("BBBB"), max_gap=100) == 1.0
-    assert duty_cycle(series("OUOU"), max_gap=100) == 0.0
-    assert duty_cycle(series("UU"), max_gap=100) is None
-    assert duty_cycle([Sample(5, "blocked")], max_gap=100) == 1.0  # one instant: count share
+    bbob = stats("BBOB")
+    assert bbob is not None and bbob.duty_cycle == pytest.approx(20 / 30)
+    assert stats("BBBB") == RunStats(4, 1.0, 0, ())
+    assert stats("OUOU") == RunStats(2, 0.0, 0, (Window(0, 20, 0, 20, 2, True),))
+    assert stats("UU") is None
+    assert stats("B") == RunStats(1, 1.0, 0, ())  # one instant: the share of blocked runs
 
 
 def test_switches_count_flips_between_decided_states() -> None:
-    assert switches(series("BBOOBUBOB")) == 4
-    assert switches(series("UUU")) == 0
+    found = stats("BBOOBUBOB")
+    assert found is not None and found.switches == 4
 
 
-def test_max_gap_is_a_multiple_of_the_median_interval() -> None:
-    assert max_gap(series("BBBB", step=30)) == 120
-    assert max_gap([Sample(0, "open")]) == 1.0
+def test_series_are_kept_apart() -> None:
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE runs AS SELECT * FROM (VALUES
+        ('AS1', 'probe', 'X', 0.0, 'blocked'), ('AS1', 'probe', 'X', 10.0, 'open'),
+        ('AS1', 'ooni', 'X', 0.0, 'open'), ('AS2', 'probe', 'x.com', 5.0, 'blocked'))
+        AS runs(asn, source, family, t, state)""")  # fmt: skip
+    found = run_statistics(con)
+    assert {k: (v.decided, v.duty_cycle, v.switches) for k, v in found.items()} == {
+        ("AS1", "probe", "X"): (2, 0.5, 1),
+        ("AS1", "ooni", "X"): (1, 0.0, 0),
+        ("AS2", "probe", "x.com"): (1, 1.0, 0),
+    }
 
 
 def test_cusum_finds_the_onset_and_the_end_of_blocking_but_not_the_initial_state() -> None:
@@ -90,8 +105,8 @@ def test_method_changes_need_the_new_method_to_persist() -> None:
     assert method_changes([(0.0, "tls.sni_reset"), (1.0, "dns.blockpage")]) == ()
 
 
-def test_sporadic_bundles_the_statistics() -> None:
-    stats = sporadic(series("BBOOBB"), [(0.0, 1.0, 3)], [(0.0, "tls.sni_reset")], max_gap=100)
-    assert (stats.decided, stats.switches, len(stats.windows)) == (6, 2, 1)
-    assert stats.median_window == stats.longest_window == 20
-    assert stats.duty_cycle == pytest.approx(30 / 50)
+def test_the_median_and_longest_open_window() -> None:
+    windows = (Window(0, 20, 0, 20, 2, True), Window(40, 50, 45, 45, 1, False))
+    stats = Sporadic(3, 0.5, 2, windows, (), ())
+    assert (stats.median_window, stats.longest_window) == (15, 20)
+    assert Sporadic(0, None, 0, (), (), ()).median_window is None

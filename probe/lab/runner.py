@@ -369,7 +369,9 @@ def _probe(lab: Lab, net: IspNet, output: Path) -> subprocess.Popen[bytes]:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            env=_env(),
+            # Each vantage point keeps its own probe state (identity cache, consent) inside
+            # the lab's state directory: never the volunteer's, never another ISP's.
+            env={**_env(), "PROBE_STATE_DIR": str(lab.state / "probes" / net.isp.id)},
             start_new_session=True,
         )
 

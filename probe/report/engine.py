@@ -4,37 +4,59 @@ Reading. DuckDB reads every ``.jsonl`` / ``.jsonl.gz`` line as text (in
 parallel, decompressing itself), checks it is a JSON object and pulls the few
 keys the report needs with one multi-path ``json_extract_string``. Working on
 the raw line keeps the reader as tolerant as :mod:`probe.store` (whose
-``iter_files`` picks the files): a torn line, another program's measurement
-(``test_name`` not ``x_reachability``), an unknown ``x_format_version`` or a
-missing key is counted under a reason and skipped, never fatal. A file DuckDB
-cannot read at all (a truncated ``.gz``) fails the whole scan, so the scan is
-then redone file by file and such files are counted. Parquet files written by
-``probe export`` hold the same columns plus the raw line, and join the scan.
+``iter_files`` picks the files): a torn line, another program's measurement,
+an unknown ``x_format_version`` or a missing key is counted under a reason and
+skipped, never fatal. A file DuckDB cannot read at all (a truncated ``.gz``)
+fails the whole scan, so the scan is then redone file by file and such files
+are counted. Parquet files written by ``probe export`` hold the same columns
+plus the raw line, and join the scan.
+
+OONI. A row is ours (source ``probe``) when it has an ``x_format_version``, our
+``test_name`` or our ``software_name``, as :func:`probe.verdict.ooni.is_ooni`
+decides; any other is OONI's (source ``ooni``). OONI ``web_connectivity`` rows
+are targets (OONI has no ``x_role``) named by the md5 of their line (OONI has
+no ``measurement_uid``), always scored (they carry no verdict of ours); other
+OONI tests are skipped with :func:`probe.verdict.ooni.skip_reason`. OONI's
+``.json`` files are whole documents (pretty-printed, or the API's JSON-in-JSON
+wrapper): Python reads them with :func:`probe.verdict.ooni.parse_text` and
+stages each measurement as one compact line for the same scan. Every
+aggregate is per source too, so OONI's picture of an ISP stands beside ours.
 
 Re-scoring. The report re-scores old data with the current rules, but calling
 the Python verdict on every row of a million-line archive is far too slow. So
 a target row keeps its stored ``x_verdict`` when its ``x_analysis_version`` is
 the current :data:`probe.verdict.ANALYSIS_VERSION` (the same rules wrote it,
-so re-running them would give the same answer), and only the other rows (older
-rules, or no verdict at all) go through :func:`probe.verdict.verdict`, called
-from SQL as a Python function on that row's line. Control rows need no verdict.
+so re-running them would give the same answer). Only the other rows (older
+rules, no verdict, OONI's) keep their line through the scan, and only those
+left after de-duplication go through :func:`probe.verdict.verdict`; with many
+of them (a rules upgrade, an OONI archive) a pool of processes forked before
+DuckDB starts its threads shares the work between the cores.
 
 Aggregating. Duplicates (the same ``measurement_uid`` uploaded twice) are
-dropped, then SQL counts targets per ASN x domain family x time bucket, and
-per run (``report_id``) for the sporadic statistics, which are the pure
-functions of :mod:`probe.report.sporadic`. A domain family is the registrable
-domain of the target (``pbs.twimg.com`` -> ``twimg.com``), plus :data:`ALL`.
+dropped, then SQL counts targets per ASN x source x domain family x time bucket,
+and turns each run (``report_id``) into one state per family. The statistics
+over runs (duty cycle, switches, open windows: see :mod:`probe.report.sporadic`
+for their definitions) are window functions over those states; Python only
+runs the CUSUM and the method changes over the (few) buckets. A domain family
+is the registrable domain of the target (``pbs.twimg.com`` -> ``twimg.com``),
+plus :data:`ALL`.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import multiprocessing
 import os
 import statistics
+import tempfile
+import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,11 +64,12 @@ import duckdb
 
 from probe import store
 from probe.report.model import ALL, METHODS, Cell, Report, Series, choose_bucket
-from probe.report.sporadic import Sample, max_gap, sporadic
+from probe.report.sporadic import Sporadic, Window, cusum, method_changes
 from probe.verdict import ANALYSIS_VERSION, summary_keys, verdict
 from probe.verdict.observations import KNOWN_FORMAT_VERSIONS
+from probe.verdict.ooni import is_ooni, parse_text, skip_reason
 
-__all__ = ["build", "export_parquet"]
+__all__ = ["RunStats", "build", "connect", "export_parquet", "run_statistics"]
 
 #: (column, JSON path) of every key the report reads.
 _KEYS: Final = (
@@ -57,6 +80,7 @@ _KEYS: Final = (
     ("input", "$.input"),
     ("role", "$.annotations.x_role"),
     ("test_name", "$.test_name"),
+    ("software", "$.software_name"),
     ("fmt", "$.x_format_version"),
     ("report_id", "$.report_id"),
     ("stored_status", "$.test_keys.x_verdict.status"),
@@ -66,53 +90,132 @@ _KEYS: Final = (
 )
 _LINES: Final = (
     "read_csv($files, columns={'line': 'VARCHAR'}, delim=chr(1), quote='', escape='', "
-    "header=false, auto_detect=false, filename=true, max_line_size=16777216)"
+    "header=false, auto_detect=false, max_line_size=16777216)"
 )  # a JSON text never holds a raw control character, so chr(1) never splits a line
 _STAGED: Final = """
-WITH rows AS (
-    SELECT line, valid, {columns}
+WITH keyed AS (
+    SELECT line, valid, {columns},
+           CASE WHEN fmt IS NOT NULL OR test_name = 'x_reachability' OR software = 'probe'
+                THEN 'probe' ELSE 'ooni' END AS source  -- as probe.verdict.ooni.is_ooni
     FROM (SELECT line, valid, json_extract_string(CASE WHEN valid THEN line END, {paths}) AS k
           FROM (SELECT line, json_valid(line) AS valid FROM {source} WHERE line IS NOT NULL))
     WHERE valid OR trim(line) <> ''  -- like probe.store: blank lines are no lines
+), rows AS (  -- OONI has neither x_role (every web_connectivity row is a target) nor uid
+    SELECT * REPLACE (CASE WHEN source = 'ooni' AND uid IS NULL THEN md5(line) ELSE uid END AS uid,
+                      CASE WHEN source = 'ooni' THEN coalesce(role, 'target') ELSE role END AS role)
+    FROM keyed
 )
-SELECT uid, asn, network, try_strptime(start_text, '%Y-%m-%d %H:%M:%S') AS start,
-       input, coalesce(nullif(report_id, ''), start_text) AS run, role, version,
+SELECT uid, asn, network, source,
+       epoch(try_strptime(start_text, '%Y-%m-%d %H:%M:%S'))::BIGINT AS t, input,
+       coalesce(nullif(report_id, ''), start_text) AS run, role, version,
+       stored_status AS status, stored_method AS method, stored_detail AS detail,
        CASE
          WHEN NOT valid THEN 'torn or invalid JSON line'
          WHEN test_name IS NULL THEN 'not a measurement (no test_name)'
-         WHEN test_name <> 'x_reachability' THEN 'other software: test_name ' || test_name
-         WHEN fmt IS NULL OR fmt NOT IN {formats} THEN
+         WHEN source = 'probe' AND test_name <> 'x_reachability' THEN
+           'other software: test_name ' || test_name
+         WHEN source = 'probe' AND (fmt IS NULL OR fmt NOT IN {formats}) THEN
            'unknown x_format_version ' || coalesce(fmt, '(none)')
-         WHEN uid IS NULL OR asn IS NULL OR start IS NULL OR input IS NULL THEN
+         WHEN source = 'ooni' AND test_name <> 'web_connectivity' THEN ooni_skip(line)
+         WHEN uid IS NULL OR asn IS NULL OR t IS NULL OR input IS NULL THEN
            'missing or unreadable base key'
-         WHEN role IS NULL OR role NOT IN ('target', 'control') THEN 'unknown annotations.x_role'
+         WHEN role NOT IN ('target', 'control') THEN 'unknown annotations.x_role'
        END AS problem,
        problem IS NULL AND role = 'target'
-         AND (version IS DISTINCT FROM $version OR stored_status IS NULL) AS stale,
-       CASE WHEN stale THEN rescore(line) END AS fresh,
-       CASE WHEN stale THEN fresh['status'] ELSE stored_status END AS status,
-       CASE WHEN stale THEN fresh['method'] ELSE stored_method END AS method,
-       CASE WHEN stale THEN fresh['detail'] ELSE stored_detail END AS detail{line}
+         AND (source = 'ooni' OR version IS DISTINCT FROM $version OR status IS NULL) AS stale,
+       CASE WHEN stale OR $keep THEN line END AS line
 FROM rows
 """
 _PARQUET: Final = """
-SELECT * EXCLUDE (fresh{line}) REPLACE (
-    CASE WHEN stale THEN fresh['status'] ELSE status END AS status,
-    CASE WHEN stale THEN fresh['method'] ELSE method END AS method,
-    CASE WHEN stale THEN fresh['detail'] ELSE detail END AS detail)
-FROM (SELECT *, role = 'target' AND version IS DISTINCT FROM $version AS stale,
-             CASE WHEN stale THEN rescore(line) END AS fresh
-      FROM read_parquet($files))
+SELECT * EXCLUDE (line), NULL AS problem,
+       role = 'target' AND (version IS DISTINCT FROM $version OR status IS NULL) AS stale,
+       CASE WHEN stale OR $keep THEN line END AS line
+FROM read_parquet($files)
 """
 _FAMILY: Final = (
     "coalesce(nullif(regexp_extract(lower(regexp_extract(input, '^[a-zA-Z][a-zA-Z0-9+.-]*://"
     "([^/:?#]+)', 1)), '([^.]+\\.[^.]+)$', 1), ''), 'unknown')"
 )
 # One row per measurement_uid; of two copies, the one with the current verdict.
-_UNIQUE: Final = (
-    "SELECT * EXCLUDE (problem, fresh) FROM staged WHERE problem IS NULL "
-    "QUALIFY row_number() OVER (PARTITION BY uid ORDER BY stale) = 1"
+_UNIQUE: Final = f"""
+CREATE TEMP TABLE m AS
+WITH u AS (SELECT * EXCLUDE (problem) FROM staged WHERE problem IS NULL
+           QUALIFY row_number() OVER (PARTITION BY uid ORDER BY stale) = 1),
+     families AS (SELECT input, {_FAMILY} AS family FROM (SELECT DISTINCT input FROM u))
+SELECT u.*, family FROM u JOIN families USING (input)
+"""
+# The per-family counts of a cell or a series; {keys} are the GROUPING SETS.
+_COUNTS: Final = f"""
+SELECT asn, source, coalesce(family, '{ALL}') AS fam, {{extra}} count(*),
+       count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'blocked'),
+       count(*) FILTER (status = 'down'),
+       count(*) FILTER (status IS NULL OR status NOT IN ('ok', 'blocked', 'down')),
+       {", ".join(f"count(*) FILTER (status = 'blocked' AND method = '{m}')" for m in METHODS)},
+       histogram(method) FILTER (status = 'blocked' AND method NOT IN {METHODS!r}),
+       mode(coalesce(detail, method)) FILTER (status = 'blocked')
+FROM m GROUP BY GROUPING SETS ({{keys}}) ORDER BY asn, source, fam{{order}}
+"""
+# One state per run and family: the majority of the family's targets in that run.
+_RUNS: Final = f"""
+CREATE OR REPLACE TEMP TABLE runs AS
+SELECT asn, source, coalesce(family, '{ALL}') AS family, min(t)::DOUBLE AS t,
+       CASE WHEN count(*) FILTER (status = 'blocked') > 0
+             AND count(*) FILTER (status = 'blocked') >= count(*) FILTER (status = 'ok')
+            THEN 'blocked'
+            WHEN count(*) FILTER (status = 'ok') > 0 THEN 'open' ELSE 'unknown' END AS state
+FROM m GROUP BY GROUPING SETS ((asn, source, family, run), (asn, source, run))
+"""
+# The statistics over the runs of each series (definitions in probe.report.sporadic).
+_RUN_STATS: Final = """
+CREATE OR REPLACE TEMP TABLE decided AS
+WITH gaps AS (
+    SELECT asn, source, family, t - lag(t) OVER (PARTITION BY asn, source, family ORDER BY t) AS gap
+    FROM runs
+), limits AS (  -- max_gap: 4x the median interval between runs, at least 1 s
+    SELECT asn, source, family,
+           greatest(1.0, coalesce(4 * median(gap) FILTER (gap > 0), 1.0)) AS cap
+    FROM gaps GROUP BY ALL
+), d AS (
+    SELECT asn, source, family, t, state,
+           row_number() OVER w AS i, lag(t) OVER w AS prev_t, lead(t) OVER w AS next_t,
+           lag(state) OVER w AS prev_state
+    FROM runs WHERE state <> 'unknown'
+    WINDOW w AS (PARTITION BY asn, source, family ORDER BY t, state)
 )
+SELECT d.*,  -- the time each decided run owns: half the (capped) gap to each neighbour
+       least(coalesce(t - prev_t, 0), cap) / 2 AS before,  -- (least() skips a NULL)
+       least(coalesce(next_t - t, 0), cap) / 2 AS after,
+       sum((state IS DISTINCT FROM prev_state)::INT) OVER (
+           PARTITION BY asn, source, family ORDER BY i ROWS UNBOUNDED PRECEDING) AS stretch
+FROM d JOIN limits USING (asn, source, family)
+"""
+_SERIES_STATS: Final = """
+SELECT asn, source, family, count(*),
+       CASE WHEN sum(before + after) > 0
+            THEN coalesce(sum(before + after) FILTER (state = 'blocked'), 0) / sum(before + after)
+            ELSE avg((state = 'blocked')::INT) END,
+       count(*) FILTER (state <> prev_state)
+FROM decided GROUP BY ALL
+"""
+_WINDOWS: Final = """
+SELECT asn, source, family, min(t) - arg_min(before, i), max(t) + arg_max(after, i),
+       min(t), max(t), count(*), bool_or(prev_t IS NULL OR next_t IS NULL)
+FROM decided WHERE state = 'open' GROUP BY asn, source, family, stretch ORDER BY ALL
+"""
+#: Below this many rows to score, forking a pool costs more than it saves.
+POOL_FROM: Final = 2000
+
+Key = tuple[str, str, str]  # (asn, source, family)
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """The statistics of one series computed in SQL over its runs."""
+
+    decided: int
+    duty_cycle: float | None
+    switches: int
+    windows: tuple[Window, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,60 +226,150 @@ class _Staged:
 
 
 def connect(memory_limit: str = "1GB") -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory database with the ``rescore`` function registered."""
+    """A fresh in-memory database with the ``ooni_skip`` function registered."""
     con = duckdb.connect(config={"memory_limit": memory_limit, "preserve_insertion_order": False})
-    fresh = duckdb.struct_type({"status": "VARCHAR", "method": "VARCHAR", "detail": "VARCHAR"})
-    con.create_function("rescore", _rescore, ["VARCHAR"], fresh)
+    con.create_function("ooni_skip", _ooni_skip, ["VARCHAR"], "VARCHAR")
     return con
 
 
-def _rescore(line: str) -> dict[str, Any]:
-    """The current rules' verdict on one measurement line (the SQL ``rescore``)."""
-    keys = summary_keys(verdict(json.loads(line)))["x_verdict"]
-    return {"status": keys["status"], "method": keys["method"], "detail": keys["detail"]}
+def _ooni_skip(line: str) -> str:
+    """Why an OONI measurement of another test is skipped (the SQL ``ooni_skip``)."""
+    return skip_reason(json.loads(line)) or "OONI measurement not scored"
+
+
+def _score(line: str) -> tuple[str | None, str | None, str | None, str | None]:
+    """(why skipped, or None; then the current rules' status, method, detail) of one line."""
+    m = json.loads(line)
+    if is_ooni(m):
+        reason = skip_reason(m)
+        if reason is not None:
+            return reason, None, None, None
+    keys = summary_keys(verdict(m))["x_verdict"]
+    return None, keys["status"], keys["method"], keys["detail"]
+
+
+@contextmanager
+def _workers() -> Iterator[Pool | None]:
+    """Worker processes for :func:`_score`, forked now, before DuckDB starts its threads
+    (forking a process with running threads is unsafe); None with one core."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cores or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        yield None
+        return
+    pool = multiprocessing.get_context("fork").Pool(cores)
+    try:
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """What :func:`probe.store.iter_files` picks, plus the whole-document ``.json(.gz)``
+    files in the folders (OONI's)."""
+    paths = list(paths)
+    found = list(store.iter_files(paths))
+    for folder in (Path(p) for p in paths if Path(p).is_dir()):
+        found += sorted(x for x in folder.rglob("*") if x.name.endswith((".json", ".json.gz")))
+    return found
+
+
+def _documents(files: Sequence[Path], out: Path, skipped: dict[str, int]) -> int:
+    """Write each measurement of the whole-document files as one compact line in ``out``;
+    return how many documents were skipped (counted in ``skipped`` by reason)."""
+    count = 0
+    with open(out, "w", encoding="utf-8") as f:
+        for path in files:
+            try:
+                data = path.read_bytes()
+                text = (gzip.decompress(data) if path.name.endswith(".gz") else data).decode()
+            except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+                skipped[f"unreadable file ({type(exc).__name__})"] += 1
+                continue
+            found, problems = parse_text(text)
+            for m in found:
+                f.write(json.dumps(m, ensure_ascii=False, separators=(",", ":")) + "\n")
+            for reason in problems:
+                skipped[reason] += 1
+            count += len(problems)
+    return count
 
 
 def _stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]],
            keep_lines: bool = False) -> _Staged:  # fmt: skip
     """Create table ``staged``: one row per non-blank line, with its problem (or none)."""
-    files = [str(p) for p in store.iter_files(paths)]
-    jsonl = [f for f in files if not f.endswith(".parquet")]
-    parquet = [f for f in files if f.endswith(".parquet")]
+    files = _files(paths)
+    parquet = [str(f) for f in files if f.name.endswith(".parquet")]
+    documents = [f for f in files if f.name.endswith((".json", ".json.gz"))]
+    jsonl = [str(f) for f in files if str(f) not in parquet and f not in documents]
     skipped: dict[str, int] = defaultdict(int)
+    unstaged = 0  # documents skipped before the scan
     sql = _STAGED.format(
         source="{source}",
         paths="[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]",
         columns=", ".join(f"k[{i + 1}] AS {name}" for i, (name, _) in enumerate(_KEYS)),
         formats="(" + ", ".join(f"'{v}'" for v in sorted(KNOWN_FORMAT_VERSIONS)) + ")",
-        line=", line" if keep_lines else "",
     )
-    params = {"version": ANALYSIS_VERSION}
+    params = {"version": ANALYSIS_VERSION, "keep": keep_lines}
     from_lines = f"INSERT INTO staged {sql.format(source=_LINES)}"
     # The table's shape, from a scan of nothing.
     con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {sql.format(source=_LINES)} LIMIT 0",
                 params | {"files": ["/dev/null"]})  # fmt: skip
-    if jsonl:
-        try:
-            con.execute(from_lines, params | {"files": jsonl})
-        except duckdb.Error:  # one unreadable file fails the scan: redo it file by file
-            con.execute("DELETE FROM staged")
-            for f in jsonl:
-                try:
-                    con.execute(from_lines, params | {"files": [f]})
-                except duckdb.Error as exc:
-                    skipped[f"unreadable file ({type(exc).__name__})"] += 1
+    with tempfile.TemporaryDirectory(prefix="probe-report-") as tmp:
+        if documents:
+            staged_docs = Path(tmp) / "documents.jsonl"
+            unstaged = _documents(documents, staged_docs, skipped)
+            jsonl.append(str(staged_docs))
+        if jsonl:
+            try:
+                con.execute(from_lines, params | {"files": jsonl})
+            except duckdb.Error:  # one unreadable file fails the scan: redo it file by file
+                con.execute("DELETE FROM staged")
+                for f in jsonl:
+                    try:
+                        con.execute(from_lines, params | {"files": [f]})
+                    except duckdb.Error as exc:
+                        skipped[f"unreadable file ({type(exc).__name__})"] += 1
     for f in parquet:
-        body = _PARQUET.format(line="" if keep_lines else ", line")
         try:
-            con.execute(f"INSERT INTO staged BY NAME {body}", params | {"files": [f]})
+            con.execute(f"INSERT INTO staged BY NAME {_PARQUET}", params | {"files": [f]})
         except duckdb.Error as exc:
             skipped[f"unreadable file ({type(exc).__name__})"] += 1
     for reason, n in con.execute(
         "SELECT problem, count(*) FROM staged WHERE problem IS NOT NULL GROUP BY ALL"
     ).fetchall():
         skipped[reason] += n
-    (lines,) = con.execute("SELECT count(*) FROM staged").fetchone() or (0,)
-    return _Staged(len(files), int(lines), dict(skipped))
+    (lines,) = _one(con, "SELECT count(*) FROM staged")
+    return _Staged(len(files), int(lines) + unstaged, skipped)
+
+
+def _rescore(con: duckdb.DuckDBPyConnection, pool: Pool | None, skipped: dict[str, int]) -> None:
+    """Score the stale rows of ``m`` with the current rules; drop (and count) the OONI rows
+    that cannot be scored."""
+    rows = con.execute("SELECT uid, line FROM m WHERE stale").fetchall()
+    if not rows:
+        return
+    lines = [line for _, line in rows]
+    if pool is not None and len(rows) >= POOL_FROM:
+        scores = pool.map(_score, lines, chunksize=max(1, len(lines) // 64))
+    else:
+        scores = [_score(line) for line in lines]
+    columns = list(zip(*scores, strict=True))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE fresh AS SELECT unnest($uid) AS uid, unnest($problem) AS "
+        "problem, unnest($status) AS status, unnest($method) AS method, unnest($detail) AS detail",
+        {"uid": [uid for uid, _ in rows], "problem": list(columns[0]), "status": list(columns[1]),
+         "method": list(columns[2]), "detail": list(columns[3])},
+    )  # fmt: skip
+    for reason, n in con.execute(
+        "SELECT problem, count(*) FROM fresh WHERE problem IS NOT NULL GROUP BY ALL"
+    ).fetchall():
+        skipped[reason] += n
+    con.execute("DELETE FROM m WHERE uid IN (SELECT uid FROM fresh WHERE problem IS NOT NULL)")
+    con.execute(
+        "UPDATE m SET status = f.status, method = f.method, detail = f.detail "
+        "FROM fresh f WHERE m.uid = f.uid"
+    )
 
 
 def build(
@@ -190,45 +383,49 @@ def build(
     ``since`` / ``until`` are naive UTC datetimes (inclusive / exclusive); ``bucket`` is
     seconds, or None to choose one from the data's span and run interval.
     """
-    con = connect()
-    staged = _stage(con, paths)
-    con.execute(f"CREATE TEMP TABLE uniq AS {_UNIQUE}")
-    con.execute(f"""
-        CREATE TEMP TABLE m AS
-        WITH families AS (SELECT input, {_FAMILY} AS family FROM (SELECT DISTINCT input FROM uniq))
-        SELECT asn, role, status, method, detail, stale, epoch(start) AS t, run, family
-        FROM uniq JOIN families USING (input)
-        WHERE ($since IS NULL OR start >= $since) AND ($until IS NULL OR start < $until)
-    """, {"since": since, "until": until})  # fmt: skip
-    (valid, unique) = _one(con, "SELECT (SELECT count(*) FROM staged WHERE problem IS NULL), "
-                           "(SELECT count(*) FROM uniq)")  # fmt: skip
-    (kept, targets, controls, rescored, start, end) = _one(con, """
-        SELECT count(*), count(*) FILTER (role = 'target'), count(*) FILTER (role = 'control'),
-               count(*) FILTER (stale), min(t)::BIGINT, max(t)::BIGINT FROM m
-    """)  # fmt: skip
+    with _workers() as pool:
+        con = connect()
+        staged = _stage(con, paths)
+        con.execute(_UNIQUE)
+        (valid,) = _one(con, "SELECT count(*) FROM staged WHERE problem IS NULL")
+        (unique,) = _one(con, "SELECT count(*) FROM m")
+        _rescore(con, pool, staged.skipped)
+    (scored,) = _one(con, "SELECT count(*) FROM m")
+    if since is not None or until is not None:
+        con.execute("DELETE FROM m WHERE NOT (($since IS NULL OR t >= epoch($since)) "
+                    "AND ($until IS NULL OR t < epoch($until)))",
+                    {"since": since, "until": until})  # fmt: skip
+    counts = con.execute("""
+        SELECT source, count(*) FILTER (role = 'target'), count(*) FILTER (role = 'control'),
+               count(*) FILTER (stale), min(t), max(t) FROM m GROUP BY source ORDER BY source
+    """).fetchall()  # fmt: skip
+    sources = {source: targets for source, targets, *_ in counts if targets}
+    starts = [row[4] for row in counts]
     networks = dict(con.execute("""
-        SELECT asn, coalesce(mode(network) FILTER (network <> ''), '') FROM uniq GROUP BY asn
+        SELECT asn, coalesce(mode(network) FILTER (network <> ''), '') FROM m GROUP BY asn
     """).fetchall())  # fmt: skip
+    con.execute("DELETE FROM m WHERE role <> 'target'")
+    start, end = (min(starts), max(row[5] for row in counts)) if starts else (None, None)
     if bucket is None:
         bucket = choose_bucket((end or 0) - (start or 0), _run_interval(con))
-    con.execute("DELETE FROM m WHERE role <> 'target'")
     cells = _cells(con, bucket)
     series = _series(con, cells, networks)
     return Report(
         files=staged.files,
         lines=staged.lines,
-        targets=targets,
-        controls=controls,
+        targets=sum(row[1] for row in counts),
+        controls=sum(row[2] for row in counts),
         duplicates=valid - unique,
-        rescored=rescored,
-        filtered=unique - kept,
-        skipped=staged.skipped,
+        rescored=sum(row[3] for row in counts),
+        filtered=scored - sum(row[1] + row[2] for row in counts),
+        skipped=dict(staged.skipped),
         analysis_version=ANALYSIS_VERSION,
         bucket=bucket,
         start=start,
         end=end,
         cells=cells,
         series=series,
+        sources=sources,
     )
 
 
@@ -242,73 +439,62 @@ def _run_interval(con: duckdb.DuckDBPyConnection) -> float:
     """The typical time between two runs on one ASN (median over ASNs), in seconds."""
     spans = con.execute("""
         SELECT (max(t) - min(t)) / (count(DISTINCT run) - 1) FROM m
-        WHERE role = 'target' GROUP BY asn HAVING count(DISTINCT run) > 1
+        GROUP BY asn, source HAVING count(DISTINCT run) > 1
     """).fetchall()  # fmt: skip
     return statistics.median(s for (s,) in spans) if spans else 0.0
 
 
-def _blocked_by(pairs: dict[str, int]) -> dict[str, int]:
-    return {m: pairs.get(m, 0) for m in METHODS} | {
-        k: v for k, v in pairs.items() if k not in METHODS
-    }
+def _blocked_by(counts: Sequence[int], other: dict[str, int] | None) -> dict[str, int]:
+    return dict(zip(METHODS, counts, strict=True)) | (other or {})
 
 
 def _cells(con: duckdb.DuckDBPyConnection, bucket: int) -> tuple[Cell, ...]:
-    rows = con.execute(f"""
-        SELECT asn, coalesce(family, '{ALL}'), t::BIGINT // {bucket} * {bucket} AS b,
-               count(*) AS measured,
-               count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'blocked'),
-               count(*) FILTER (status = 'down'),
-               count(*) FILTER (status IS NULL OR status NOT IN ('ok', 'blocked', 'down')),
-               histogram(method) FILTER (status = 'blocked' AND method IS NOT NULL),
-               mode(coalesce(detail, method)) FILTER (status = 'blocked')
-        FROM m GROUP BY GROUPING SETS ((asn, family, b), (asn, b))
-        ORDER BY 1, 2, 3
-    """).fetchall()  # fmt: skip
+    rows = con.execute(_COUNTS.format(
+        extra=f"t // {bucket} * {bucket} AS b,", order=", b",
+        keys="(asn, source, family, b), (asn, source, b)",
+    )).fetchall()  # fmt: skip
+    k = len(METHODS)
     return tuple(
-        Cell(asn, family, b, n, ok, bl, dn, inc, _blocked_by(dict(hist or {})), detail)
-        for asn, family, b, n, ok, bl, dn, inc, hist, detail in rows
+        Cell(asn, source, family, b, n, ok, bl, dn, inc, _blocked_by(r[:k], r[k]), r[k + 1])
+        for asn, source, family, b, n, ok, bl, dn, inc, *r in rows
     )
+
+
+def run_statistics(con: duckdb.DuckDBPyConnection) -> dict[Key, RunStats]:
+    """The statistics of every series of table ``runs`` (asn, source, family, t, state)."""
+    con.execute(_RUN_STATS)
+    windows: dict[Key, list[Window]] = defaultdict(list)
+    for asn, source, family, *window in con.execute(_WINDOWS).fetchall():
+        windows[asn, source, family].append(Window(*window))
+    return {
+        (asn, source, family): RunStats(n, duty, switches, tuple(windows[asn, source, family]))
+        for asn, source, family, n, duty, switches in con.execute(_SERIES_STATS).fetchall()
+    }
 
 
 def _series(con: duckdb.DuckDBPyConnection, cells: Sequence[Cell],
             networks: dict[str, str]) -> tuple[Series, ...]:  # fmt: skip
-    totals = con.execute(f"""
-        SELECT asn, coalesce(family, '{ALL}'), count(*),
-               count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'blocked'),
-               count(*) FILTER (status = 'down'),
-               count(*) FILTER (status IS NULL OR status NOT IN ('ok', 'blocked', 'down')),
-               histogram(method) FILTER (status = 'blocked' AND method IS NOT NULL),
-               mode(coalesce(detail, method)) FILTER (status = 'blocked')
-        FROM m GROUP BY GROUPING SETS ((asn, family), (asn)) ORDER BY 1, 2
-    """).fetchall()  # fmt: skip
-    # One state per run: the majority of the family's targets in that run.
-    runs = con.execute(f"""
-        SELECT asn, coalesce(family, '{ALL}'), min(t),
-               CASE WHEN count(*) FILTER (status = 'blocked') > 0
-                     AND count(*) FILTER (status = 'blocked') >= count(*) FILTER (status = 'ok')
-                    THEN 'blocked'
-                    WHEN count(*) FILTER (status = 'ok') > 0 THEN 'open' ELSE 'unknown' END
-        FROM m GROUP BY GROUPING SETS ((asn, family, run), (asn, run)) ORDER BY 1, 2, 3
-    """).fetchall()  # fmt: skip
-    samples: dict[tuple[str, str], list[Sample]] = defaultdict(list)
-    for asn, family, t, state in runs:
-        samples[asn, family].append(Sample(t, state))
-    by_key: dict[tuple[str, str], list[Cell]] = defaultdict(list)
+    totals = con.execute(_COUNTS.format(
+        extra="", order="", keys="(asn, source, family), (asn, source)"
+    )).fetchall()  # fmt: skip
+    con.execute(_RUNS)
+    stats = run_statistics(con)
+    by_key: dict[Key, list[Cell]] = defaultdict(list)
     for c in cells:
-        by_key[c.asn, c.family].append(c)
+        by_key[c.asn, c.source, c.family].append(c)
     out = []
-    for asn, family, n, ok, bl, dn, inc, hist, detail in totals:
-        s = samples[asn, family]
-        buckets = by_key[asn, family]
-        stats = sporadic(
-            s,
-            [(c.bucket, c.blocked_share or 0.0, c.ok + c.blocked) for c in buckets],
-            [(c.bucket, c.detail) for c in buckets],
-            max_gap(s),
-        )
-        out.append(Series(asn, networks.get(asn, ""), family, n, ok, bl, dn, inc,
-                          _blocked_by(dict(hist or {})), detail, stats))  # fmt: skip
+    k = len(METHODS)
+    none = RunStats(0, None, 0, ())
+    for asn, source, family, n, ok, bl, dn, inc, *r in totals:
+        run = stats.get((asn, source, family), none)
+        buckets = by_key[asn, source, family]
+        sporadic = Sporadic(
+            run.decided, run.duty_cycle, run.switches, run.windows,
+            cusum([(c.bucket, c.blocked_share or 0.0, c.ok + c.blocked) for c in buckets]),
+            method_changes([(c.bucket, c.detail) for c in buckets]),
+        )  # fmt: skip
+        out.append(Series(asn, source, networks.get(asn, ""), family, n, ok, bl, dn, inc,
+                          _blocked_by(r[:k], r[k]), r[k + 1], sporadic))  # fmt: skip
     return tuple(out)
 
 
@@ -317,15 +503,17 @@ def export_parquet(
 ) -> tuple[int, dict[str, int]]:
     """Write the usable, de-duplicated rows (verdicts re-scored, raw lines kept for later
     re-scoring) to one zstd Parquet file; return (rows written, skipped by reason)."""
-    con = connect(memory_limit="2GB")
-    staged = _stage(con, paths, keep_lines=True)
-    con.execute(f"CREATE TEMP TABLE uniq AS {_UNIQUE}")
+    with _workers() as pool:
+        con = connect(memory_limit="2GB")
+        staged = _stage(con, paths, keep_lines=True)
+        con.execute(_UNIQUE)
+        _rescore(con, pool, staged.skipped)
     # The verdict columns now hold the current rules' answer: store them as such.
-    con.execute("UPDATE uniq SET version = $v WHERE role = 'target'", {"v": ANALYSIS_VERSION})
-    (rows,) = _one(con, "SELECT count(*) FROM uniq")
-    con.execute(f"COPY (SELECT * EXCLUDE (stale) FROM uniq ORDER BY asn, start) TO "
+    con.execute("UPDATE m SET version = $v WHERE role = 'target'", {"v": ANALYSIS_VERSION})
+    (rows,) = _one(con, "SELECT count(*) FROM m")
+    con.execute(f"COPY (SELECT * EXCLUDE (stale, family) FROM m ORDER BY asn, t) TO "
                 f"'{_quote(out)}' (FORMAT parquet, COMPRESSION zstd)")  # fmt: skip
-    return int(rows), staged.skipped
+    return int(rows), dict(staged.skipped)
 
 
 def _quote(path: Path) -> str:

@@ -16,8 +16,8 @@ import html
 import json
 from typing import Any, Final
 
-from probe.report.model import ALL, METHODS, Report, Series
-from probe.report.text import duration, method_words, sentence, utc
+from probe.report.model import ALL, METHODS, Report
+from probe.report.text import SOURCE_NAMES, by_isp, duration, isp_label, method_words, sentence, utc
 
 __all__ = ["render"]
 
@@ -69,7 +69,7 @@ function heatmap(family) {
   let cells = 0;
   D.isps.forEach((isp, r) => {
     const y = r * ROW;
-    el('text', {x: 0, y: y + 13}, svg, (isp.asn + ' ' + isp.network).slice(0, 38));
+    el('text', {x: 0, y: y + 13}, svg, isp.label.slice(0, 38));
     const row = isp.cells[family] || [];
     for (let i = 0; i < D.columns; i++) {
       const c = row[i];
@@ -103,7 +103,7 @@ function timelines(family) {
   let windows = 0;
   D.isps.forEach((isp, r) => {
     const y = r * ROW;
-    el('text', {x: 0, y: y + 13}, svg, (isp.asn + ' ' + isp.network).slice(0, 38));
+    el('text', {x: 0, y: y + 13}, svg, isp.label.slice(0, 38));
     const row = isp.cells[family] || [];
     for (let i = 0; i < D.columns; i++) {
       const c = row[i];
@@ -138,10 +138,10 @@ def _data(report: Report) -> dict[str, Any]:
     columns = ((report.end or 0) - start) // report.bucket + 1 if report.start is not None else 0
     details: list[str] = []
     colours: list[str] = []
-    isps: dict[str, dict[str, Any]] = {}
+    isps: dict[tuple[str, str], dict[str, Any]] = {}
     for s in report.series:
-        isp = isps.setdefault(s.asn, {"asn": s.asn, "network": s.network, "cells": {},
-                                      "windows": {}})  # fmt: skip
+        isp = isps.setdefault((s.asn, s.source), {"label": isp_label(s), "cells": {},
+                                                  "windows": {}})  # fmt: skip
         isp["cells"][s.family] = [0] * columns
         isp["windows"][s.family] = [[round(w.start), round(w.end)] for w in s.stats.windows]
     for c in report.cells:
@@ -152,7 +152,7 @@ def _data(report: Report) -> dict[str, Any]:
                 colours.append(_COLOURS.get(c.detail.partition(".")[0], "#555"))
             method = details.index(c.detail)
         share = c.blocked_share
-        isps[c.asn]["cells"][c.family][(c.bucket - start) // report.bucket] = [
+        isps[c.asn, c.source]["cells"][c.family][(c.bucket - start) // report.bucket] = [
             c.measured,
             -1 if share is None else round(100 * share),
             round(100 * c.down / c.measured) if c.measured else 0,
@@ -180,7 +180,7 @@ def _sample_table(report: Report) -> str:
         )  # fmt: skip
         duty = "-" if s.stats.duty_cycle is None else f"{100 * s.stats.duty_cycle:.0f}%"
         rows.append(
-            f"<tr><td>{html.escape(s.asn)} {html.escape(s.network)}</td><td>{s.measured}</td>"
+            f"<tr><td>{html.escape(isp_label(s))}</td><td>{s.measured}</td>"
             f"<td>{s.ok}</td><td>{s.blocked}</td><td>{s.down}</td><td>{s.inconclusive}</td>"
             f"<td>{duty}</td><td>{s.stats.switches}</td><td>{len(s.stats.windows)}</td>{bars}</tr>"
         )
@@ -204,6 +204,13 @@ def _caveats(report: Report) -> list[str]:
         "An outage (the controls failed too) is 'down', never 'blocked'; inconclusive "
         "verdicts count as neither.",
     ]
+    if "ooni" in report.sources:
+        notes.append(
+            "Rows marked (OONI data) are OONI's own web_connectivity measurements, scored by the "
+            "same rules. OONI measures no control SNI on the same address, so TLS interference "
+            "there reads 'TLS reset' or 'TLS stall': SNI filtering cannot be told from address "
+            "filtering."
+        )
     if report.skipped:
         parts = ", ".join(f"{n} {r}" for r, n in sorted(report.skipped.items()))
         notes.append(f"Skipped: {parts}.")
@@ -213,10 +220,8 @@ def _caveats(report: Report) -> list[str]:
 def render(report: Report) -> str:
     """The whole page."""
     esc = html.escape
-    groups: dict[str, list[Series]] = {}
-    for s in report.series:
-        groups.setdefault(s.asn, []).append(s)
-    items = "".join(f"<li>{esc(sentence(g))}</li>" for g in groups.values())
+    items = "".join(f"<li>{esc(sentence(g))}</li>" for g in by_isp(report))
+    per_source = ", ".join(f"{n} {SOURCE_NAMES.get(k, k)}" for k, n in report.sources.items())
     period = (
         f"{utc(report.start)} to {utc(report.end)}, buckets of {duration(report.bucket)}"
         if report.start is not None and report.end is not None
@@ -238,8 +243,8 @@ def render(report: Report) -> str:
   const e = document.documentElement; e.dataset.errors = (e.dataset.errors || '') + m + ';'; }};
 </script><style>{_CSS}</style></head><body>
 <h1>X reachability by ISP</h1>
-<p class=note>{esc(period)}. {report.targets} target measurements from {report.files}
-files.</p>
+<p class=note>{esc(period)}. {report.targets} target measurements ({esc(per_source)}) from
+{report.files} files.</p>
 <h2>In one sentence per ISP</h2><ul class=sent>{items or "<li>No target measurements.</li>"}</ul>
 <h2>Blocked share over time</h2>
 <p><label>Domain family: <select id=family>{options}</select></label></p>

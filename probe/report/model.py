@@ -29,6 +29,7 @@ class Cell:
     """One row of the aggregate: an ASN, a domain family and a time bucket."""
 
     asn: str
+    source: str  # who measured: "probe" (ours) or "ooni" (OONI's probe)
     family: str  # a registrable domain ("x.com", "twimg.com") or ALL
     bucket: int  # start, seconds since the epoch (UTC)
     measured: int
@@ -51,6 +52,7 @@ class Series:
     """One ISP and one domain family over the whole period."""
 
     asn: str
+    source: str
     network: str
     family: str
     measured: int
@@ -66,7 +68,7 @@ class Series:
 @dataclass(frozen=True, slots=True)
 class Report:
     files: int
-    lines: int
+    lines: int  # records read: lines, and the documents of whole-document (.json) files
     targets: int  # unique target measurements aggregated
     controls: int  # control rows read (no verdict needed, not aggregated)
     duplicates: int  # rows dropped because their measurement_uid was seen already
@@ -79,6 +81,7 @@ class Report:
     end: int | None
     cells: tuple[Cell, ...]
     series: tuple[Series, ...]
+    sources: Mapping[str, int]  # source -> targets aggregated (only the sources present)
 
     @property
     def networks(self) -> dict[str, str]:

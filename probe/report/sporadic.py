@@ -1,18 +1,25 @@
-"""Sporadic blocking as statistics: pure functions of a time series, no I/O.
+"""Sporadic blocking as statistics: what they mean, and the ones over time buckets.
 
-The input is what the report's SQL hands over for one ISP and one domain
-family: one :class:`Sample` per run (the state the majority of that family's
-targets had in that run; ``unknown`` when none was decided because the network
-was down or the verdicts were inconclusive), merged over every vantage point of
-the ISP and sorted by time.
+A *series* is one ISP, one source and one domain family: one sample per run
+(the state the majority of that family's targets had in that run; ``unknown``
+when none was decided because the network was down or the verdicts were
+inconclusive), merged over every vantage point of the ISP and sorted by time.
+The statistics over these samples are computed where the data is, as window
+functions in the report's SQL (:func:`probe.report.engine.run_statistics`),
+with these definitions:
 
-Time between samples is split at the midpoint: each decided sample "owns" half
-of the gap to each decided neighbour, so a state change is placed half way
-between the last sample of the old state and the first of the new one (the
-best estimate of a change seen only at the sampling instants). A gap longer
-than ``max_gap`` (a volunteer offline for a day) is no evidence of anything:
-each side owns at most ``max_gap / 2`` of it. ``unknown`` samples are skipped:
-an outage neither opens nor closes a window.
+* Time between samples is split at the midpoint: each decided sample "owns"
+  half of the gap to each decided neighbour, so a state change is placed half
+  way between the last sample of the old state and the first of the new one
+  (the best estimate of a change seen only at the sampling instants). A gap
+  longer than ``max_gap`` (4x the median interval between runs, at least 1 s:
+  a volunteer offline for a day) is no evidence of anything: each side owns at
+  most ``max_gap / 2`` of it. ``unknown`` samples are skipped: an outage
+  neither opens nor closes a window.
+* The *duty cycle* is the share of the owned time that was blocked (with a
+  single decided instant, the share of blocked samples); *switches* count the
+  flips between consecutive decided samples; an *open window* is a maximal
+  stretch of open samples, its ends half way to the blocked samples around it.
 
 Changepoints come from a two-sided, state-aware CUSUM on the blocked share per
 time bucket, the detector ooni/data runs on OONI's hourly buckets (Basseville
@@ -28,31 +35,11 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Literal
 
-__all__ = [
-    "Changepoint",
-    "MethodChange",
-    "Sample",
-    "Sporadic",
-    "Window",
-    "cusum",
-    "duty_cycle",
-    "max_gap",
-    "method_changes",
-    "open_windows",
-    "sporadic",
-    "switches",
-]
+__all__ = ["Changepoint", "MethodChange", "Sporadic", "Window", "cusum", "method_changes"]
 
 State = Literal["blocked", "open", "unknown"]
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    t: float  # seconds since the epoch (UTC)
-    state: State
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,67 +89,6 @@ class Sporadic:
     @property
     def longest_window(self) -> float | None:
         return max(w.length for w in self.windows) if self.windows else None
-
-
-def _decided(samples: Sequence[Sample]) -> list[Sample]:
-    return [s for s in samples if s.state != "unknown"]
-
-
-def _half_gap(a: float, b: float, max_gap: float) -> float:
-    return min(b - a, max_gap) / 2
-
-
-def max_gap(samples: Sequence[Sample], factor: float = 4.0, floor: float = 1.0) -> float:
-    """The longest gap still taken as continuous observation: ``factor`` times the median
-    interval between runs (at least ``floor`` seconds)."""
-    gaps = [b.t - a.t for a, b in pairwise(samples) if b.t > a.t]
-    return max(floor, factor * statistics.median(gaps)) if gaps else floor
-
-
-def duty_cycle(samples: Sequence[Sample], max_gap: float) -> float | None:
-    """Share of the observed time that was blocked (module docstring); None if nothing decided.
-
-    With a single decided instant (no time to share) it is the share of blocked samples.
-    """
-    decided = _decided(samples)
-    if not decided:
-        return None
-    owned = {"blocked": 0.0, "open": 0.0}
-    for a, b in pairwise(decided):
-        half = _half_gap(a.t, b.t, max_gap)
-        owned[a.state] += half
-        owned[b.state] += half
-    total = owned["blocked"] + owned["open"]
-    if total <= 0:
-        return sum(s.state == "blocked" for s in decided) / len(decided)
-    return owned["blocked"] / total
-
-
-def switches(samples: Sequence[Sample]) -> int:
-    """How many times the decided state flipped between blocked and open."""
-    decided = _decided(samples)
-    return sum(a.state != b.state for a, b in pairwise(decided))
-
-
-def open_windows(samples: Sequence[Sample], max_gap: float) -> tuple[Window, ...]:
-    """The open windows, each bounded by midpoints to the blocked samples around it."""
-    decided = _decided(samples)
-    windows = []
-    i = 0
-    while i < len(decided):
-        if decided[i].state != "open":
-            i += 1
-            continue
-        j = i
-        while j + 1 < len(decided) and decided[j + 1].state == "open":
-            j += 1
-        first, last = decided[i].t, decided[j].t
-        start = first - _half_gap(decided[i - 1].t, first, max_gap) if i > 0 else first
-        after = j + 1 < len(decided)
-        end = last + _half_gap(last, decided[j + 1].t, max_gap) if after else last
-        windows.append(Window(start, end, first, last, j - i + 1, i == 0 or not after))
-        i = j + 1
-    return tuple(windows)
 
 
 def cusum(
@@ -216,20 +142,3 @@ def method_changes(
             changes.append(MethodChange(t, current, m))
             current = m
     return tuple(changes)
-
-
-def sporadic(
-    samples: Sequence[Sample],
-    buckets: Sequence[tuple[float, float, int]],
-    methods: Sequence[tuple[float, str | None]],
-    max_gap: float,
-) -> Sporadic:
-    """All the statistics of one series (samples per run; shares and methods per bucket)."""
-    return Sporadic(
-        decided=len(_decided(samples)),
-        duty_cycle=duty_cycle(samples, max_gap),
-        switches=switches(samples),
-        windows=open_windows(samples, max_gap),
-        changepoints=cusum(buckets),
-        method_changes=method_changes(methods),
-    )

@@ -1,4 +1,4 @@
-"""The aggregate as CSV (one row per ASN x family x bucket) and as JSON (everything).
+"""The aggregate as CSV (one row per ASN x source x family x bucket) and as JSON (everything).
 
 Times are UTC, ISO 8601 with a ``Z``; durations are seconds. The JSON holds the
 summary counts, per ISP its sentence and per family the sporadic statistics
@@ -14,13 +14,13 @@ import time
 from typing import Any
 
 from probe.report.model import METHODS, Cell, Report, Series
-from probe.report.text import sentence
+from probe.report.text import by_isp, sentence
 
 __all__ = ["CSV_COLUMNS", "to_csv", "to_json"]
 
 CSV_COLUMNS = (
-    "asn", "network", "family", "bucket_start", "bucket_seconds", "measured", "ok", "blocked",
-    *(f"blocked_{m}" for m in METHODS), "blocked_other", "down", "inconclusive",
+    "asn", "network", "source", "family", "bucket_start", "bucket_seconds", "measured", "ok",
+    "blocked", *(f"blocked_{m}" for m in METHODS), "blocked_other", "down", "inconclusive",
     "blocked_share", "detail",
 )  # fmt: skip
 
@@ -42,9 +42,9 @@ def to_csv(report: Report) -> str:
     for c in report.cells:
         other = sum(n for m, n in c.blocked_by.items() if m not in METHODS)
         writer.writerow([
-            c.asn, networks.get(c.asn, ""), c.family, iso(c.bucket), report.bucket, c.measured,
-            c.ok, c.blocked, *(c.blocked_by.get(m, 0) for m in METHODS), other, c.down,
-            c.inconclusive, _share(c), c.detail or "",
+            c.asn, networks.get(c.asn, ""), c.source, c.family, iso(c.bucket), report.bucket,
+            c.measured, c.ok, c.blocked, *(c.blocked_by.get(m, 0) for m in METHODS), other,
+            c.down, c.inconclusive, _share(c), c.detail or "",
         ])  # fmt: skip
     return out.getvalue()
 
@@ -83,14 +83,12 @@ def _family(s: Series) -> dict[str, Any]:
 
 
 def to_json(report: Report) -> dict[str, Any]:
-    by_asn: dict[str, list[Series]] = {}
-    for s in report.series:
-        by_asn.setdefault(s.asn, []).append(s)
     return {
         "summary": {
             "files": report.files,
             "lines": report.lines,
             "targets": report.targets,
+            "targets_by_source": dict(report.sources),
             "controls": report.controls,
             "duplicates": report.duplicates,
             "rescored": report.rescored,
@@ -103,16 +101,18 @@ def to_json(report: Report) -> dict[str, Any]:
         },
         "isps": [
             {
-                "asn": asn,
+                "asn": group[0].asn,
+                "source": group[0].source,
                 "network": group[0].network,
                 "sentence": sentence(group),
                 "families": [_family(s) for s in group],
             }
-            for asn, group in by_asn.items()
+            for group in by_isp(report)
         ],
         "cells": [
             {
                 "asn": c.asn,
+                "source": c.source,
                 "family": c.family,
                 "bucket": iso(c.bucket),
                 "measured": c.measured,

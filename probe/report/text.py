@@ -17,7 +17,17 @@ from typing import Final
 
 from probe.report.model import ALL, Report, Series
 
-__all__ = ["duration", "method_words", "sentence", "sentences", "summary", "utc"]
+__all__ = [
+    "SOURCE_NAMES",
+    "by_isp",
+    "duration",
+    "isp_label",
+    "method_words",
+    "sentence",
+    "sentences",
+    "summary",
+    "utc",
+]
 
 BLOCKED_AT: Final = 0.05  # duty cycle from which a family counts as blocked
 _ORDER: Final = ("blocked", "open", "undecided")  # the order of the clauses of a sentence
@@ -25,6 +35,8 @@ _ORDER: Final = ("blocked", "open", "undecided")  # the order of the clauses of 
 _DETAILS: Final = {
     "tls.sni_reset": "TLS SNI reset",
     "tls.sni_stall": "TLS SNI stall (ClientHello dropped)",
+    "tls.reset": "TLS reset (SNI or address filtering)",
+    "tls.stall": "TLS stall (SNI or address filtering)",
     "tls.interception": "TLS interception",
     "dns.injected": "DNS injection",
     "dns.blockpage": "DNS blockpage",
@@ -41,7 +53,10 @@ _DETAILS: Final = {
     "http.blockpage": "HTTP blockpage",
     "http.diff": "HTTP page difference",
     "http.reset": "HTTP reset",
+    "http.timeout": "HTTP timeout (no response)",
 }
+#: How a source is named; OONI's rows are marked so they are never taken for ours.
+SOURCE_NAMES: Final = {"probe": "probe", "ooni": "OONI"}
 _METHODS: Final = {
     "dns": "DNS tampering",
     "tcp_ip": "TCP/IP blocking",
@@ -134,7 +149,7 @@ def sentence(series: Sequence[Series]) -> str:
     kinds: dict[tuple[str, str | None], list[Series]] = {}
     for s in families:
         kinds.setdefault(_kind(s), []).append(s)
-    head = f"{overall.asn} {overall.network}".rstrip()
+    head = isp_label(overall)
     if len(kinds) <= 1:
         body = f"X {_clause(overall)}"
     else:  # each kind in the words of its best-measured family
@@ -145,19 +160,36 @@ def sentence(series: Sequence[Series]) -> str:
     return f"{head}: {body}{_notes(overall)} ({overall.measured} measurements)"
 
 
-def sentences(report: Report) -> list[str]:
-    by_asn: dict[str, list[Series]] = {}
+def isp_label(s: Series) -> str:
+    """``AS64500 Lab ISP A``, and ``(OONI data)`` after the series of OONI's measurements."""
+    label = f"{s.asn} {s.network}".rstrip()
+    return (
+        label if s.source == "probe" else f"{label} ({SOURCE_NAMES.get(s.source, s.source)} data)"
+    )
+
+
+def by_isp(report: Report) -> list[list[Series]]:
+    """The series of each ISP and source, in the report's order."""
+    groups: dict[tuple[str, str], list[Series]] = {}
     for s in report.series:
-        by_asn.setdefault(s.asn, []).append(s)
-    return [sentence(group) for group in by_asn.values()]
+        groups.setdefault((s.asn, s.source), []).append(s)
+    return list(groups.values())
+
+
+def sentences(report: Report) -> list[str]:
+    return [sentence(group) for group in by_isp(report)]
 
 
 def summary(report: Report) -> str:
     """The terminal summary: what was read, one sentence per ISP, what was skipped."""
+    per_source = ", ".join(
+        f"{n} {SOURCE_NAMES.get(source, source)}" for source, n in report.sources.items()
+    )
     lines = [
-        f"Read {report.lines} lines from {report.files} files: {report.targets} target "
-        f"measurements, {report.controls} control rows; {report.duplicates} duplicates dropped; "
-        f"{report.rescored} re-scored with the current rules (version {report.analysis_version})."
+        f"Read {report.lines} records from {report.files} files: {report.targets} target "
+        f"measurements{f' ({per_source})' if per_source else ''}, {report.controls} control "
+        f"rows; {report.duplicates} duplicates dropped; {report.rescored} re-scored with the "
+        f"current rules (version {report.analysis_version})."
     ]
     if report.filtered:
         lines.append(f"{report.filtered} measurements outside --since/--until left out.")

@@ -1,0 +1,117 @@
+"""The CI reproducibility run: the Pakistan scenario, judged against its truth, then reported.
+
+A shortened `probe lab run --scenario pakistan-2024` with a fixed seed must pass
+its own evaluation (no false "blocked", every blocked verdict with the right
+method, recall >= 98%), and `probe report` over its output must tell each
+simulated ISP's story as the truth has it: the blocked ISPs with the right
+method, the clean ISP open, the outage ISP down (never blocked), and the
+sporadic ISP's open windows within one interval of the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from labutil import require_root
+
+from probe.lab.censors import EXPECTED_METHOD
+from probe.lab.scenario import find, load
+
+pytestmark = pytest.mark.lab
+
+SEED = 20240217
+DURATION = 75
+INTERVAL = 15.0
+
+
+def when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def truth_gaps(truth: list[dict[str, Any]], asn: str, start: datetime, end: datetime) -> list:
+    """The open windows of ``asn`` for x.com: the gaps between its active windows."""
+    active = sorted(
+        (when(t["start"]), when(t["end"]))
+        for t in truth
+        if t["asn"] == asn and t["domain"] == "x.com"
+    )
+    gaps, cursor = [], start
+    for a, b in active:
+        if a > cursor:
+            gaps.append((cursor, a))
+        cursor = max(cursor, b)
+    if cursor < end:
+        gaps.append((cursor, end))
+    return gaps
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_root()
+    out = tmp_path_factory.mktemp("pakistan")
+    lab = subprocess.run(
+        [sys.executable, "-m", "probe", "lab", "run", "--scenario", "pakistan-2024",
+         "--seed", str(SEED), "--duration", str(DURATION), "--interval", str(INTERVAL),
+         "--output", str(out)],
+        capture_output=True, text=True, timeout=DURATION + 240,
+    )  # fmt: skip
+    (out / "lab-run.log").write_text(lab.stdout + lab.stderr)
+    assert lab.returncode == 0, lab.stdout[-4000:] + lab.stderr[-2000:]
+    assert "PASS" in lab.stdout
+    return out
+
+
+def test_evaluation_passes_with_full_precision(run: Path) -> None:
+    text = (run / "lab-run.log").read_text()
+    assert "wrong verdicts: 0" in text
+    recall = text.split("recall by method: ", 1)[1].splitlines()[0]
+    for method in ("dns", "tcp_ip", "tls", "http", "throttling"):
+        assert method in recall, recall  # every method was exercised, and passed
+
+
+def test_report_tells_each_isps_story(run: Path) -> None:
+    report = subprocess.run(
+        [sys.executable, "-m", "probe", "report", str(run), "--json", str(run / "report.json"),
+         "--html", str(run / "report.html")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    assert (run / "report.html").stat().st_size > 1000
+    data = json.loads((run / "report.json").read_text())
+    series = {s["asn"]: {f["family"]: f for f in s["families"]} for s in data["isps"]}
+    scenario = load(find("pakistan-2024"))
+    truth = [json.loads(line) for line in (run / "truth.jsonl").read_text().splitlines()]
+    for isp in scenario.isps:
+        asn = f"AS{isp.asn}"
+        x = series[asn]["X"]
+        kinds = {t.technique for t in isp.techniques}
+        schedules = {t.schedule for t in isp.techniques}
+        methods = {EXPECTED_METHOD[k] for k in kinds} - {None}
+        if not kinds:
+            assert x["blocked"] == 0 and x["ok"] == x["measured"], isp.id
+        elif kinds == {"outage"}:
+            assert x["blocked"] == 0 and x["down"] == x["measured"], isp.id
+        elif kinds == {"lossy"}:
+            assert x["blocked"] == 0, isp.id
+        elif schedules == {"always"} and all(not t.domains for t in isp.techniques):
+            (method,) = methods
+            assert x["blocked"] == x["measured"], isp.id
+            assert x["blocked_by"][method] == x["blocked"], isp.id
+        if "sporadic" in schedules:
+            start = min(when(t["start"]) for t in truth)
+            end = start + timedelta(seconds=DURATION)
+            expected = truth_gaps(truth, asn, start, end)
+            slack = timedelta(seconds=INTERVAL + 5)
+            for window in x["open_windows"]:
+                a, b = when(window["start"]), when(window["end"])
+                assert any(
+                    abs(a - ga) <= slack and (window["censored"] or abs(b - gb) <= slack)
+                    for ga, gb in expected
+                ), (window, expected)
+            assert x["blocked_by"]["tls"] == x["blocked"]

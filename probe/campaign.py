@@ -27,6 +27,7 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -116,55 +117,24 @@ class _Campaign:
     ) -> tuple[DnsQuery, ...]:
         timeout, clock = self.config.timeouts.dns, self.clock
         tags = (*role, "resolver_control") if r.control else role
-        if r.engine == "system":
-            return (
-                await self.step(
-                    lambda tid: dns.lookup_system(
-                        domain, clock=clock, timeout=timeout, transaction_id=tid, tags=tags
-                    )
-                ),
-            )
-        if r.engine == "udp":
+        if r.engine == "udp":  # the one engine that can return several responses
+            late = self.config.measurement.dns_late_window
             return await self.step(
                 lambda tid: dns.query_udp(
-                    domain,
-                    qtype,
-                    r.address,
-                    port=r.port,
-                    clock=clock,
-                    timeout=timeout,
-                    late_window=self.config.measurement.dns_late_window,
-                    transaction_id=tid,
-                    tags=tags,
+                    domain, qtype, r.address, port=r.port, late_window=late,
+                    clock=clock, timeout=timeout, transaction_id=tid, tags=tags,
                 )
-            )
-        if r.engine == "tcp":
-            return (
-                await self.step(
-                    lambda tid: dns.query_tcp(
-                        domain,
-                        qtype,
-                        r.address,
-                        port=r.port,
-                        clock=clock,
-                        timeout=timeout,
-                        transaction_id=tid,
-                        tags=tags,
-                    )
-                ),
-            )
+            )  # fmt: skip
+        single: Callable[..., Awaitable[DnsQuery]]
+        if r.engine == "system":
+            single = partial(dns.lookup_system, domain)
+        elif r.engine == "tcp":
+            single = partial(dns.query_tcp, domain, qtype, r.address, port=r.port)
+        else:
+            single = partial(dns.query_doh, domain, qtype, r.url, client=self.doh_client)
         return (
             await self.step(
-                lambda tid: dns.query_doh(
-                    domain,
-                    qtype,
-                    r.url,
-                    client=self.doh_client,
-                    clock=clock,
-                    timeout=timeout,
-                    transaction_id=tid,
-                    tags=tags,
-                )
+                lambda tid: single(clock=clock, timeout=timeout, transaction_id=tid, tags=tags)
             ),
         )
 

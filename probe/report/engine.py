@@ -92,6 +92,10 @@ _LINES: Final = (
     "read_csv($files, columns={'line': 'VARCHAR'}, delim=chr(1), quote='', escape='', "
     "header=false, auto_detect=false, max_line_size=16777216)"
 )  # a JSON text never holds a raw control character, so chr(1) never splits a line
+_FAMILY: Final = (
+    "coalesce(nullif(regexp_extract(lower(regexp_extract(input, '^[a-zA-Z][a-zA-Z0-9+.-]*://"
+    "([^/:?#]+)', 1)), '([^.]+\\.[^.]+)$', 1), ''), 'unknown')"
+)
 _STAGED: Final = """
 WITH keyed AS (
     SELECT line, valid, {columns},
@@ -106,8 +110,8 @@ WITH keyed AS (
     FROM keyed
 )
 SELECT uid, asn, network, source,
-       epoch(try_strptime(start_text, '%Y-%m-%d %H:%M:%S'))::BIGINT AS t, input,
-       coalesce(nullif(report_id, ''), start_text) AS run, role, version,
+       epoch(try_strptime(start_text, '%Y-%m-%d %H:%M:%S'))::BIGINT AS t, {family} AS family,
+       coalesce(nullif(report_id, ''), start_text) AS run, role,
        stored_status AS status, stored_method AS method, stored_detail AS detail,
        CASE
          WHEN NOT valid THEN 'torn or invalid JSON line'
@@ -127,22 +131,19 @@ SELECT uid, asn, network, source,
 FROM rows
 """
 _PARQUET: Final = """
-SELECT * EXCLUDE (line), NULL AS problem,
+SELECT * EXCLUDE (line, version), NULL AS problem,
        role = 'target' AND (version IS DISTINCT FROM $version OR status IS NULL) AS stale,
        CASE WHEN stale OR $keep THEN line END AS line
 FROM read_parquet($files)
 """
-_FAMILY: Final = (
-    "coalesce(nullif(regexp_extract(lower(regexp_extract(input, '^[a-zA-Z][a-zA-Z0-9+.-]*://"
-    "([^/:?#]+)', 1)), '([^.]+\\.[^.]+)$', 1), ''), 'unknown')"
-)
-# One row per measurement_uid; of two copies, the one with the current verdict.
-_UNIQUE: Final = f"""
-CREATE TEMP TABLE m AS
-WITH u AS (SELECT * EXCLUDE (problem) FROM staged WHERE problem IS NULL
-           QUALIFY row_number() OVER (PARTITION BY uid ORDER BY stale) = 1),
-     families AS (SELECT input, {_FAMILY} AS family FROM (SELECT DISTINCT input FROM u))
-SELECT u.*, family FROM u JOIN families USING (input)
+# Drop the unusable rows, and of two copies of a measurement_uid the one without the
+# current verdict (duplicates are rare: only their uids go through the window).
+_DEDUPLICATE: Final = """
+DELETE FROM m WHERE problem IS NOT NULL OR rowid IN (
+    SELECT rowid FROM m
+    WHERE problem IS NULL AND uid IN (
+        SELECT uid FROM m WHERE problem IS NULL GROUP BY uid HAVING count(*) > 1)
+    QUALIFY row_number() OVER (PARTITION BY uid ORDER BY stale) > 1)
 """
 # The per-family counts of a cell or a series; {keys} are the GROUPING SETS.
 _COUNTS: Final = f"""
@@ -297,7 +298,7 @@ def _documents(files: Sequence[Path], out: Path, skipped: dict[str, int]) -> int
 
 def _stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]],
            keep_lines: bool = False) -> _Staged:  # fmt: skip
-    """Create table ``staged``: one row per non-blank line, with its problem (or none)."""
+    """Create table ``m``: one row per non-blank line, with its problem (or none)."""
     files = _files(paths)
     parquet = [str(f) for f in files if f.name.endswith(".parquet")]
     documents = [f for f in files if f.name.endswith((".json", ".json.gz"))]
@@ -309,11 +310,12 @@ def _stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str
         paths="[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]",
         columns=", ".join(f"k[{i + 1}] AS {name}" for i, (name, _) in enumerate(_KEYS)),
         formats="(" + ", ".join(f"'{v}'" for v in sorted(KNOWN_FORMAT_VERSIONS)) + ")",
+        family=_FAMILY,
     )
     params = {"version": ANALYSIS_VERSION, "keep": keep_lines}
-    from_lines = f"INSERT INTO staged {sql.format(source=_LINES)}"
+    from_lines = f"INSERT INTO m {sql.format(source=_LINES)}"
     # The table's shape, from a scan of nothing.
-    con.execute(f"CREATE OR REPLACE TEMP TABLE staged AS {sql.format(source=_LINES)} LIMIT 0",
+    con.execute(f"CREATE OR REPLACE TEMP TABLE m AS {sql.format(source=_LINES)} LIMIT 0",
                 params | {"files": ["/dev/null"]})  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="probe-report-") as tmp:
         if documents:
@@ -324,7 +326,7 @@ def _stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str
             try:
                 con.execute(from_lines, params | {"files": jsonl})
             except duckdb.Error:  # one unreadable file fails the scan: redo it file by file
-                con.execute("DELETE FROM staged")
+                con.execute("DELETE FROM m")
                 for f in jsonl:
                     try:
                         con.execute(from_lines, params | {"files": [f]})
@@ -332,14 +334,14 @@ def _stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str
                         skipped[f"unreadable file ({type(exc).__name__})"] += 1
     for f in parquet:
         try:
-            con.execute(f"INSERT INTO staged BY NAME {_PARQUET}", params | {"files": [f]})
+            con.execute(f"INSERT INTO m BY NAME {_PARQUET}", params | {"files": [f]})
         except duckdb.Error as exc:
             skipped[f"unreadable file ({type(exc).__name__})"] += 1
     for reason, n in con.execute(
-        "SELECT problem, count(*) FROM staged WHERE problem IS NOT NULL GROUP BY ALL"
+        "SELECT problem, count(*) FROM m WHERE problem IS NOT NULL GROUP BY ALL"
     ).fetchall():
         skipped[reason] += n
-    (lines,) = _one(con, "SELECT count(*) FROM staged")
+    (lines,) = _one(con, "SELECT count(*) FROM m")
     return _Staged(len(files), int(lines) + unstaged, skipped)
 
 
@@ -386,8 +388,8 @@ def build(
     with _workers() as pool:
         con = connect()
         staged = _stage(con, paths)
-        con.execute(_UNIQUE)
-        (valid,) = _one(con, "SELECT count(*) FROM staged WHERE problem IS NULL")
+        (valid,) = _one(con, "SELECT count(*) FROM m WHERE problem IS NULL")
+        con.execute(_DEDUPLICATE)
         (unique,) = _one(con, "SELECT count(*) FROM m")
         _rescore(con, pool, staged.skipped)
     (scored,) = _one(con, "SELECT count(*) FROM m")
@@ -506,12 +508,12 @@ def export_parquet(
     with _workers() as pool:
         con = connect(memory_limit="2GB")
         staged = _stage(con, paths, keep_lines=True)
-        con.execute(_UNIQUE)
+        con.execute(_DEDUPLICATE)
         _rescore(con, pool, staged.skipped)
-    # The verdict columns now hold the current rules' answer: store them as such.
-    con.execute("UPDATE m SET version = $v WHERE role = 'target'", {"v": ANALYSIS_VERSION})
     (rows,) = _one(con, "SELECT count(*) FROM m")
-    con.execute(f"COPY (SELECT * EXCLUDE (stale, family) FROM m ORDER BY asn, t) TO "
+    # The verdict columns now hold the current rules' answer: store them as such.
+    con.execute(f"COPY (SELECT * EXCLUDE (stale, problem), CASE WHEN role = 'target' THEN "
+                f"'{ANALYSIS_VERSION}' END AS version FROM m ORDER BY asn, t) TO "
                 f"'{_quote(out)}' (FORMAT parquet, COMPRESSION zstd)")  # fmt: skip
     return int(rows), dict(staged.skipped)
 

@@ -26,7 +26,15 @@ from typing import Final
 from probe.lab.censors import RouterContext
 from probe.lab.censors._nft import NAT_PREROUTING, NftTable
 
-__all__ = ["Connection", "RedirectProxy", "close", "original_destination", "reset", "splice"]
+__all__ = [
+    "Connection",
+    "RedirectCensor",
+    "RedirectProxy",
+    "close",
+    "original_destination",
+    "reset",
+    "splice",
+]
 
 _SO_ORIGINAL_DST: Final = 80  # linux/netfilter_ipv4.h; IP6T_SO_ORIGINAL_DST has the same value
 _CONNECT_TIMEOUT: Final = 10.0
@@ -85,6 +93,39 @@ class RedirectProxy:
         finally:
             self._tasks.discard(task)
             await close(writer)
+
+
+class RedirectCensor:
+    """A technique that is a :class:`RedirectProxy` on ``port`` plus a set of active names.
+
+    Subclasses implement :meth:`handle` (read what the censor reads, then act
+    or :func:`splice`) and consult ``active``; the redirect is on while any
+    name is active.
+    """
+
+    name: str
+
+    def __init__(self, port: int) -> None:
+        self.active: frozenset[str] = frozenset()
+        self._proxy = RedirectProxy(self.name, port, self.handle)
+
+    async def start(self, ctx: RouterContext) -> None:
+        await self._proxy.start(ctx)
+
+    async def set_active(self, domains: frozenset[str]) -> None:
+        self.active = frozenset(d.lower().rstrip(".") for d in domains)
+        await self._proxy.redirect(bool(self.active))
+
+    async def stop(self) -> None:
+        await self._proxy.stop()
+
+    async def handle(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        destination: tuple[str, int],
+    ) -> None:
+        raise NotImplementedError
 
 
 def original_destination(writer: asyncio.StreamWriter) -> tuple[str, int]:

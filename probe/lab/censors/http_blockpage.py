@@ -23,7 +23,7 @@ from typing import Final, Literal
 from urllib.parse import quote
 
 from probe.lab.censors import RouterContext
-from probe.lab.censors._redirect import RedirectProxy, splice
+from probe.lab.censors._redirect import RedirectCensor, splice
 
 __all__ = ["HttpBlockpage", "Style", "blockpage"]
 
@@ -41,26 +41,18 @@ def blockpage(style: Style, url: str) -> bytes:
     return Template(source.read_text("utf-8")).safe_substitute(url=quote(url, safe="")).encode()
 
 
-class HttpBlockpage:
+class HttpBlockpage(RedirectCensor):
     name = "http_blockpage"
 
     def __init__(self, style: Style = "national") -> None:
         self._style: Style = style
-        self._active: frozenset[str] = frozenset()
-        self._proxy = RedirectProxy(self.name, _HTTP_PORT, self._handle)
+        super().__init__(_HTTP_PORT)
 
     async def start(self, ctx: RouterContext) -> None:
         blockpage(self._style, "")  # a missing data file fails here, not at the first request
-        await self._proxy.start(ctx)
+        await super().start(ctx)
 
-    async def set_active(self, domains: frozenset[str]) -> None:
-        self._active = frozenset(d.lower().rstrip(".") for d in domains)
-        await self._proxy.redirect(bool(self._active))
-
-    async def stop(self) -> None:
-        await self._proxy.stop()
-
-    async def _handle(
+    async def handle(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
@@ -73,7 +65,7 @@ class HttpBlockpage:
                 return  # the client left before finishing its request
             head += chunk
         host, path = _host_and_path(head)
-        if host not in self._active:
+        if host not in self.active:
             await splice((reader, writer), destination, head)
             return
         body = blockpage(self._style, f"http://{host}{path}")

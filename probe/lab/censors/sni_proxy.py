@@ -18,8 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import Final, Literal
 
-from probe.lab.censors import RouterContext
-from probe.lab.censors._redirect import RedirectProxy, reset, splice
+from probe.lab.censors._redirect import RedirectCensor, reset, splice
 from probe.lab.censors.clienthello import parse_hello
 
 __all__ = ["SniProxy"]
@@ -28,23 +27,12 @@ _TLS_PORT: Final = 443
 _CHUNK: Final = 65536
 
 
-class SniProxy:
+class SniProxy(RedirectCensor):
     def __init__(self, name: Literal["sni_reset", "sni_stall"]) -> None:
-        self.name: str = name
-        self._active: frozenset[str] = frozenset()
-        self._proxy = RedirectProxy(name, _TLS_PORT, self._handle)
+        self.name = name
+        super().__init__(_TLS_PORT)
 
-    async def start(self, ctx: RouterContext) -> None:
-        await self._proxy.start(ctx)
-
-    async def set_active(self, domains: frozenset[str]) -> None:
-        self._active = frozenset(d.lower().rstrip(".") for d in domains)
-        await self._proxy.redirect(bool(self._active))
-
-    async def stop(self) -> None:
-        await self._proxy.stop()
-
-    async def _handle(
+    async def handle(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
@@ -56,7 +44,7 @@ class SniProxy:
             if not chunk:
                 return  # the client left before finishing its hello
             data += chunk
-        if hello.server_name not in self._active:
+        if hello.server_name not in self.active:
             await splice((reader, writer), destination, data)
         elif self.name == "sni_reset":
             reset(writer)

@@ -1090,8 +1090,9 @@ def _mean_rate(t: Transfer) -> float:
 def _steady_rate(t: Transfer) -> tuple[float, float] | None:
     """(mean rate, coefficient of variation) after the first quarter of the download.
 
-    The first quarter (connection set-up, slow start) is left out; the rest is cut into spans of at least :data:`THROTTLE_SPAN`
-    seconds at sample boundaries, and the rates of the spans compared,
+    The first quarter (connection set-up, slow start) is left out; the rest is
+    cut into spans of at least :data:`THROTTLE_SPAN` seconds at sample
+    boundaries, and the rates of the spans compared,
     weighted by length: a policer delivers at the same pace span after span,
     congestion in bursts and pauses. Spans of whole samples, not fixed bins,
     so the answer does not depend on TLS record size (a 16 KiB record at

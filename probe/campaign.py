@@ -222,7 +222,8 @@ class _Campaign:
             )
         if m.throughput_path and working:
             observed.append(await self.download(domain, working[0], tag))
-        observed += await self.residual(domain, handshakes)
+        if role == "target":
+            observed += await self.residual(handshakes)
         return DomainResult(domain, role, (*queries, *connects, *observed), t0, self.clock.now())
 
     async def download(self, domain: str, ip: str, tags: tuple[str, ...]) -> Observation:
@@ -250,7 +251,7 @@ class _Campaign:
                 return found[:1]
         return ()
 
-    async def residual(self, domain: str, handshakes: list[TlsHandshake]) -> list[Observation]:
+    async def residual(self, handshakes: list[TlsHandshake]) -> list[Observation]:
         """After a failed handshake, wait and retry the address with the control SNI."""
         delay = self.config.measurement.residual_delay
         failed = [h.ip for h in handshakes if h.failure is not None]

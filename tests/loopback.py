@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from servers import HttpServer, TlsServer, fixed_response
+from servers import Behaviour, HttpServer, TlsServer, fixed_response
 
 from probe.lab.dnsserver import DnsServer, Zone, serve
 from probe.lab.pki import Authority
@@ -88,8 +88,10 @@ port = {self.dns_port}
 
 
 @contextmanager
-def internet(tmp: Path, records: Mapping[str, Mapping[str, list[str]]]) -> Iterator[Internet]:
-    """Serve ``records`` over DNS and every name over HTTPS and HTTP on 127.0.0.1."""
+def internet(
+    tmp: Path, records: Mapping[str, Mapping[str, list[str]]], tls: Behaviour = "ok"
+) -> Iterator[Internet]:
+    """Serve ``records`` over DNS and every name over HTTPS (``tls``) and HTTP on 127.0.0.1."""
     ca = Authority.create()
     ca_file = tmp / "ca.pem"
     ca_file.write_bytes(ca.cert_pem)
@@ -98,8 +100,8 @@ def internet(tmp: Path, records: Mapping[str, Mapping[str, list[str]]]) -> Itera
     background = BackgroundLoop()
     with ExitStack() as stack:
         stack.callback(background.close)
-        tls = stack.enter_context(TlsServer(cert, handler=page))
+        tls_server = stack.enter_context(TlsServer(cert, tls, handler=page))
         http = stack.enter_context(HttpServer(page))
         server: DnsServer = background.call(serve("127.0.0.1", 0, Zone(records)))
         stack.callback(lambda: background.call(server.close()))
-        yield Internet(server.port, tls.port, http.port, ca_file, tls, http)
+        yield Internet(server.port, tls_server.port, http.port, ca_file, tls_server, http)

@@ -158,3 +158,22 @@ def test_own_address_is_scrubbed(tmp_path: Path) -> None:
     [m] = measurements(result, load(config_path), scrub=frozenset({"203.0.113.77"}))
     assert "203.0.113.77" not in json.dumps(m)
     assert m["test_keys"]["queries"][0]["answers"][0]["txt"] == "[scrubbed]"
+
+
+def test_residual_blocking_retest(tmp_path: Path) -> None:
+    """After a failed handshake, the same address is re-tested with the control SNI."""
+    with internet(tmp_path, RECORDS, tls="reset_after_client_hello") as net:
+        config = net.config(["x.com"], ["www.example.com"], residual_delay=0.3)
+        code, measurements = run_probe(tmp_path, config)
+        seen = list(net.tls.server_names)
+    assert code == 0
+    x = by_input(measurements)["https://x.com/"]["test_keys"]
+    validate(by_input(measurements)["https://x.com/"])
+    [target] = [h for h in x["tls_handshakes"] if h["tags"] == ["target"]]
+    [residual] = [h for h in x["tls_handshakes"] if h["tags"] == ["residual"]]
+    assert target["failure"] == "connection_reset"
+    assert residual["server_name"] == "www.example.com"
+    assert residual["address"] == target["address"]
+    assert residual["failure"] == "connection_reset"
+    assert residual["t0"] >= target["t"] + 0.3
+    assert seen.count("www.example.com") >= 2  # the control SNI, then the residual re-test

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from labutil import require_root
 
@@ -73,6 +74,19 @@ def test_evaluation_passes_with_full_precision(run: Path) -> None:
     recall = text.split("recall by method: ", 1)[1].splitlines()[0]
     for method in ("dns", "tcp_ip", "tls", "http", "throttling"):
         assert method in recall, recall  # every method was exercised, and passed
+
+
+def test_every_lab_measurement_follows_the_schema(run: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    schema = json.loads((root / "probe" / "schema" / "measurement.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    files = sorted(run.glob("*/*.jsonl"))
+    assert len(files) == len(load(find("pakistan-2024")).isps)
+    for path in files:
+        for line in path.read_text().splitlines():
+            m = json.loads(line)
+            validator.validate(m)
+            assert m["probe_ip"] == "127.0.0.1"
 
 
 def test_report_tells_each_isps_story(run: Path) -> None:

@@ -92,8 +92,13 @@ def up(
     horizon: float = DEFAULT_HORIZON,
     truth: Path | None = None,
     state: Path = STATE_DIR,
+    keep_log: Path | None = None,
 ) -> Lab:
-    """Create the namespaces, start the daemon, wait until every server listens."""
+    """Create the namespaces, start the daemon, wait until every server listens.
+
+    On any failure (an interruption included) the lab is torn down again, the
+    daemon's log saved to ``keep_log`` first.
+    """
     if os.geteuid() != 0:
         raise LabError("the lab needs root (network namespaces)")
     loaded = load(find(str(scenario)).absolute())  # the daemon re-reads it
@@ -126,7 +131,7 @@ def up(
             configs[net.isp.id] = state / "configs" / f"{net.isp.id}.toml"
             configs[net.isp.id].write_text(probe_config(lab, net, state / CA_FILE))
     except BaseException:
-        down(state)
+        down(state, keep_log=keep_log)
         raise
     return Lab(lab, state, daemon.pid, configs)
 
@@ -307,7 +312,13 @@ def run(
     with _sigterm_raises():
         try:
             started = time.monotonic()
-            lab = up(scenario, seed=seed, horizon=duration + 600.0, truth=output / "truth.jsonl")
+            lab = up(
+                scenario,
+                seed=seed,
+                horizon=duration + 600.0,
+                truth=output / "truth.jsonl",
+                keep_log=output / "logs" / "daemon.log",
+            )
             _describe(lab, output, duration, interval)
             progress(
                 f"up: {lab.topology.scenario.name}, {len(lab.topology.isps)} ISPs "

@@ -195,7 +195,7 @@ def evaluate(
         fn = sum(c.fn for c in ordered if c.method == method)
         if tp + fn:
             recall[method] = tp / (tp + fn)
-    failures = _failures(errors, recall)
+    failures = _failures(errors, recall) + (("no measurement to evaluate",) if not measured else ())
     return Evaluation(
         interval, measured, near, unreadable, ordered, recall, tuple(errors), failures
     )

@@ -56,6 +56,11 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _common(o: DnsQuery | TcpConnect | TlsHandshake | HttpRequest | Throughput) -> dict[str, Any]:
+    """The keys every OONI entry shares: timing, role tags, transaction."""
+    return {"t0": o.t0, "t": o.t, "tags": list(o.tags), "transaction_id": o.transaction_id}
+
+
 def _query(q: DnsQuery) -> dict[str, Any]:
     answers = []
     for a in q.answers:
@@ -74,10 +79,7 @@ def _query(q: DnsQuery) -> dict[str, Any]:
         "raw_response": _b64(q.raw_response) if q.raw_response is not None else None,
         "rcode": q.rcode,
         "resolver_address": q.resolver_address,
-        "t0": q.t0,
-        "t": q.t,
-        "tags": list(q.tags),
-        "transaction_id": q.transaction_id,
+        **_common(q),
         "x_dns_id": q.dns_id,
     }
 
@@ -87,10 +89,7 @@ def _tcp(c: TcpConnect) -> dict[str, Any]:
         "ip": c.ip,
         "port": c.port,
         "status": {"failure": c.failure, "success": c.failure is None, "blocked": None},
-        "t0": c.t0,
-        "t": c.t,
-        "tags": list(c.tags),
-        "transaction_id": c.transaction_id,
+        **_common(c),
     }
 
 
@@ -120,10 +119,7 @@ def _tls(h: TlsHandshake) -> dict[str, Any]:
         "x_certificates": [_certificate(c) for c in h.peer_certificates],
         "failure": h.failure,
         "x_failed_operation": h.failed_operation,
-        "t0": h.t0,
-        "t": h.t,
-        "tags": list(h.tags),
-        "transaction_id": h.transaction_id,
+        **_common(h),
     }
 
 
@@ -160,10 +156,7 @@ def _http(r: HttpRequest) -> dict[str, Any]:
             "x_body_sha256": r.body_sha256,
             "x_title": r.title,
         },
-        "t0": r.t0,
-        "t": r.t,
-        "tags": list(r.tags),
-        "transaction_id": r.transaction_id,
+        **_common(r),
     }
 
 
@@ -175,10 +168,7 @@ def _throughput(d: Throughput) -> dict[str, Any]:
         "failure": d.failure,
         "num_bytes": d.num_bytes,
         "samples": [list(s) for s in d.samples],
-        "t0": d.t0,
-        "t": d.t,
-        "tags": list(d.tags),
-        "transaction_id": d.transaction_id,
+        **_common(d),
     }
 
 

@@ -205,8 +205,6 @@ def _classify_dns(exc: BaseException) -> str | None:
         return DNS_NXDOMAIN
     if isinstance(exc, dns.resolver.NoAnswer):
         return DNS_NO_ANSWER
-    if isinstance(exc, dns.exception.FormError | dns.message.BadEDNS | dns.exception.TooBig):
-        return DNS_MISBEHAVING
-    if isinstance(exc, dns.exception.DNSException):
+    if isinstance(exc, dns.exception.DNSException):  # FormError, TooBig, BadEDNS, ...
         return DNS_MISBEHAVING
     return None

@@ -33,8 +33,9 @@ of them (a rules upgrade, an OONI archive) a pool of processes forked before
 DuckDB starts its threads shares the work between the cores.
 
 Aggregating. Duplicates (the same ``measurement_uid`` uploaded twice) are
-dropped, then SQL counts targets per ASN x source x domain family x time bucket,
-and turns each run (``report_id``) into one state per family. The statistics
+dropped, then one SQL query counts targets per ASN x source x domain family x time
+bucket and per series (``GROUPING SETS``), and another turns each run
+(``report_id``) into one state per family. The statistics
 over runs (duty cycle, switches, open windows: see :mod:`probe.report.sporadic`
 for their definitions) are window functions over those states; Python only
 runs the CUSUM and the method changes over the (few) buckets. A domain family
@@ -102,8 +103,10 @@ WITH keyed AS (
            CASE WHEN fmt IS NOT NULL OR test_name = 'x_reachability' OR software = 'probe'
                 THEN 'probe' ELSE 'ooni' END AS source  -- as probe.verdict.ooni.is_ooni
     FROM (SELECT line, valid, json_extract_string(CASE WHEN valid THEN line END, {paths}) AS k
-          FROM (SELECT line, json_valid(line) AS valid FROM {source} WHERE line IS NOT NULL))
-    WHERE valid OR trim(line) <> ''  -- like probe.store: blank lines are no lines
+          FROM (SELECT line, json_valid(line) AS valid FROM {source}
+                -- like probe.store, blank lines are no lines; trim() copies the line, so
+                -- only the lines not starting with a visible ASCII character pay for it
+                WHERE (line >= '!' AND line < chr(128)) OR trim(line) <> ''))
 ), rows AS (  -- OONI has neither x_role (every web_connectivity row is a target) nor uid
     SELECT * REPLACE (CASE WHEN source = 'ooni' AND uid IS NULL THEN md5(line) ELSE uid END AS uid,
                       CASE WHEN source = 'ooni' THEN coalesce(role, 'target') ELSE role END AS role)
@@ -145,16 +148,18 @@ DELETE FROM m WHERE problem IS NOT NULL OR rowid IN (
         SELECT uid FROM m WHERE problem IS NULL GROUP BY uid HAVING count(*) > 1)
     QUALIFY row_number() OVER (PARTITION BY uid ORDER BY stale) > 1)
 """
-# The per-family counts of a cell or a series; {keys} are the GROUPING SETS.
+# The per-family counts of every cell (per bucket ``b``) and series (``b`` NULL), in one scan.
 _COUNTS: Final = f"""
-SELECT asn, source, coalesce(family, '{ALL}') AS fam, {{extra}} count(*),
+SELECT asn, source, coalesce(family, '{ALL}') AS fam, t // $bucket * $bucket AS b, count(*),
        count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'blocked'),
        count(*) FILTER (status = 'down'),
        count(*) FILTER (status IS NULL OR status NOT IN ('ok', 'blocked', 'down')),
        {", ".join(f"count(*) FILTER (status = 'blocked' AND method = '{m}')" for m in METHODS)},
        histogram(method) FILTER (status = 'blocked' AND method NOT IN {METHODS!r}),
        mode(coalesce(detail, method)) FILTER (status = 'blocked')
-FROM m GROUP BY GROUPING SETS ({{keys}}) ORDER BY asn, source, fam{{order}}
+FROM m GROUP BY GROUPING SETS ((asn, source, family, b), (asn, source, b), (asn, source, family),
+                               (asn, source))
+ORDER BY asn, source, fam, b
 """
 # One state per run and family: the majority of the family's targets in that run.
 _RUNS: Final = f"""
@@ -410,8 +415,8 @@ def build(
     start, end = (min(starts), max(row[5] for row in counts)) if starts else (None, None)
     if bucket is None:
         bucket = choose_bucket((end or 0) - (start or 0), _run_interval(con))
-    cells = _cells(con, bucket)
-    series = _series(con, cells, networks)
+    cells, totals = _cells(con, bucket)
+    series = _series(con, cells, totals, networks)
     return Report(
         files=staged.files,
         lines=staged.lines,
@@ -450,16 +455,16 @@ def _blocked_by(counts: Sequence[int], other: dict[str, int] | None) -> dict[str
     return dict(zip(METHODS, counts, strict=True)) | (other or {})
 
 
-def _cells(con: duckdb.DuckDBPyConnection, bucket: int) -> tuple[Cell, ...]:
-    rows = con.execute(_COUNTS.format(
-        extra=f"t // {bucket} * {bucket} AS b,", order=", b",
-        keys="(asn, source, family, b), (asn, source, b)",
-    )).fetchall()  # fmt: skip
+def _cells(con: duckdb.DuckDBPyConnection, bucket: int) -> tuple[tuple[Cell, ...], list[Any]]:
+    """The cells, and the rows of per-series totals (``b`` NULL) of the same query."""
+    rows = con.execute(_COUNTS, {"bucket": bucket}).fetchall()
     k = len(METHODS)
-    return tuple(
+    cells = tuple(
         Cell(asn, source, family, b, n, ok, bl, dn, inc, _blocked_by(r[:k], r[k]), r[k + 1])
         for asn, source, family, b, n, ok, bl, dn, inc, *r in rows
+        if b is not None
     )
+    return cells, [row for row in rows if row[3] is None]
 
 
 def run_statistics(con: duckdb.DuckDBPyConnection) -> dict[Key, RunStats]:
@@ -474,11 +479,8 @@ def run_statistics(con: duckdb.DuckDBPyConnection) -> dict[Key, RunStats]:
     }
 
 
-def _series(con: duckdb.DuckDBPyConnection, cells: Sequence[Cell],
+def _series(con: duckdb.DuckDBPyConnection, cells: Sequence[Cell], totals: Sequence[Any],
             networks: dict[str, str]) -> tuple[Series, ...]:  # fmt: skip
-    totals = con.execute(_COUNTS.format(
-        extra="", order="", keys="(asn, source, family), (asn, source)"
-    )).fetchall()  # fmt: skip
     con.execute(_RUNS)
     stats = run_statistics(con)
     by_key: dict[Key, list[Cell]] = defaultdict(list)
@@ -487,7 +489,7 @@ def _series(con: duckdb.DuckDBPyConnection, cells: Sequence[Cell],
     out = []
     k = len(METHODS)
     none = RunStats(0, None, 0, ())
-    for asn, source, family, n, ok, bl, dn, inc, *r in totals:
+    for asn, source, family, _, n, ok, bl, dn, inc, *r in totals:
         run = stats.get((asn, source, family), none)
         buckets = by_key[asn, source, family]
         sporadic = Sporadic(

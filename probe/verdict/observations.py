@@ -160,16 +160,7 @@ def observations(measurement: Mapping[str, Any]) -> Observations:
         if not isinstance(entries, list):
             problems.append(f"test_keys.{name} is not a list")
             return []
-        out: list[_T] = []
-        for i, entry in enumerate(entries):
-            ref = f"{name}[{i}]"
-            try:
-                if not isinstance(entry, dict):
-                    raise _Bad("not an object")
-                out.append(parse(entry, ref))
-            except _Bad as exc:
-                problems.append(f"{ref}: {exc}")
-        return out
+        return _parse_entries(name, entries, parse, problems)
 
     # A control site's own measurement: its observations (tagged control_site) are its target.
     own = isinstance(measurement.get("annotations"), dict) and (
@@ -196,6 +187,25 @@ def observations(measurement: Mapping[str, Any]) -> Observations:
         tuple(transfers),
         tuple(problems),
     )
+
+
+def _parse_entries(
+    name: str,
+    entries: list[Any],
+    parse: Callable[[Mapping[str, Any], str], _T],
+    problems: list[str],
+) -> list[_T]:
+    """Each entry parsed; an entry of the wrong shape becomes a problem naming it."""
+    out: list[_T] = []
+    for i, entry in enumerate(entries):
+        ref = f"{name}[{i}]"
+        try:
+            if not isinstance(entry, dict):
+                raise _Bad("not an object")
+            out.append(parse(entry, ref))
+        except _Bad as exc:
+            problems.append(f"{ref}: {exc}")
+    return out
 
 
 def _unreadable(problem: str) -> Observations:

@@ -58,6 +58,7 @@ from probe.verdict.observations import (
     _get,
     _headers,
     _opt,
+    _parse_entries,
     _title,
     domain_of,
 )
@@ -291,21 +292,12 @@ def _view(m: Mapping[str, Any], keys: Mapping[str, Any], domain: str, url: str) 
     problems: list[str] = []
 
     def read(name: str, parse: Callable[[Mapping[str, Any], str], _T]) -> list[_T]:
-        out: list[_T] = []
         try:
             entries = _list(keys, name)
         except _Bad as exc:
             problems.append(str(exc))
-            return out
-        for i, entry in enumerate(entries):
-            ref = f"{name}[{i}]"
-            try:
-                if not isinstance(entry, dict):
-                    raise _Bad("not an object")
-                out.append(parse(entry, ref))
-            except _Bad as exc:
-                problems.append(f"{ref}: {exc}")
-        return out
+            return []
+        return _parse_entries(name, entries, parse, problems)
 
     is_input = url == m.get("input")
     dns = read("queries", lambda e, ref: _dns(e, ref, domain, late=False))

@@ -14,6 +14,7 @@ the windows still open. Several namespace threads share one :class:`TruthLog`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from probe import store
 from probe.lab.censors import EXPECTED_METHOD
 
 __all__ = ["TruthLog", "TruthRecord", "read", "timestamp"]
@@ -96,9 +98,7 @@ class TruthLog:
 def read(path: Path) -> list[TruthRecord]:
     """The records of a truth file; a torn last line (a crash mid-write) is skipped."""
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(TruthRecord(**json.loads(line)))
-        except (ValueError, TypeError):
-            continue
+    for line in store.read([path]):
+        with contextlib.suppress(TypeError):  # not a truth record: another shape of object
+            records.append(TruthRecord(**line))
     return records

@@ -175,6 +175,33 @@ def test_fingerprints_match_body_header_and_dns() -> None:
     assert fps.match_http("redirect.wi-tribe.net.pk/alert/?x", ()) is not None
 
 
+def test_fingerprint_index_keeps_the_file_order_and_prefers_conclusive(tmp_path: Path) -> None:
+    entries = [  # (name, location, type, pattern, scope)
+        ("vague", "body", "contains", "Access Denied", "vbw"),
+        ("fp", "header.server", "prefix", "cloudflare", "fp"),
+        ("page", "body", "regexp", "Den[a-z]+d", ""),
+        ("also", "body", "contains", "Denied", ""),
+        ("exact", "header.location", "full", "http://block/", ""),
+        ("dns", "dns", "full", "198.51.100.9", ""),
+    ]
+    path = tmp_path / "fps.json"
+    keys = ("name", "location_found", "pattern_type", "pattern", "scope")
+    path.write_text(json.dumps([dict(zip(keys, e, strict=True)) for e in entries]))
+    fps = load_fingerprints(path, include_default=False)
+
+    def name(body: str, *headers: tuple[str, str]) -> str | None:
+        found = fps.match_http(body, headers)
+        return None if found is None else found.name
+
+    assert name("Access Denied") == "page"  # the first conclusive one, not the earlier vague one
+    assert name("Access denied") is None
+    assert name("x", ("Server", "cloudflare-nginx")) == "fp"  # only inconclusive: reported
+    assert name("Access Denied", ("Server", "cloudflare")) == "page"
+    assert name("", ("LOCATION", "http://block/")) == "exact"
+    assert name("", ("Location", "http://block/x")) is None
+    assert fps.match_dns("198.51.100.9") == fps.dns[0] and fps.match_dns("198.51.100.90") is None
+
+
 @pytest.mark.skipif(not OONI_FINGERPRINTS.is_dir(), reason="OONI samples not present")
 def test_loads_ooni_fastpath_fingerprint_files() -> None:
     fps = load_fingerprints(

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -71,28 +72,57 @@ class Fingerprint:
         return text == self.pattern
 
 
+class _Index:
+    """Which of a tuple of fingerprints a text at a location matches, in few Python steps.
+
+    A verdict checks every body and header against ~1700 fingerprints (OONI's); one Python
+    call per fingerprint cost ~3 ms a response. Here ``full`` patterns are one dict lookup,
+    ``contains`` ones one comprehension of C-level ``in`` per location, and only the few
+    ``prefix`` / ``regexp`` ones go through :meth:`Fingerprint.matches`.
+    """
+
+    __slots__ = ("contains", "full", "other")
+
+    def __init__(self, fingerprints: Sequence[Fingerprint]) -> None:
+        self.full: dict[tuple[str, str], list[int]] = defaultdict(list)
+        self.contains: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        self.other: dict[str, list[tuple[int, Fingerprint]]] = defaultdict(list)
+        for i, fp in enumerate(fingerprints):
+            if fp.pattern_type == "full":
+                self.full[fp.location, fp.pattern].append(i)
+            elif fp.pattern_type == "contains":
+                self.contains[fp.location].append((i, fp.pattern))
+            else:
+                self.other[fp.location].append((i, fp))
+
+    def hits(self, location: str, text: str) -> list[int]:
+        """The positions of the fingerprints of ``location`` that ``text`` matches."""
+        found = self.full.get((location, text), [])
+        found = found + [i for i, pattern in self.contains.get(location, ()) if pattern in text]
+        return found + [i for i, fp in self.other.get(location, ()) if fp.matches(text)]
+
+
 @dataclass(frozen=True, slots=True)
 class Fingerprints:
     dns: tuple[Fingerprint, ...]
     http: tuple[Fingerprint, ...]
+    _dns: _Index = field(init=False, repr=False, compare=False)
+    _http: _Index = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # frozen: the indexes are set once, here
+        object.__setattr__(self, "_dns", _Index(self.dns))
+        object.__setattr__(self, "_http", _Index(self.http))
 
     def match_dns(self, value: str) -> Fingerprint | None:
         """The fingerprint an answer (address or CNAME target) matches, if any (:func:`_best`)."""
-        return _best(fp for fp in self.dns if fp.matches(value))
+        return _best(self.dns[i] for i in sorted(self._dns.hits("dns", value)))
 
     def match_http(self, body: str, headers: Sequence[tuple[str, str]]) -> Fingerprint | None:
         """The fingerprint the body or one of the headers matches, if any (:func:`_best`)."""
-        by_name: dict[str, list[str]] = {}
+        hits = set(self._http.hits("body", body))
         for name, value in headers:
-            by_name.setdefault(f"header.{name.lower()}", []).append(value)
-        return _best(
-            fp
-            for fp in self.http
-            if any(
-                fp.matches(text)
-                for text in ([body] if fp.location == "body" else by_name.get(fp.location, []))
-            )
-        )
+            hits.update(self._http.hits(f"header.{name.lower()}", value))
+        return _best(self.http[i] for i in sorted(hits))
 
     def __add__(self, other: Fingerprints) -> Fingerprints:
         return Fingerprints(self.dns + other.dns, self.http + other.http)

@@ -1,10 +1,12 @@
 """The report's engine: DuckDB reads the measurement files and aggregates them in SQL.
 
-Reading. DuckDB reads every ``.jsonl`` / ``.jsonl.gz`` line as text (in
-parallel, decompressing itself), checks it is a JSON object and pulls the few
-keys the report needs with one multi-path ``json_extract_string``. Working on
-the raw line keeps the reader as tolerant as :mod:`probe.store` (whose
-``iter_files`` picks the files): a torn line, another program's measurement,
+Reading. DuckDB reads every non-blank ``.jsonl`` / ``.jsonl.gz`` line (in
+parallel, decompressing itself) with ``read_json_objects``, which parses it
+once and gives its text, or NULL when it is no JSON (torn, not UTF-8), and
+pulls the few keys the report needs with one multi-path
+``json_extract_string``. Working on the raw line keeps the reader as tolerant
+as :mod:`probe.store` (whose ``iter_files`` picks the files): CRLF line ends,
+a torn line, a line that is no UTF-8, another program's measurement,
 an unknown ``x_format_version`` or a missing key is counted under a reason and
 skipped, never fatal. A file DuckDB cannot read at all (a truncated ``.gz``)
 fails the whole scan, so the scan is then redone file by file and such files
@@ -90,23 +92,19 @@ _KEYS: Final = (
     ("version", "$.test_keys.x_analysis_version"),
 )
 _LINES: Final = (
-    "read_csv($files, columns={'line': 'VARCHAR'}, delim=chr(1), quote='', escape='', "
-    "header=false, auto_detect=false, max_line_size=16777216)"
-)  # a JSON text never holds a raw control character, so chr(1) never splits a line
+    "(SELECT json AS line FROM read_json_objects($files, format='newline_delimited', "
+    "ignore_errors=true))"
+)  # one row per non-blank line, its text; NULL for a line that is no JSON (torn, not UTF-8)
 _FAMILY: Final = (
     "coalesce(nullif(regexp_extract(lower(regexp_extract(input, '^[a-zA-Z][a-zA-Z0-9+.-]*://"
     "([^/:?#]+)', 1)), '([^.]+\\.[^.]+)$', 1), ''), 'unknown')"
 )
 _STAGED: Final = """
 WITH keyed AS (
-    SELECT line, valid, {columns},
+    SELECT line, line IS NOT NULL AS valid, {columns},
            CASE WHEN fmt IS NOT NULL OR test_name = 'x_reachability' OR software = 'probe'
                 THEN 'probe' ELSE 'ooni' END AS source  -- as probe.verdict.ooni.is_ooni
-    FROM (SELECT line, valid, json_extract_string(CASE WHEN valid THEN line END, {paths}) AS k
-          FROM (SELECT line, json_valid(line) AS valid FROM {source}
-                -- like probe.store, blank lines are no lines; trim() copies the line, so
-                -- only the lines not starting with a visible ASCII character pay for it
-                WHERE (line >= '!' AND line < chr(128)) OR trim(line) <> ''))
+    FROM (SELECT line, json_extract_string(line, {paths}) AS k FROM {source})
 ), rows AS (  -- OONI has neither x_role (every web_connectivity row is a target) nor uid
     SELECT * REPLACE (CASE WHEN source = 'ooni' AND uid IS NULL THEN md5(line) ELSE uid END AS uid,
                       CASE WHEN source = 'ooni' THEN coalesce(role, 'target') ELSE role END AS role)

@@ -1,7 +1,8 @@
 """Report benchmark (issue: probe report), figures for the README.
 
 On a synthetic archive (bench/synth.py: ~1M measurements, 50 ASNs, 30 days, one
-.jsonl.gz per volunteer and day, observation arrays empty):
+.jsonl.gz per volunteer and day; each line with the observations of the lab measurement of
+its verdict, ~7 KB, or with --observations empty, empty arrays, ~0.6 KB):
 
 (a) `probe report DIR` as a user runs it (the terminal summary): wall time and peak RSS
     (targets: <= 10 s, <= 1.5 GB on the 2-core machine), over the .jsonl.gz archive and
@@ -14,9 +15,10 @@ On a synthetic archive (bench/synth.py: ~1M measurements, 50 ASNs, 30 days, one
     aggregation) against the plain loop: no report over JSONL can beat that ratio.
 
 The archive (its verdicts written by the current rules, as a volunteer's fresh data is) is
-generated once into $TMPDIR/probe-bench-report-<rows>-v<ANALYSIS_VERSION> and reused; every
-archive is read once, untimed, before its timed runs, so that all of them find it in the page cache.
-Run: python bench/report.py [--rows N]
+generated once into $TMPDIR/probe-bench-report-<observations>-<rows>-v<ANALYSIS_VERSION> and
+reused; every archive is read once, untimed, before its timed runs, so that all of them find it
+in the page cache.
+Run: python bench/report.py [--rows N] [--observations lab|empty]
 """
 
 from __future__ import annotations
@@ -120,23 +122,31 @@ def plain_python(folder: Path) -> dict[tuple[str, str, int], list[int]]:
     return counts
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    args = parser.parse_args()
-    folder = Path(tempfile.gettempdir()) / f"probe-bench-report-{args.rows}-v{ANALYSIS_VERSION}"
+def archives(rows: int, kind: str) -> tuple[Path, Path]:
+    """The .jsonl.gz archive and the same as plain .jsonl (as volunteers store it), generated
+    on first use."""
+    folder = Path(tempfile.gettempdir()) / f"probe-bench-report-{kind}-{rows}-v{ANALYSIS_VERSION}"
     if not (folder / "done").exists():
         start = time.perf_counter()
-        lines = generate(folder, args.rows, version=ANALYSIS_VERSION)
+        lines = generate(folder, rows, version=ANALYSIS_VERSION, kind=kind)
         (folder / "done").write_text(str(lines))
         print(f"generated {lines} lines in {time.perf_counter() - start:.0f} s under {folder}")
     plain = folder.with_name(folder.name + "-plain")
-    if not (plain / "done").exists():  # the same archive as plain .jsonl, as volunteers store it
+    if not (plain / "done").exists():
         for path in folder.rglob("*.jsonl.gz"):
             target = plain / path.relative_to(folder).with_suffix("")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(gzip.decompress(path.read_bytes()))
         (plain / "done").write_text((folder / "done").read_text())
+    return folder, plain
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--observations", choices=("lab", "empty"), default="lab")
+    args = parser.parse_args()
+    folder, plain = archives(args.rows, args.observations)
     size = sum(p.stat().st_size for p in folder.rglob("*.gz")) / 1e6
     rows = (folder / "done").read_text().strip()
     print(f"archive: {rows} lines, {size:.0f} MB of .jsonl.gz; the same as plain .jsonl")

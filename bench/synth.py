@@ -6,13 +6,17 @@ shapes the lab has: always blocked by an SNI reset, blocked by DNS / IP / an HTT
 only the main names blocked (the image CDN open), sporadic blocking with open windows of
 minutes, throttling, a method change half way, clean networks, and outages on every network.
 
-The lines are schema-shaped but small: the base keys the report reads and the verdict keys
-(``blocking``, ``accessible``, ``x_verdict``, ``x_analysis_version``); the observation
-arrays of ``test_keys`` are EMPTY to keep 1M lines small. A few lines carry an old
-``x_analysis_version`` (the report re-scores them: with empty arrays the current rules say
-"inconclusive"), a few are duplicated in a second upload, one line per file in 500 is torn.
+Every line has the base keys and the verdict keys (``blocking``, ``accessible``,
+``x_verdict``, ``x_analysis_version``). Its observations (``queries``, ``tcp_connect``,
+``tls_handshakes``, ``requests``, ...) are either those of the lab measurement with the same
+verdict (``observations="lab"``: the golden cases under ``tests/golden``, written by the probe
+in the lab, ~7 KB a line, as a volunteer's file holds) or empty arrays
+(``observations="empty"``: ~0.6 KB a line, the report's fixed cost per line laid bare). A few
+lines carry an old ``x_analysis_version`` (the report re-scores them), a few are duplicated in
+a second upload, one line per file in 500 is torn.
 
-Deterministic for a given seed. Run: ``python bench/synth.py OUT [--rows N]``.
+Deterministic for a given seed. Run: ``python bench/synth.py OUT [--rows N] [--observations
+lab|empty]``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,14 @@ MEDIA = frozenset(t for t in TARGETS if t.endswith("twimg.com"))
 START = datetime(2024, 2, 17, tzinfo=UTC)
 STALE_SHARE = 0.005  # rows written by older rules: re-scored by the report
 DUPLICATE_SHARE = 0.002  # rows uploaded twice (same measurement_uid in another file)
+
+GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"
+#: verdict detail (or status) -> the golden lab case whose observations a line gets.
+LAB_CASES = {
+    "ok": "ok", "down": "outage", "tls.sni_reset": "sni_reset", "dns.blockpage": "dns_blockpage",
+    "tcp_ip.timeout": "ip_blackhole", "http.blockpage": "http_blockpage", "throttling": "throttle",
+}  # fmt: skip
+_OBSERVED = '"x_observations":0'  # stands for the observations in a line, until spliced in
 
 #: detail -> (method, blocking key) of a blocked verdict.
 DETAILS = {
@@ -88,9 +100,31 @@ def inside(t: float, windows: list[tuple[float, float]]) -> bool:
     return any(a <= t < b for a, b in windows)
 
 
+def observations(kind: str) -> dict[tuple[str, str], str]:
+    """(verdict detail or status, domain) -> the JSON members of the observation arrays of
+    its lines: the golden case's, measured for x.com, with the domain put in its place."""
+    if kind == "empty":
+        empty = {k: [] for k in ("queries", "tcp_connect", "tls_handshakes", "requests")}
+        text = json.dumps(empty, separators=(",", ":"))[1:-1]
+        return {(key, domain): text for key in LAB_CASES for domain in TARGETS + CONTROLS}
+    if kind != "lab":
+        raise ValueError(f"observations: 'lab' or 'empty', not {kind!r}")
+    out = {}
+    for key, case in LAB_CASES.items():
+        keys = json.loads((GOLDEN / case / "measurement.json").read_text())["test_keys"]
+        text = json.dumps(keys, separators=(",", ":"))[1:-1]
+        for domain in TARGETS + CONTROLS:
+            out[key, domain] = (text.replace('"x.com"', f'"{domain}"')
+                                .replace("//x.com/", f"//{domain}/")
+                                .replace("CN=x.com", f"CN={domain}"))  # fmt: skip
+    return out
+
+
 def generate(out: Path, rows: int = 1_000_000, asns: int = 50, days: int = 30,
-             seed: int = 20240217, version: str = "1") -> int:  # fmt: skip
-    """Write about ``rows`` measurements under ``out``; return how many lines were written."""
+             seed: int = 20240217, version: str = "1", kind: str = "lab") -> int:  # fmt: skip
+    """Write about ``rows`` measurements under ``out`` with ``kind`` observations
+    (:func:`observations`); return how many lines were written."""
+    observed = observations(kind)
     rng = random.Random(seed)
     per_run = len(TARGETS) + len(CONTROLS)
     runs_per_isp = max(1, rows // (asns * per_run))
@@ -101,13 +135,14 @@ def generate(out: Path, rows: int = 1_000_000, asns: int = 50, days: int = 30,
         opens = spells(rng, days, 20 * 60, 3 * 3600) if isp.shape == "sporadic" else []
         interval = days * 86400.0 / runs_per_isp * isp.volunteers
         for v in range(isp.volunteers):
-            written += _volunteer(out, rng, isp, v, days, interval, outages, opens, version)
+            written += _volunteer(out, rng, isp, v, days, interval, outages, opens, version,
+                                  observed)  # fmt: skip
     return written
 
 
 def _volunteer(out: Path, rng: random.Random, isp: Isp, v: int, days: int, interval: float,
                outages: list[tuple[float, float]], opens: list[tuple[float, float]],
-               version: str) -> int:  # fmt: skip
+               version: str, observed: dict[tuple[str, str], str]) -> int:  # fmt: skip
     files: dict[str, list[str]] = {}
     t = rng.uniform(0, interval)
     while t < days * 86400:
@@ -120,7 +155,8 @@ def _volunteer(out: Path, rng: random.Random, isp: Isp, v: int, days: int, inter
             control = domain in CONTROLS
             status, detail = _state(isp, domain, t, days, down, opens)
             m = _measurement(isp, run_id, stamp, domain, control, status, detail, rng, version)
-            lines.append(json.dumps(m, separators=(",", ":")))
+            line = json.dumps(m, separators=(",", ":"))  # the few keys; the arrays spliced in
+            lines.append(line.replace(_OBSERVED, observed[detail or status, domain], 1))
         t += interval * rng.uniform(0.8, 1.2)
     count = 0
     folder = out / isp.asn.lower() / f"volunteer{v}"
@@ -162,8 +198,7 @@ def _state(isp: Isp, domain: str, t: float, days: int, down: bool,
 
 def _measurement(isp: Isp, run_id: str, stamp: str, domain: str, control: bool, status: str,
                  detail: str, rng: random.Random, version: str) -> dict[str, object]:  # fmt: skip
-    test_keys: dict[str, object] = {"queries": [], "tcp_connect": [], "tls_handshakes": [],
-                                    "requests": [], "network_events": []}  # fmt: skip
+    test_keys: dict[str, object] = {"x_observations": 0}  # _OBSERVED
     if not control:
         method, blocking = DETAILS.get(detail, (None, None))
         stale = rng.random() < STALE_SHARE
@@ -195,8 +230,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--observations", choices=("lab", "empty"), default="lab")
     args = parser.parse_args()
-    print(f"{generate(args.out, args.rows)} lines written under {args.out}")
+    lines = generate(args.out, args.rows, kind=args.observations)
+    print(f"{lines} lines written under {args.out}")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ def archive(root: Path) -> Path:
     with gzip.open(root / "b.jsonl.gz", "wt") as f:
         f.write("\n".join(lines["b"]) + "\n")
     (root / "c").mkdir()
-    (root / "c" / "2024-02-17.jsonl").write_text("\n".join(lines["c"]) + "\n")
+    torn = '{"annotations": {"x_role": "target"}'  # torn where a "}" ends it: fails a fast scan
+    (root / "c" / "2024-02-17.jsonl").write_text("\n".join(lines["c"]) + "\n" + torn + "\n")
     # Written on Windows: CRLF line ends, a blank line of spaces, a line that is no UTF-8.
     crlf = "\r\n".join(lines["d"]).encode() + b"\r\n \t\r\n" + b'{"input": "\xff"}\r\n'
     (root / "d.jsonl").write_bytes(crlf)
@@ -115,7 +116,7 @@ def test_counts_of_what_was_read_and_skipped(report_dir: Path) -> None:
     assert report.rescored == 1
     assert report.sources == {"probe": 4 * 180}
     assert report.skipped == {
-        "torn or invalid JSON line": 2,  # a.jsonl's torn tail, d.jsonl's line of Latin-1
+        "torn or invalid JSON line": 3,  # a.jsonl's torn tail, c's torn "}", d's Latin-1
         "OONI test 'dnscheck' is not scored (only web_connectivity)": 1,
         "unknown x_format_version 9": 1,
         "not a measurement (no test_name)": 1,  # the line [1, 2]
@@ -208,7 +209,7 @@ def test_export_to_parquet_gives_the_same_report(report_dir: Path, tmp_path: Pat
     parquet = tmp_path / "all.parquet"
     rows, skipped = export_parquet([report_dir], parquet)
     assert rows == 4 * 180 + 4 * 60
-    assert skipped["torn or invalid JSON line"] == 2
+    assert skipped["torn or invalid JSON line"] == 3
     again = build([parquet])
     assert sentences(again) == EXPECTED
     assert (again.targets, again.rescored, again.duplicates) == (720, 0, 0)

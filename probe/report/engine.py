@@ -91,22 +91,36 @@ _KEYS: Final = (
     ("stored_detail", "$.test_keys.x_verdict.detail"),
     ("version", "$.test_keys.x_analysis_version"),
 )
-_LINES: Final = (
-    "(SELECT json AS line FROM read_json_objects($files, format='newline_delimited', "
-    "ignore_errors=true))"
-)  # one row per non-blank line, its text; NULL for a line that is no JSON (torn, not UTF-8)
+# Two readers give (line, k: the keys, NULL when the line is no JSON) per non-blank line.
+# The fast one parses a line once: read as text, a line ending in "}" goes straight to
+# json_extract_string (which fails the whole query on a line that is no JSON), any other
+# (torn, CRLF, trailing blanks) is checked first; a CASE evaluates only the branch a row takes.
+_FAST: Final = """
+SELECT line, CASE WHEN suffix(line, '}}') THEN json_extract_string(line, {paths})
+                  WHEN json_valid(line) THEN json_extract_string(line, {paths}) END AS k
+FROM read_csv($files, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
+              header=false, auto_detect=false, new_line='\\n', strict_mode=false,
+              max_line_size=16777216)  -- JSON never holds a raw chr(1): it never splits a line
+WHERE CASE WHEN suffix(line, '}}') THEN true ELSE trim(line) <> '' END
+"""
+# The safe one parses a line twice but takes anything: NULL for a torn or non-UTF-8 line.
+_SAFE: Final = """
+SELECT json AS line, json_extract_string(json, {paths}) AS k
+FROM read_json_objects($files, format='newline_delimited', ignore_errors=true)
+"""
 _FAMILY: Final = (
     "coalesce(nullif(regexp_extract(lower(regexp_extract(input, '^[a-zA-Z][a-zA-Z0-9+.-]*://"
     "([^/:?#]+)', 1)), '([^.]+\\.[^.]+)$', 1), ''), 'unknown')"
 )
 _STAGED: Final = """
 WITH keyed AS (
-    SELECT line, line IS NOT NULL AS valid, {columns},
+    SELECT line, k IS NOT NULL AS valid, {columns},
            CASE WHEN fmt IS NOT NULL OR test_name = 'x_reachability' OR software = 'probe'
                 THEN 'probe' ELSE 'ooni' END AS source  -- as probe.verdict.ooni.is_ooni
-    FROM (SELECT line, json_extract_string(line, {paths}) AS k FROM {source})
+    FROM ({source})
 ), rows AS (  -- OONI has neither x_role (every web_connectivity row is a target) nor uid
-    SELECT * REPLACE (CASE WHEN source = 'ooni' AND uid IS NULL THEN md5(line) ELSE uid END AS uid,
+    SELECT * REPLACE (CASE WHEN source = 'ooni' AND uid IS NULL THEN md5(trim(line)) ELSE uid
+                           END AS uid,
                       CASE WHEN source = 'ooni' THEN coalesce(role, 'target') ELSE role END AS role)
     FROM keyed
 )
@@ -308,17 +322,19 @@ def _stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str
     jsonl = [str(f) for f in files if str(f) not in parquet and f not in documents]
     skipped: dict[str, int] = defaultdict(int)
     unstaged = 0  # documents skipped before the scan
-    sql = _STAGED.format(
-        source="{source}",
-        paths="[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]",
-        columns=", ".join(f"k[{i + 1}] AS {name}" for i, (name, _) in enumerate(_KEYS)),
-        formats="(" + ", ".join(f"'{v}'" for v in sorted(KNOWN_FORMAT_VERSIONS)) + ")",
-        family=_FAMILY,
-    )
+    paths_sql = "[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]"
+    fast, safe = (
+        "INSERT INTO m " + _STAGED.format(
+            source=reader.format(paths=paths_sql),
+            columns=", ".join(f"k[{i + 1}] AS {name}" for i, (name, _) in enumerate(_KEYS)),
+            formats="(" + ", ".join(f"'{v}'" for v in sorted(KNOWN_FORMAT_VERSIONS)) + ")",
+            family=_FAMILY,
+        )
+        for reader in (_FAST, _SAFE)
+    )  # fmt: skip
     params = {"version": ANALYSIS_VERSION, "keep": keep_lines}
-    from_lines = f"INSERT INTO m {sql.format(source=_LINES)}"
     # The table's shape, from a scan of nothing.
-    con.execute(f"CREATE OR REPLACE TEMP TABLE m AS {sql.format(source=_LINES)} LIMIT 0",
+    con.execute(f"CREATE OR REPLACE TEMP TABLE m AS {safe.removeprefix('INSERT INTO m ')} LIMIT 0",
                 params | {"files": ["/dev/null"]})  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="probe-report-") as tmp:
         if documents:
@@ -326,15 +342,7 @@ def _stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str
             unstaged = _documents(documents, staged_docs, skipped)
             jsonl.append(str(staged_docs))
         if jsonl:
-            try:
-                con.execute(from_lines, params | {"files": jsonl})
-            except duckdb.Error:  # one unreadable file fails the scan: redo it file by file
-                con.execute("DELETE FROM m")
-                for f in jsonl:
-                    try:
-                        con.execute(from_lines, params | {"files": [f]})
-                    except duckdb.Error as exc:
-                        skipped[f"unreadable file ({type(exc).__name__})"] += 1
+            _insert(con, (fast, safe), jsonl, params, skipped)
     for f in parquet:
         try:
             con.execute(f"INSERT INTO m BY NAME {_PARQUET}", params | {"files": [f]})
@@ -346,6 +354,28 @@ def _stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str
         skipped[reason] += n
     (lines,) = _one(con, "SELECT count(*) FROM m")
     return _Staged(len(files), int(lines) + unstaged, skipped)
+
+
+def _insert(con: duckdb.DuckDBPyConnection, readers: tuple[str, str], files: list[str],
+            params: dict[str, Any], skipped: dict[str, int]) -> None:  # fmt: skip
+    """Insert the rows of ``files`` with the fast reader. One bad file fails a whole query
+    (a truncated .gz; for the fast reader also a line that is no UTF-8, or ends in "}" and
+    is no JSON): the failing half is split again until the file is found, which the safe
+    reader then reads, or which is counted as unreadable."""
+    fast, safe = readers
+    try:
+        con.execute(fast, params | {"files": files})
+        return
+    except duckdb.Error:
+        if len(files) == 1:
+            try:
+                con.execute(safe, params | {"files": files})
+            except duckdb.Error as exc:
+                skipped[f"unreadable file ({type(exc).__name__})"] += 1
+            return
+    half = len(files) // 2
+    _insert(con, readers, files[:half], params, skipped)
+    _insert(con, readers, files[half:], params, skipped)
 
 
 def _rescore(con: duckdb.DuckDBPyConnection, pool: Pool | None, skipped: dict[str, int]) -> None:

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from synth import generate  # noqa: E402
 
 from probe import store  # noqa: E402
-from probe.report.engine import _KEYS, _LINES, build, connect  # noqa: E402
+from probe.report.engine import _FAST, _KEYS, build, connect  # noqa: E402
 from probe.verdict import ANALYSIS_VERSION, summary_keys, verdict  # noqa: E402
 
 BUCKET = 3 * 3600  # what AUTO picks for 30 days
@@ -73,8 +73,7 @@ def scan_only(folder: Path) -> float:
     paths = "[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]"
     con = connect()
     start = time.perf_counter()
-    con.execute(f"SELECT count(k[1]) FROM (SELECT json_extract_string(line, {paths}) AS k "
-                f"FROM {_LINES})",
+    con.execute(f"SELECT count(k[1]) FROM ({_FAST.format(paths=paths)})",
                 {"files": [str(p) for p in store.iter_files([folder])]})  # fmt: skip
     return time.perf_counter() - start
 

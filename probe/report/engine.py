@@ -94,10 +94,13 @@ _KEYS: Final = (
 # Two readers give (line, k: the keys, NULL when the line is no JSON) per non-blank line.
 # The fast one parses a line once: read as text, a line ending in "}" goes straight to
 # json_extract_string (which fails the whole query on a line that is no JSON), any other
-# (torn, CRLF, trailing blanks) is checked first; a CASE evaluates only the branch a row takes.
+# (torn, CRLF, trailing blanks) is checked first. A CASE evaluates only the branch a row
+# takes (OR evaluates both sides); the extraction is written once, or DuckDB would hoist the
+# common expression out of the CASE and run it on every line.
 _FAST: Final = """
-SELECT line, CASE WHEN suffix(line, '}}') THEN json_extract_string(line, {paths})
-                  WHEN json_valid(line) THEN json_extract_string(line, {paths}) END AS k
+SELECT line, json_extract_string(
+    CASE WHEN CASE WHEN suffix(line, '}}') THEN true ELSE json_valid(line) END THEN line END,
+    {paths}) AS k
 FROM read_csv($files, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
               header=false, auto_detect=false, new_line='\\n', strict_mode=false,
               max_line_size=16777216)  -- JSON never holds a raw chr(1): it never splits a line

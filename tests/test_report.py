@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 pytest.importorskip("duckdb", reason="the report needs the probe[report] extra (duckdb)")
@@ -213,3 +214,14 @@ def test_export_to_parquet_gives_the_same_report(report_dir: Path, tmp_path: Pat
     again = build([parquet])
     assert sentences(again) == EXPECTED
     assert (again.targets, again.rescored, again.duplicates) == (720, 0, 0)
+
+
+def test_parquet_of_older_rules_is_re_scored_from_its_lines(report_dir: Path,
+                                                            tmp_path: Path) -> None:  # fmt: skip
+    current, old = tmp_path / "current.parquet", tmp_path / "old.parquet"
+    export_parquet([report_dir], current)
+    duckdb.execute(f"COPY (SELECT * REPLACE ('0' AS version) FROM '{current}') TO '{old}'")
+    again = build([old])
+    assert (again.targets, again.rescored) == (720, 720)
+    # The lines were read and scored: with no observations in them, the rules say inconclusive.
+    assert sum(s.inconclusive for s in again.series if s.family == "X") == 720

@@ -148,11 +148,18 @@ SELECT uid, asn, network, source,
        CASE WHEN stale OR $keep THEN line END AS line
 FROM rows
 """
+# A Parquet file's rows without their lines (~7 KB each: reading them all would cost
+# more than the rest of the report), then the lines of the rows that need them.
 _PARQUET: Final = """
 SELECT * EXCLUDE (line, version), NULL AS problem,
        role = 'target' AND (version IS DISTINCT FROM $version OR status IS NULL) AS stale,
-       CASE WHEN stale OR $keep THEN line END AS line
+       NULL::VARCHAR AS line
 FROM read_parquet($files)
+"""
+_PARQUET_LINES: Final = """
+UPDATE m SET line = p.line FROM read_parquet($files) p
+WHERE (m.stale OR $keep) AND m.line IS NULL AND p.uid = m.uid
+  AND ($keep OR (p.role = 'target' AND (p.version IS DISTINCT FROM $version OR p.status IS NULL)))
 """
 # Drop the unusable rows, and of two copies of a measurement_uid the one without the
 # current verdict (duplicates are rare: only their uids go through the window).
@@ -227,6 +234,9 @@ FROM decided WHERE state = 'open' GROUP BY asn, source, family, stretch ORDER BY
 POOL_FROM: Final = 2000
 
 Key = tuple[str, str, str]  # (asn, source, family)
+#: DuckDB's errors that mean a file is bad (malformed, truncated, not UTF-8); any other
+#: (out of memory, ...) is the machine's problem and must not pass for a skipped file.
+_BAD_INPUT: Final = (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException)
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,9 +256,10 @@ class _Staged:
     skipped: dict[str, int]
 
 
-def connect(memory_limit: str = "1GB") -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory database with the ``ooni_skip`` function registered."""
-    con = duckdb.connect(config={"memory_limit": memory_limit, "preserve_insertion_order": False})
+def connect(memory_limit: str = "1GB", database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A fresh database (in memory unless a file is named) with ``ooni_skip`` registered."""
+    con = duckdb.connect(database, config={"memory_limit": memory_limit,
+                                           "preserve_insertion_order": False})  # fmt: skip
     con.create_function("ooni_skip", _ooni_skip, ["VARCHAR"], "VARCHAR")
     return con
 
@@ -348,8 +359,12 @@ def _stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str
             _insert(con, (fast, safe), jsonl, params, skipped)
     for f in parquet:
         try:
-            con.execute(f"INSERT INTO m BY NAME {_PARQUET}", params | {"files": [f]})
-        except duckdb.Error as exc:
+            con.execute(f"INSERT INTO m BY NAME {_PARQUET}",
+                        {"version": ANALYSIS_VERSION, "files": [f]})  # fmt: skip
+            (stale,) = _one(con, "SELECT count(*) FROM m WHERE stale AND line IS NULL")
+            if stale or keep_lines:
+                con.execute(_PARQUET_LINES, params | {"files": [f]})
+        except _BAD_INPUT as exc:
             skipped[f"unreadable file ({type(exc).__name__})"] += 1
     for reason, n in con.execute(
         "SELECT problem, count(*) FROM m WHERE problem IS NOT NULL GROUP BY ALL"
@@ -369,11 +384,11 @@ def _insert(con: duckdb.DuckDBPyConnection, readers: tuple[str, str], files: lis
     try:
         con.execute(fast, params | {"files": files})
         return
-    except duckdb.Error:
+    except _BAD_INPUT:
         if len(files) == 1:
             try:
                 con.execute(safe, params | {"files": files})
-            except duckdb.Error as exc:
+            except _BAD_INPUT as exc:
                 skipped[f"unreadable file ({type(exc).__name__})"] += 1
             return
     half = len(files) // 2
@@ -538,16 +553,21 @@ def export_parquet(
 ) -> tuple[int, dict[str, int]]:
     """Write the usable, de-duplicated rows (verdicts re-scored, raw lines kept for later
     re-scoring) to one zstd Parquet file; return (rows written, skipped by reason)."""
-    with _workers() as pool:
-        con = connect(memory_limit="2GB")
+    # Every raw line is kept (~7 KB each: gigabytes for a large archive), so the table lives
+    # in a database file DuckDB can page out, not in memory.
+    with _workers() as pool, tempfile.TemporaryDirectory(prefix="probe-export-") as tmp:
+        con = connect(memory_limit="1GB", database=str(Path(tmp) / "export.duckdb"))
         staged = _stage(con, paths, keep_lines=True)
         con.execute(_DEDUPLICATE)
         _rescore(con, pool, staged.skipped)
-    (rows,) = _one(con, "SELECT count(*) FROM m")
-    # The verdict columns now hold the current rules' answer: store them as such.
-    con.execute(f"COPY (SELECT * EXCLUDE (stale, problem), CASE WHEN role = 'target' THEN "
-                f"'{ANALYSIS_VERSION}' END AS version FROM m ORDER BY asn, t) TO "
-                f"'{_quote(out)}' (FORMAT parquet, COMPRESSION zstd)")  # fmt: skip
+        (rows,) = _one(con, "SELECT count(*) FROM m")
+        # The verdict columns now hold the current rules' answer: store them as such. Not
+        # sorted, and in small row groups: the writer holds a row group in memory, and the
+        # lines are ~7 KB each (files come in path order, so by ASN and day anyway).
+        con.execute(f"COPY (SELECT * EXCLUDE (stale, problem), CASE WHEN role = 'target' THEN "
+                    f"'{ANALYSIS_VERSION}' END AS version FROM m) TO '{_quote(out)}' "
+                    f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 8192)")  # fmt: skip
+        con.close()
     return int(rows), dict(staged.skipped)
 
 

@@ -41,7 +41,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from synth import generate  # noqa: E402
 
 from probe import store  # noqa: E402
-from probe.report.engine import _FAST, _KEYS, build, connect  # noqa: E402
+from probe.report.engine import build  # noqa: E402
+from probe.report.scan import _FAST, _KEYS, connect  # noqa: E402
 from probe.verdict import ANALYSIS_VERSION, summary_keys, verdict  # noqa: E402
 
 BUCKET = 3 * 3600  # what AUTO picks for 30 days

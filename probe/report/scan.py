@@ -1,0 +1,270 @@
+"""Reading: measurement files into DuckDB table ``m``, one narrow row per line.
+
+DuckDB reads the lines of the ``.jsonl`` / ``.jsonl.gz`` files itself (in
+parallel, decompressing), pulls the few keys the report needs with one
+multi-path ``json_extract_string`` and works on the raw line, so the reader is
+as tolerant as :mod:`probe.store` (whose ``iter_files`` picks the files): CRLF
+line ends, a torn line, a line that is no UTF-8, another program's measurement,
+an unknown ``x_format_version`` or a missing key is counted under a reason and
+skipped, never fatal. Two readers (``_FAST``, ``_SAFE`` below): the fast one
+parses each line once but fails a whole query on some bad lines, so the files
+of a failing query are halved until the bad file is found, which the safe one
+reads; a file neither can read (a truncated ``.gz``) is counted as unreadable.
+Only DuckDB's bad-input errors count so: running out of memory is an error.
+Parquet files written by ``probe export`` hold the same columns plus the raw
+line, and join the scan (their lines are read only for rows to re-score).
+
+OONI. A row is ours (source ``probe``) when it has an ``x_format_version``, our
+``test_name`` or our ``software_name``, as :func:`probe.verdict.ooni.is_ooni`
+decides; any other is OONI's (source ``ooni``). OONI ``web_connectivity`` rows
+are targets (OONI has no ``x_role``) named by the md5 of their line (OONI has
+no ``measurement_uid``), always scored (they carry no verdict of ours); other
+OONI tests are skipped with :func:`probe.verdict.ooni.skip_reason`. OONI's
+``.json`` files are whole documents (pretty-printed, or the API's JSON-in-JSON
+wrapper): Python reads them with :func:`probe.verdict.ooni.parse_text` and
+stages each measurement as one compact line for the same scan. Every
+aggregate is per source too, so OONI's picture of an ISP stands beside ours.
+
+Each row holds the keys the report counts by, its ``problem`` (why it is skipped,
+or NULL) and whether it is ``stale`` (needs the current rules' verdict: then it
+keeps its ``line``). :mod:`probe.report.engine` counts the rows.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tempfile
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+
+from probe import store
+from probe.verdict import ANALYSIS_VERSION
+from probe.verdict.observations import KNOWN_FORMAT_VERSIONS
+from probe.verdict.ooni import parse_text, skip_reason
+
+__all__ = ["Staged", "connect", "one", "stage"]
+
+#: (column, JSON path) of every key the report reads.
+_KEYS: Final = (
+    ("uid", "$.measurement_uid"),
+    ("asn", "$.probe_asn"),
+    ("network", "$.probe_network_name"),
+    ("start_text", "$.measurement_start_time"),
+    ("input", "$.input"),
+    ("role", "$.annotations.x_role"),
+    ("test_name", "$.test_name"),
+    ("software", "$.software_name"),
+    ("fmt", "$.x_format_version"),
+    ("report_id", "$.report_id"),
+    ("stored_status", "$.test_keys.x_verdict.status"),
+    ("stored_method", "$.test_keys.x_verdict.method"),
+    ("stored_detail", "$.test_keys.x_verdict.detail"),
+    ("version", "$.test_keys.x_analysis_version"),
+)
+# Two readers give (line, k: the keys, NULL when the line is no JSON) per non-blank line.
+# The fast one parses a line once: read as text, a line ending in "}" goes straight to
+# json_extract_string (which fails the whole query on a line that is no JSON), any other
+# (torn, CRLF, trailing blanks) is checked first. A CASE evaluates only the branch a row
+# takes (OR evaluates both sides); the extraction is written once, or DuckDB would hoist the
+# common expression out of the CASE and run it on every line.
+_FAST: Final = """
+SELECT line, json_extract_string(
+    CASE WHEN CASE WHEN suffix(line, '}}') THEN true ELSE json_valid(line) END THEN line END,
+    {paths}) AS k
+FROM read_csv($files, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
+              header=false, auto_detect=false, new_line='\\n', strict_mode=false,
+              max_line_size=16777216)  -- JSON never holds a raw chr(1): it never splits a line
+WHERE CASE WHEN suffix(line, '}}') THEN true ELSE trim(line) <> '' END
+"""
+# The safe one parses a line twice but takes anything: NULL for a torn or non-UTF-8 line.
+_SAFE: Final = """
+SELECT json AS line, json_extract_string(json, {paths}) AS k
+FROM read_json_objects($files, format='newline_delimited', ignore_errors=true)
+"""
+_FAMILY: Final = (
+    "coalesce(nullif(regexp_extract(lower(regexp_extract(input, '^[a-zA-Z][a-zA-Z0-9+.-]*://"
+    "([^/:?#]+)', 1)), '([^.]+\\.[^.]+)$', 1), ''), 'unknown')"
+)
+_STAGED: Final = """
+WITH keyed AS (
+    SELECT line, k IS NOT NULL AS valid, {columns},
+           CASE WHEN fmt IS NOT NULL OR test_name = 'x_reachability' OR software = 'probe'
+                THEN 'probe' ELSE 'ooni' END AS source  -- as probe.verdict.ooni.is_ooni
+    FROM ({source})
+), rows AS (  -- OONI has neither x_role (every web_connectivity row is a target) nor uid
+    SELECT * REPLACE (CASE WHEN source = 'ooni' AND uid IS NULL THEN md5(trim(line)) ELSE uid
+                           END AS uid,
+                      CASE WHEN source = 'ooni' THEN coalesce(role, 'target') ELSE role END AS role)
+    FROM keyed
+)
+SELECT uid, asn, network, source,
+       epoch(try_strptime(start_text, '%Y-%m-%d %H:%M:%S'))::BIGINT AS t, {family} AS family,
+       coalesce(nullif(report_id, ''), start_text) AS run, role,
+       stored_status AS status, stored_method AS method, stored_detail AS detail,
+       CASE
+         WHEN NOT valid THEN 'torn or invalid JSON line'
+         WHEN test_name IS NULL THEN 'not a measurement (no test_name)'
+         WHEN source = 'probe' AND test_name <> 'x_reachability' THEN
+           'other software: test_name ' || test_name
+         WHEN source = 'probe' AND (fmt IS NULL OR fmt NOT IN {formats}) THEN
+           'unknown x_format_version ' || coalesce(fmt, '(none)')
+         WHEN source = 'ooni' AND test_name <> 'web_connectivity' THEN ooni_skip(line)
+         WHEN uid IS NULL OR asn IS NULL OR t IS NULL OR input IS NULL THEN
+           'missing or unreadable base key'
+         WHEN role NOT IN ('target', 'control') THEN 'unknown annotations.x_role'
+       END AS problem,
+       problem IS NULL AND role = 'target'
+         AND (source = 'ooni' OR version IS DISTINCT FROM $version OR status IS NULL) AS stale,
+       CASE WHEN stale OR $keep THEN line END AS line
+FROM rows
+"""
+# A Parquet file's rows without their lines (~7 KB each: reading them all would cost
+# more than the rest of the report), then the lines of the rows that need them.
+_PARQUET: Final = """
+SELECT * EXCLUDE (line, version), NULL AS problem,
+       role = 'target' AND (version IS DISTINCT FROM $version OR status IS NULL) AS stale,
+       NULL::VARCHAR AS line
+FROM read_parquet($files)
+"""
+_PARQUET_LINES: Final = """
+UPDATE m SET line = p.line FROM read_parquet($files) p
+WHERE (m.stale OR $keep) AND m.line IS NULL AND p.uid = m.uid
+  AND ($keep OR (p.role = 'target' AND (p.version IS DISTINCT FROM $version OR p.status IS NULL)))
+"""
+#: DuckDB's errors that mean a file is bad (malformed, truncated, not UTF-8); any other
+#: (out of memory, ...) is the machine's problem and must not pass for a skipped file.
+_BAD_INPUT: Final = (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException)
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    files: int
+    lines: int
+    skipped: dict[str, int]
+
+
+def connect(memory_limit: str = "1GB", database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A fresh database (in memory unless a file is named) with ``ooni_skip`` registered."""
+    con = duckdb.connect(database, config={"memory_limit": memory_limit,
+                                           "preserve_insertion_order": False})  # fmt: skip
+    con.create_function("ooni_skip", _ooni_skip, ["VARCHAR"], "VARCHAR")
+    return con
+
+
+def _ooni_skip(line: str) -> str:
+    """Why an OONI measurement of another test is skipped (the SQL ``ooni_skip``)."""
+    return skip_reason(json.loads(line)) or "OONI measurement not scored"
+
+
+def _files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """What :func:`probe.store.iter_files` picks, plus the whole-document ``.json(.gz)``
+    files in the folders (OONI's)."""
+    paths = list(paths)
+    found = list(store.iter_files(paths))
+    for folder in (Path(p) for p in paths if Path(p).is_dir()):
+        found += sorted(x for x in folder.rglob("*") if x.name.endswith((".json", ".json.gz")))
+    return found
+
+
+def _documents(files: Sequence[Path], out: Path, skipped: dict[str, int]) -> int:
+    """Write each measurement of the whole-document files as one compact line in ``out``;
+    return how many documents were skipped (counted in ``skipped`` by reason)."""
+    count = 0
+    with open(out, "w", encoding="utf-8") as f:
+        for path in files:
+            try:
+                data = path.read_bytes()
+                text = (gzip.decompress(data) if path.name.endswith(".gz") else data).decode()
+            except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+                skipped[f"unreadable file ({type(exc).__name__})"] += 1
+                continue
+            found, problems = parse_text(text)
+            for m in found:
+                f.write(json.dumps(m, ensure_ascii=False, separators=(",", ":")) + "\n")
+            for reason in problems:
+                skipped[reason] += 1
+            count += len(problems)
+    return count
+
+
+def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]],
+           keep_lines: bool = False) -> Staged:  # fmt: skip
+    """Create table ``m``: one row per non-blank line, with its problem (or none)."""
+    files = _files(paths)
+    parquet = [str(f) for f in files if f.name.endswith(".parquet")]
+    documents = [f for f in files if f.name.endswith((".json", ".json.gz"))]
+    jsonl = [str(f) for f in files if str(f) not in parquet and f not in documents]
+    skipped: dict[str, int] = defaultdict(int)
+    unstaged = 0  # documents skipped before the scan
+    paths_sql = "[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]"
+    fast, safe = (
+        "INSERT INTO m " + _STAGED.format(
+            source=reader.format(paths=paths_sql),
+            columns=", ".join(f"k[{i + 1}] AS {name}" for i, (name, _) in enumerate(_KEYS)),
+            formats="(" + ", ".join(f"'{v}'" for v in sorted(KNOWN_FORMAT_VERSIONS)) + ")",
+            family=_FAMILY,
+        )
+        for reader in (_FAST, _SAFE)
+    )  # fmt: skip
+    params = {"version": ANALYSIS_VERSION, "keep": keep_lines}
+    # The table's shape, from a scan of nothing.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE m AS {safe.removeprefix('INSERT INTO m ')} LIMIT 0",
+                params | {"files": ["/dev/null"]})  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="probe-report-") as tmp:
+        if documents:
+            staged_docs = Path(tmp) / "documents.jsonl"
+            unstaged = _documents(documents, staged_docs, skipped)
+            jsonl.append(str(staged_docs))
+        if jsonl:
+            _insert(con, (fast, safe), jsonl, params, skipped)
+    for f in parquet:
+        try:
+            con.execute(f"INSERT INTO m BY NAME {_PARQUET}",
+                        {"version": ANALYSIS_VERSION, "files": [f]})  # fmt: skip
+            (stale,) = one(con, "SELECT count(*) FROM m WHERE stale AND line IS NULL")
+            if stale or keep_lines:
+                con.execute(_PARQUET_LINES, params | {"files": [f]})
+        except _BAD_INPUT as exc:
+            skipped[f"unreadable file ({type(exc).__name__})"] += 1
+    for reason, n in con.execute(
+        "SELECT problem, count(*) FROM m WHERE problem IS NOT NULL GROUP BY ALL"
+    ).fetchall():
+        skipped[reason] += n
+    (lines,) = one(con, "SELECT count(*) FROM m")
+    return Staged(len(files), int(lines) + unstaged, skipped)
+
+
+def _insert(con: duckdb.DuckDBPyConnection, readers: tuple[str, str], files: list[str],
+            params: dict[str, Any], skipped: dict[str, int]) -> None:  # fmt: skip
+    """Insert the rows of ``files`` with the fast reader. One bad file fails a whole query
+    (a truncated .gz; for the fast reader also a line that is no UTF-8, or ends in "}" and
+    is no JSON): the failing half is split again until the file is found, which the safe
+    reader then reads, or which is counted as unreadable."""
+    fast, safe = readers
+    try:
+        con.execute(fast, params | {"files": files})
+        return
+    except _BAD_INPUT:
+        if len(files) == 1:
+            try:
+                con.execute(safe, params | {"files": files})
+            except _BAD_INPUT as exc:
+                skipped[f"unreadable file ({type(exc).__name__})"] += 1
+            return
+    half = len(files) // 2
+    _insert(con, readers, files[:half], params, skipped)
+    _insert(con, readers, files[half:], params, skipped)
+
+
+def one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    row = con.execute(sql).fetchone()
+    assert row is not None  # an aggregate without GROUP BY always returns one row
+    return tuple(row)

@@ -71,14 +71,15 @@ _KEYS: Final = (
 )
 # Two readers give (line, k: the keys, NULL when the line is no JSON) per non-blank line.
 # The fast one parses a line once: read as text, a line ending in "}" goes straight to
-# json_extract_string (which fails the whole query on a line that is no JSON), any other
-# (torn, CRLF, trailing blanks) is checked first. A CASE evaluates only the branch a row
-# takes (OR evaluates both sides); the extraction is written once, or DuckDB would hoist the
-# common expression out of the CASE and run it on every line.
+# json_extract_string, any other (torn, CRLF, trailing blanks) is checked first. A CASE
+# evaluates only the branch a row takes (OR evaluates both sides); the extraction is written
+# once, or DuckDB would hoist the common expression out of the CASE and run it on every line;
+# try() turns the error of a line torn just after a "}" into NULL (DuckDB then redoes only that
+# vector of 2048 lines row by row). A line that is no UTF-8 still fails the whole query.
 _FAST: Final = """
-SELECT line, json_extract_string(
+SELECT line, try(json_extract_string(
     CASE WHEN CASE WHEN suffix(line, '}}') THEN true ELSE json_valid(line) END THEN line END,
-    {paths}) AS k
+    {paths})) AS k
 FROM read_csv($files, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
               header=false, auto_detect=false, new_line='\\n', strict_mode=false,
               max_line_size=16777216)  -- JSON never holds a raw chr(1): it never splits a line
@@ -86,7 +87,7 @@ WHERE CASE WHEN suffix(line, '}}') THEN true ELSE trim(line) <> '' END
 """
 # The safe one parses a line twice but takes anything: NULL for a torn or non-UTF-8 line.
 _SAFE: Final = """
-SELECT json AS line, json_extract_string(json, {paths}) AS k
+SELECT json::VARCHAR AS line, json_extract_string(json, {paths}) AS k
 FROM read_json_objects($files, format='newline_delimited', ignore_errors=true)
 """
 _FAMILY: Final = (

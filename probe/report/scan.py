@@ -147,6 +147,8 @@ _BAD_INPUT: Final = (duckdb.IOException, duckdb.InvalidInputException, duckdb.Co
 
 @dataclass(frozen=True, slots=True)
 class Staged:
+    """What :func:`stage` read: files, non-blank lines, and what it skipped, by reason."""
+
     files: int
     lines: int
     skipped: dict[str, int]
@@ -197,7 +199,7 @@ def _documents(files: Sequence[Path], out: Path, skipped: dict[str, int]) -> int
 
 
 def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]],
-           keep_lines: bool = False) -> Staged:  # fmt: skip
+          keep_lines: bool = False) -> Staged:  # fmt: skip
     """Create table ``m``: one row per non-blank line, with its problem (or none)."""
     files = _files(paths)
     parquet = [str(f) for f in files if f.name.endswith(".parquet")]
@@ -246,9 +248,9 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
 def _insert(con: duckdb.DuckDBPyConnection, readers: tuple[str, str], files: list[str],
             params: dict[str, Any], skipped: dict[str, int]) -> None:  # fmt: skip
     """Insert the rows of ``files`` with the fast reader. One bad file fails a whole query
-    (a truncated .gz; for the fast reader also a line that is no UTF-8, or ends in "}" and
-    is no JSON): the failing half is split again until the file is found, which the safe
-    reader then reads, or which is counted as unreadable."""
+    (a truncated .gz; for the fast reader also a line that is no UTF-8): the failing half is
+    split again until the file is found, which the safe reader then reads, or which is
+    counted as unreadable."""
     fast, safe = readers
     try:
         con.execute(fast, params | {"files": files})
@@ -266,6 +268,7 @@ def _insert(con: duckdb.DuckDBPyConnection, readers: tuple[str, str], files: lis
 
 
 def one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    """The one row of an aggregate query."""
     row = con.execute(sql).fetchone()
     assert row is not None  # an aggregate without GROUP BY always returns one row
     return tuple(row)

@@ -204,6 +204,7 @@ def test_the_cli_writes_every_output(report_dir: Path, tmp_path: Path,
     assert out["csv"].read_text().startswith("asn,network,source,family,bucket_start")
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert main(["report", str(report_dir), "--bucket", "7x"]) == 2
+    assert main(["export", str(report_dir), "--parquet", str(tmp_path / "no" / "x.parquet")]) == 2
 
 
 def test_export_to_parquet_gives_the_same_report(report_dir: Path, tmp_path: Path) -> None:

@@ -315,8 +315,10 @@ def export_parquet(
     """Write the usable, de-duplicated rows (verdicts re-scored, raw lines kept for later
     re-scoring) to one zstd Parquet file; return (rows written, skipped by reason)."""
     # Every raw line is kept (~7 KB each: gigabytes for a large archive), so the table lives
-    # in a database file DuckDB can page out, not in memory.
-    with _workers() as pool, tempfile.TemporaryDirectory(prefix="probe-export-") as tmp:
+    # in a database file DuckDB can page out, not in memory; next to the output, on the disk
+    # the user chose for it (/tmp may be RAM).
+    temporary = tempfile.TemporaryDirectory(prefix=".probe-export-", dir=out.resolve().parent)
+    with _workers() as pool, temporary as tmp:
         con = connect(memory_limit="1GB", database=str(Path(tmp) / "export.duckdb"))
         staged = stage(con, paths, keep_lines=True)
         con.execute(_DEDUPLICATE)

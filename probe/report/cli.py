@@ -102,9 +102,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ImportError:
         print(_NO_DUCKDB, file=sys.stderr)
         return 2
-    if not args.parquet.resolve().parent.is_dir():
-        print(f"probe export: no folder {args.parquet.resolve().parent} for {args.parquet}",
-              file=sys.stderr)  # fmt: skip
+    folder = args.parquet.resolve().parent
+    if not folder.is_dir():
+        print(f"probe export: no folder {folder} for {args.parquet}", file=sys.stderr)
         return 2
     rows, skipped = export_parquet(args.paths, args.parquet)
     extra = ", ".join(f"{n} {r}" for r, n in sorted(skipped.items()))

@@ -125,7 +125,6 @@ POOL_FROM: Final = 2000
 Key = tuple[str, str, str]  # (asn, source, family)
 
 
-
 @dataclass(frozen=True, slots=True)
 class RunStats:
     """The statistics of one series computed in SQL over its runs."""

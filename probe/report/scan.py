@@ -228,15 +228,17 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
             jsonl.append(str(staged_docs))
         if jsonl:
             _insert(con, (fast, safe), jsonl, params, skipped)
+    readable = []
     for f in parquet:
         try:
             con.execute(f"INSERT INTO m BY NAME {_PARQUET}",
                         {"version": ANALYSIS_VERSION, "files": [f]})  # fmt: skip
-            (stale,) = one(con, "SELECT count(*) FROM m WHERE stale AND line IS NULL")
-            if stale or keep_lines:
-                con.execute(_PARQUET_LINES, params | {"files": [f]})
+            readable.append(f)
         except _BAD_INPUT as exc:
             skipped[f"unreadable file ({type(exc).__name__})"] += 1
+    lineless = "SELECT count(*) FROM m WHERE stale AND line IS NULL"
+    if readable and (keep_lines or one(con, lineless)[0]):  # the lines of rows to re-score
+        con.execute(_PARQUET_LINES, params | {"files": readable})
     for reason, n in con.execute(
         "SELECT problem, count(*) FROM m WHERE problem IS NOT NULL GROUP BY ALL"
     ).fetchall():

@@ -25,6 +25,7 @@ pytest.importorskip("duckdb", reason="the report needs the probe[report] extra (
 from probe.__main__ import main
 from probe.report.engine import build, export_parquet
 from probe.report.model import ALL, parse_bucket
+from probe.report.scan import connect, stage
 from probe.report.tables import CSV_COLUMNS, to_csv, to_json
 from probe.report.text import sentences, summary
 from probe.verdict import ANALYSIS_VERSION
@@ -181,6 +182,18 @@ def test_csv_and_json_hold_the_aggregate(report_dir: Path) -> None:
         ("2024-02-17T10:39:30Z", "2024-02-17T10:49:30Z", 600.0),
     ]
     assert every["switches"] == 4
+
+
+def test_many_compressed_files_read_by_many_threads(tmp_path: Path) -> None:
+    # DuckDB reads a file per thread; with its default buffer (16x the longest line: 256 MB
+    # for each .gz being read) 8 threads ran out of the report's 1 GB.
+    for run in range(16):
+        with gzip.open(tmp_path / f"{run}.jsonl.gz", "wt") as f:
+            f.write("\n".join(run_lines("c", run)) + "\n")
+    con = connect()
+    con.execute("SET threads = 8")
+    staged = stage(con, [tmp_path])
+    assert (staged.files, staged.lines, dict(staged.skipped)) == (16, 16 * 4, {})
 
 
 def test_zero_measurements_says_so(tmp_path: Path) -> None:

@@ -243,7 +243,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     if args.interval is not None:
-        if args.interval < 30:
+        if not args.interval >= 30:  # NaN too (it compares false)
             print("probe: --interval: must be >= 30 seconds", file=sys.stderr)
             return 2
         config = replace(config, schedule=replace(config.schedule, interval=args.interval))

@@ -8,8 +8,10 @@ naming the file, the key and what is wrong, before anything is measured.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -190,6 +192,8 @@ class _Reader:
             value, ok_type = float(value), True
         if not ok_type:
             raise self.fail(f"{section}.{key}", f"expected {kind.__name__}, got {value!r}")
+        if kind is float and not math.isfinite(value):  # TOML has nan and inf
+            raise self.fail(f"{section}.{key}", f"expected a finite number, got {value!r}")
         if not check(value):
             raise self.fail(f"{section}.{key}", f"{problem}, got {value!r}")
         return value  # type: ignore[no-any-return]
@@ -289,7 +293,8 @@ class _Reader:
                     lambda v: not v or v.startswith("/"),
                     "expected a path like /x",
                 ),
-                "ca_bundle": (lambda v: not v or os.path.isfile(v), "no such file"),
+                "ca_bundle": (lambda v: not v or _holds_certificates(v),
+                              "expected a readable PEM file of CA certificates"),
             },
         )
         timeouts = self.section(
@@ -339,6 +344,15 @@ class _Reader:
             schedule,
             storage,
         )
+
+
+def _holds_certificates(path: str) -> bool:
+    """``path`` loads as a CA bundle (checked now, not at the first TLS handshake)."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError):  # SSLError is an OSError; named for the reader
+        return False
+    return True
 
 
 def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:

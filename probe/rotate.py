@@ -52,7 +52,7 @@ def _is_prefix(gz: Path, plain: Path) -> bool:
             while chunk := a.read(_CHUNK):
                 if b.read(len(chunk)) != chunk:
                     return False
-    except (OSError, EOFError):
+    except store.READ_ERRORS:
         return False
     return True
 
@@ -84,7 +84,7 @@ def _copy_readable(old: gzip.GzipFile, out: gzip.GzipFile) -> None:
     while True:
         try:
             chunk = old.read(_CHUNK)
-        except (OSError, EOFError):
+        except store.READ_ERRORS:
             return
         if not chunk:
             return

@@ -17,13 +17,27 @@ import gzip
 import json
 import os
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
-__all__ = ["ReadStats", "append", "atomic_file", "atomic_write", "day_file", "iter_files", "read"]
+__all__ = [
+    "READ_ERRORS",
+    "ReadStats",
+    "append",
+    "atomic_file",
+    "atomic_write",
+    "day_file",
+    "iter_files",
+    "read",
+]
+
+#: What reading a damaged file raises: OSError (a bad gzip header or CRC included), EOFError
+#: (a truncated .gz), zlib.error (a damaged deflate stream).
+READ_ERRORS: Final = (OSError, EOFError, zlib.error)
 
 
 def day_file(directory: str | os.PathLike[str], timestamp: float | None = None) -> Path:
@@ -88,7 +102,7 @@ def read(
         try:
             with _open(path) as f:
                 yield from _lines(f, stats)
-        except (OSError, EOFError) as exc:  # unreadable file, or a truncated .gz
+        except READ_ERRORS as exc:
             stats.skip(f"unreadable file: {type(exc).__name__}")
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from probe.__main__ import main
 from probe.config import ConfigError, load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +52,10 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
         ("[measurement]\nbogus = 1\n", "measurement.bogus: unknown key"),
         ("[timeouts]\ntls = 0\n", "timeouts.tls: must be positive"),
         ("[measurement]\nip_versions = [5]\n", "measurement.ip_versions: expected 4 and/or 6"),
-        ("[measurement]\nca_bundle = '/nonexistent.pem'\n", "measurement.ca_bundle: no such file"),
+        ("[measurement]\nca_bundle = '/nonexistent.pem'\n", "measurement.ca_bundle: expected a"),
+        ("[measurement]\nca_bundle = '/etc/passwd'\n", "measurement.ca_bundle: expected a"),
+        ("[schedule]\ninterval = nan\n", "schedule.interval: expected a finite number"),
+        ("[timeouts]\nconnect = inf\n", "timeouts.connect: expected a finite number"),
         ("[vantage]\nasn = '64500'\n", "vantage.asn: expected AS<number>"),
         ("[vantage]\ncc = 'pak'\n", "vantage.cc: expected a two-letter country code"),
         ("[[resolvers]]\nengine = 'carrier-pigeon'\n", "resolvers[1].engine: expected one of"),
@@ -73,6 +77,19 @@ def test_bad_config_names_file_key_and_problem(tmp_path: Path, extra: str, messa
         load(path)
     assert str(info.value).startswith(f"{path}: ")
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("interval", ["10", "nan"])
+def test_a_bad_interval_is_refused_before_anything_runs(
+    tmp_path: Path, interval: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("PROBE_STATE_DIR", str(tmp_path / "no-consent"))  # if let through: no run
+    config = str(write(tmp_path, MINIMAL))
+    out = tmp_path / "out"
+    assert main(["schedule", "--interval", interval, "--config", config, "--output", str(out)]) == 2
+    assert "--interval: must be >= 30 seconds" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_bad_targets(tmp_path: Path) -> None:

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import calendar
 import gzip
+import json
 import logging
 import os
 import subprocess
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +61,22 @@ def test_a_late_write_to_a_compressed_day_is_kept_with_it(tmp_path: Path) -> Non
     rotate.compress_past_days(tmp_path, NOW)
     assert list(store.read([tmp_path])) == [{"n": 1}, {"n": 2}]
     assert not (tmp_path / "2024-02-16.jsonl").exists()
+
+
+def test_a_damaged_compressed_day_keeps_what_can_be_read(tmp_path: Path) -> None:
+    rows = [{"n": n, "x": "abc" * (n % 7)} for n in range(2000)]
+    data = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+    damaged = bytearray(gzip.compress(data, mtime=0))
+    damaged[100] = 0xFF  # early in the deflate stream: zlib.error, which is no OSError
+    (tmp_path / "2024-02-16.jsonl.gz").write_bytes(damaged)
+    with pytest.raises(zlib.error):
+        gzip.decompress(damaged)
+    stats = store.ReadStats()
+    assert list(store.read([tmp_path], stats)) == []
+    assert stats.reasons == {"unreadable file: error": 1}
+    day(tmp_path, "2024-02-16", [{"n": -1}])  # a late write to that day: merged, not a crash
+    rotate.compress_past_days(tmp_path, NOW)
+    assert list(store.read([tmp_path])) == [{"n": -1}]
 
 
 def test_the_cap_deletes_oldest_days_first_and_never_today(tmp_path: Path) -> None:

@@ -36,7 +36,6 @@ import gzip
 import json
 import os
 import tempfile
-import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -189,7 +188,7 @@ def _documents(files: Sequence[Path], out: Path, skipped: dict[str, int]) -> int
             try:
                 data = path.read_bytes()
                 text = (gzip.decompress(data) if path.name.endswith(".gz") else data).decode()
-            except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+            except (*store.READ_ERRORS, UnicodeDecodeError) as exc:
                 skipped[f"unreadable file ({type(exc).__name__})"] += 1
                 continue
             found, problems = parse_text(text)

@@ -293,8 +293,10 @@ class _Reader:
                     lambda v: not v or v.startswith("/"),
                     "expected a path like /x",
                 ),
-                "ca_bundle": (lambda v: not v or _holds_certificates(v),
-                              "expected a readable PEM file of CA certificates"),
+                "ca_bundle": (
+                    lambda v: not v or _holds_certificates(v),
+                    "expected a readable PEM file of CA certificates",
+                ),
             },
         )
         timeouts = self.section(

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 __all__ = [
+    "INVALID_LINE",
     "READ_ERRORS",
     "ReadStats",
     "append",
@@ -35,6 +36,8 @@ __all__ = [
     "read",
 ]
 
+#: Why a line that does not parse is skipped.
+INVALID_LINE: Final = "torn or invalid JSON line"
 #: What reading a damaged file raises: OSError (a bad gzip header or CRC included), EOFError
 #: (a truncated .gz), zlib.error (a damaged deflate stream).
 READ_ERRORS: Final = (OSError, EOFError, zlib.error)
@@ -120,7 +123,7 @@ def _lines(f: IO[bytes], stats: ReadStats) -> Iterator[dict[str, Any]]:
         try:
             value = json.loads(raw)
         except ValueError:
-            stats.skip("torn or invalid JSON line")
+            stats.skip(INVALID_LINE)
             continue
         if isinstance(value, dict):
             yield value

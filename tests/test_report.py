@@ -162,6 +162,23 @@ def test_since_until_and_a_fixed_bucket(report_dir: Path) -> None:
         T0.timestamp() + 1800, 15, 15, 15)  # fmt: skip
 
 
+def test_since_alone_and_until_alone(report_dir: Path) -> None:
+    since = build([report_dir], since=datetime(2024, 2, 17, 10, 30))
+    until = build([report_dir], until=datetime(2024, 2, 17, 10, 30))
+    assert (since.targets, until.targets) == (4 * 90, 4 * 90)
+
+
+def test_odd_lines_are_skipped_with_a_reason(tmp_path: Path) -> None:
+    no_role = measurement("c", 0, "x.com", "ok")
+    del no_role["annotations"]["x_role"]
+    older = json.dumps(measurement("c", 1, "x.com", "ok") | {"test_keys": {}})
+    comma = older[:-1] + ",}"  # DuckDB's parser takes a trailing comma, Python's does not
+    (tmp_path / "odd.jsonl").write_text(json.dumps(no_role) + "\n" + comma + "\n")
+    report = build([tmp_path])
+    assert (report.targets, report.controls) == (0, 0)
+    assert report.skipped == {"unknown annotations.x_role": 1, "torn or invalid JSON line": 1}
+
+
 def test_csv_and_json_hold_the_aggregate(report_dir: Path) -> None:
     report = build([report_dir])
     rows = list(csv.DictReader(io.StringIO(to_csv(report))))

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,14 @@ def test_the_page_is_one_file_that_loads_nothing(page: Path) -> None:
     text = page.read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
     assert "@import" not in text and "url(http" not in text
+
+
+def test_a_network_name_cannot_break_the_page(tmp_path: Path) -> None:
+    report = build([archive(tmp_path)])
+    hostile = "ISP <!--<script></script>"  # "<!--<script>" in a script hides the rest of the page
+    series = tuple(replace(s, network=hostile) for s in report.series)
+    text = render(replace(report, series=series))
+    assert "<!--" not in text and "<script></script>" not in text
 
 
 def test_the_charts_render_in_chromium_without_errors(page: Path, tmp_path: Path) -> None:

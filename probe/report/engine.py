@@ -42,6 +42,7 @@ from typing import Any, Final
 
 import duckdb
 
+from probe import store
 from probe.report.model import ALL, METHODS, Cell, Report, Series, choose_bucket
 from probe.report.scan import connect, one, stage
 from probe.report.sporadic import Sporadic, Window, cusum, method_changes
@@ -137,7 +138,10 @@ class RunStats:
 
 def _score(line: str) -> tuple[str | None, str | None, str | None, str | None]:
     """(why skipped, or None; then the current rules' status, method, detail) of one line."""
-    m = json.loads(line)
+    try:
+        m = json.loads(line)
+    except ValueError:  # DuckDB takes some JSON Python does not (a trailing comma)
+        return store.INVALID_LINE, None, None, None
     if is_ooni(m):
         reason = skip_reason(m)
         if reason is not None:
@@ -202,8 +206,14 @@ def build(
     ``since`` / ``until`` are naive UTC datetimes (inclusive / exclusive); ``bucket`` is
     seconds, or None to choose one from the data's span and run interval.
     """
+    with tempfile.TemporaryDirectory(prefix="probe-report-") as spill:
+        return _build(paths, since, until, bucket, spill)
+
+
+def _build(paths: Sequence[str | os.PathLike[str]], since: datetime | None,
+           until: datetime | None, bucket: int | None, spill: str) -> Report:  # fmt: skip
     with _workers() as pool:
-        con = connect()
+        con = connect(spill=spill)
         staged = stage(con, paths)
         (valid,) = one(con, "SELECT count(*) FROM m WHERE problem IS NULL")
         con.execute(_DEDUPLICATE)
@@ -211,8 +221,8 @@ def build(
         _rescore(con, pool, staged.skipped)
     (scored,) = one(con, "SELECT count(*) FROM m")
     if since is not None or until is not None:
-        con.execute("DELETE FROM m WHERE NOT (($since IS NULL OR t >= epoch($since)) "
-                    "AND ($until IS NULL OR t < epoch($until)))",
+        con.execute("DELETE FROM m WHERE NOT (($since IS NULL OR t >= epoch($since::TIMESTAMP)) "
+                    "AND ($until IS NULL OR t < epoch($until::TIMESTAMP)))",
                     {"since": since, "until": until})  # fmt: skip
     counts = con.execute("""
         SELECT source, count(*) FILTER (role = 'target'), count(*) FILTER (role = 'control'),

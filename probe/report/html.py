@@ -235,7 +235,8 @@ def render(report: Report) -> str:
         f"<span><i class=sw style='background:{c}'></i>{esc(method_words(m))}</span>"
         for m, c in _COLOURS.items()
     )
-    data = json.dumps(_data(report), separators=(",", ":")).replace("</", "<\\/")
+    # No "<" in a script at all: "</script>" would end it, "<!--<script>" hide the rest.
+    data = json.dumps(_data(report), separators=(",", ":")).replace("<", "\\u003c")
     caveats = "".join(f"<li>{esc(c)}</li>" for c in _caveats(report))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>probe report: X reachability</title>

@@ -113,7 +113,7 @@ SELECT uid, asn, network, source,
        coalesce(nullif(report_id, ''), start_text) AS run, role,
        stored_status AS status, stored_method AS method, stored_detail AS detail,
        CASE
-         WHEN NOT valid THEN 'torn or invalid JSON line'
+         WHEN NOT valid THEN '{invalid}'
          WHEN test_name IS NULL THEN 'not a measurement (no test_name)'
          WHEN source = 'probe' AND test_name <> 'x_reachability' THEN
            'other software: test_name ' || test_name
@@ -122,7 +122,7 @@ SELECT uid, asn, network, source,
          WHEN source = 'ooni' AND test_name <> 'web_connectivity' THEN ooni_skip(line)
          WHEN uid IS NULL OR asn IS NULL OR t IS NULL OR input IS NULL THEN
            'missing or unreadable base key'
-         WHEN role NOT IN ('target', 'control') THEN 'unknown annotations.x_role'
+         WHEN role IS NULL OR role NOT IN ('target', 'control') THEN 'unknown annotations.x_role'
        END AS problem,
        problem IS NULL AND role = 'target'
          AND (source = 'ooni' OR version IS DISTINCT FROM $version OR status IS NULL) AS stale,
@@ -156,17 +156,28 @@ class Staged:
     skipped: dict[str, int]
 
 
-def connect(memory_limit: str = "1GB", database: str = ":memory:") -> duckdb.DuckDBPyConnection:
-    """A fresh database (in memory unless a file is named) with ``ooni_skip`` registered."""
+def connect(memory_limit: str = "1GB", database: str = ":memory:",
+            spill: str | None = None) -> duckdb.DuckDBPyConnection:  # fmt: skip
+    """A fresh database (in memory unless a file is named) with ``ooni_skip`` registered.
+
+    ``spill`` is the folder DuckDB writes to when the memory limit is reached; without one an
+    in-memory database spills into ``./.tmp``, which fails where the working folder is not
+    writable (cron's ``/``) and is left behind if the process is killed.
+    """
+    where = {} if spill is None else {"temp_directory": spill}
     con = duckdb.connect(database, config={"memory_limit": memory_limit,
-                                           "preserve_insertion_order": False})  # fmt: skip
+                                           "preserve_insertion_order": False, **where})  # fmt: skip
     con.create_function("ooni_skip", _ooni_skip, ["VARCHAR"], "VARCHAR")
     return con
 
 
 def _ooni_skip(line: str) -> str:
     """Why an OONI measurement of another test is skipped (the SQL ``ooni_skip``)."""
-    return skip_reason(json.loads(line)) or "OONI measurement not scored"
+    try:
+        m = json.loads(line)
+    except ValueError:  # DuckDB takes some JSON Python does not (a trailing comma)
+        return store.INVALID_LINE
+    return skip_reason(m) or "OONI measurement not scored"
 
 
 def _files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -193,7 +204,7 @@ def _documents(files: Sequence[Path], out: Path, skipped: dict[str, int]) -> int
                 continue
             found, problems = parse_text(text)
             for m in found:
-                f.write(json.dumps(m, ensure_ascii=False, separators=(",", ":")) + "\n")
+                f.write(json.dumps(m, separators=(",", ":")) + "\n")  # ASCII: "\ud800" too
             for reason in problems:
                 skipped[reason] += 1
             count += len(problems)
@@ -206,7 +217,8 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
     files = _files(paths)
     parquet = [str(f) for f in files if f.name.endswith(".parquet")]
     documents = [f for f in files if f.name.endswith((".json", ".json.gz"))]
-    jsonl = [str(f) for f in files if str(f) not in parquet and f not in documents]
+    other = set(parquet) | {str(f) for f in documents}
+    jsonl = [str(f) for f in files if str(f) not in other]
     skipped: dict[str, int] = defaultdict(int)
     unstaged = 0  # documents skipped before the scan
     paths_sql = "[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]"
@@ -216,6 +228,7 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
             columns=", ".join(f"k[{i + 1}] AS {name}" for i, (name, _) in enumerate(_KEYS)),
             formats="(" + ", ".join(f"'{v}'" for v in sorted(KNOWN_FORMAT_VERSIONS)) + ")",
             family=_FAMILY,
+            invalid=store.INVALID_LINE,
         )
         for reader in (_FAST, _SAFE)
     )  # fmt: skip

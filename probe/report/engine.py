@@ -122,6 +122,8 @@ FROM decided WHERE state = 'open' GROUP BY asn, source, family, stretch ORDER BY
 """
 #: Below this many rows to score, forking a pool costs more than it saves.
 POOL_FROM: Final = 2000
+#: Lines scored per batch (a few MB to a few tens of MB of lines in Python at a time).
+RESCORE_BATCH: Final = 2000
 
 Key = tuple[str, str, str]  # (asn, source, family)
 
@@ -168,22 +170,29 @@ def _workers() -> Iterator[Pool | None]:
 
 def _rescore(con: duckdb.DuckDBPyConnection, pool: Pool | None, skipped: dict[str, int]) -> None:
     """Score the stale rows of ``m`` with the current rules; drop (and count) the OONI rows
-    that cannot be scored."""
-    rows = con.execute("SELECT uid, line FROM m WHERE stale").fetchall()
-    if not rows:
-        return
-    lines = [line for _, line in rows]
-    if pool is not None and len(rows) >= POOL_FROM:
-        scores = pool.map(_score, lines, chunksize=max(1, len(lines) // 64))
-    else:
-        scores = [_score(line) for line in lines]
-    columns = list(zip(*scores, strict=True))
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE fresh AS SELECT unnest($uid) AS uid, unnest($problem) AS "
-        "problem, unnest($status) AS status, unnest($method) AS method, unnest($detail) AS detail",
-        {"uid": [uid for uid, _ in rows], "problem": list(columns[0]), "status": list(columns[1]),
-         "method": list(columns[2]), "detail": list(columns[3])},
-    )  # fmt: skip
+    that cannot be scored. The lines go to Python a batch at a time: after a rules upgrade
+    every row is stale, and all the lines at once would be gigabytes."""
+    con.execute("CREATE OR REPLACE TEMP TABLE fresh (uid VARCHAR, problem VARCHAR, "
+                "status VARCHAR, method VARCHAR, detail VARCHAR)")  # fmt: skip
+    stale = [r for (r,) in con.execute("SELECT rowid FROM m WHERE stale ORDER BY 1").fetchall()]
+    for i in range(0, len(stale), RESCORE_BATCH):
+        rows = con.execute(
+            "SELECT uid, line FROM m WHERE stale AND rowid BETWEEN $first AND $last",
+            {"first": stale[i], "last": stale[min(i + RESCORE_BATCH, len(stale)) - 1]},
+        ).fetchall()
+        lines = [line for _, line in rows]
+        if pool is not None and len(stale) >= POOL_FROM:
+            scores = pool.map(_score, lines, chunksize=max(1, len(lines) // 16))
+        else:
+            scores = [_score(line) for line in lines]
+        columns = list(zip(*scores, strict=True))
+        con.execute(
+            "INSERT INTO fresh SELECT unnest($uid), unnest($problem), unnest($status), "
+            "unnest($method), unnest($detail)",
+            {"uid": [uid for uid, _ in rows], "problem": list(columns[0]),
+             "status": list(columns[1]), "method": list(columns[2]),
+             "detail": list(columns[3])},
+        )  # fmt: skip
     for reason, n in con.execute(
         "SELECT problem, count(*) FROM fresh WHERE problem IS NOT NULL GROUP BY ALL"
     ).fetchall():

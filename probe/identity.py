@@ -90,6 +90,7 @@ class _Asker:
         self.server, self.port, self.timeout = server, port, timeout
         self.clock = Clock()
         self.ids = 0
+        self.replied = False  # whether the server answered the last question at all
 
     async def values(self, name: str, qtype: str) -> list[str]:
         self.ids += 1
@@ -103,6 +104,7 @@ class _Asker:
             late_window=0.0,
             transaction_id=self.ids,
         )
+        self.replied = record.rcode is not None
         return [a.value for a in record.answers if a.answer_type == qtype]
 
     async def address(self, name: str, qtype: str) -> str | None:
@@ -224,7 +226,12 @@ async def _identity(
     cached = cache.get("names")
     names = {str(k): str(n) for k, n in cached.items()} if isinstance(cached, dict) else {}
     asker = _Asker(v.identity_resolver, v.identity_port, config.timeouts.dns)
-    address = await asker.address(MYIP, "A") or await asker.address(WHOAMI, "TXT")
+    address = await asker.address(MYIP, "A")
+    if address is None and asker.replied:
+        # A server that does not serve myip.opendns.com (Google's name servers refuse it).
+        # Not one that stayed silent: if OpenDNS's resolver answered the whoami name, the
+        # address would be the resolver's own, the one Google's servers see asking.
+        address = await asker.address(WHOAMI, "TXT")
     origin = await asker.origin(address) if address else None
     if origin is None:
         fallback = declared if declared.source == "config" else _cached_identity(cache, now)

@@ -5,8 +5,9 @@ copied into every target's ``test_keys`` (tagged ``control_site``) so each
 measurement is self-contained: its verdict is a pure function of it alone.
 
 The probe's own public address never leaves the machine: ``probe_ip`` is
-always ``127.0.0.1`` and every string in the measurement that contains one
-of the ``scrub`` addresses has it replaced with ``[scrubbed]``.
+always ``127.0.0.1`` and wherever one of the ``scrub`` addresses stands alone in a
+string of the measurement (or in the text of a base64 body) it is replaced with
+``[scrubbed]``; a longer address that contains it is left intact.
 
 Who measured (``probe_asn``, ``probe_cc``, ``probe_network_name``, ``resolver_*``)
 is the ``identity`` discovered before the campaign (:mod:`probe.identity`), else
@@ -16,6 +17,7 @@ what the config declares.
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -221,15 +223,26 @@ def group_test_keys(observations: Iterable[Observation]) -> dict[str, list[dict[
     return keys
 
 
-def _scrub(value: Any, addresses: frozenset[str]) -> Any:
+def _alone(address: str) -> str:
+    """A regex of ``address`` standing alone, not inside a longer address or number
+    (``139.45.1.75`` holds ``39.45.1.7``): digits around an IPv4, hex digits and colons
+    around an IPv6 (a sentence's full stop after it is fine)."""
+    if ":" in address:
+        return rf"(?<![0-9A-Fa-f:]){re.escape(address)}(?![0-9A-Fa-f:])"
+    return rf"(?<![0-9])(?<![0-9]\.){re.escape(address)}(?![0-9])(?!\.[0-9])"
+
+
+def _scrub(value: Any, text: re.Pattern[str], raw: re.Pattern[bytes]) -> Any:
     if isinstance(value, str):
-        for a in addresses:
-            value = value.replace(a, "[scrubbed]")
-        return value
+        return text.sub("[scrubbed]", value)
     if isinstance(value, dict):
-        return {k: _scrub(v, addresses) for k, v in value.items()}
+        if value.get("format") == "base64" and isinstance(value.get("data"), str):
+            # a body that is no UTF-8 (_body) can still echo the address as text
+            body = raw.sub(b"[scrubbed]", base64.b64decode(value["data"]))
+            return value | {"data": _b64(body)}
+        return {k: _scrub(v, text, raw) for k, v in value.items()}
     if isinstance(value, list):
-        return [_scrub(v, addresses) for v in value]
+        return [_scrub(v, text, raw) for v in value]
     return value
 
 
@@ -253,7 +266,11 @@ def measurements(
         if d.role == "target":
             observed += controls
         out.append(_measurement(d, observed, result, who, report_id, annotations or {}))
-    return [_scrub(m, scrub) for m in out] if scrub else out
+    if not scrub:
+        return out
+    pattern = "|".join(_alone(a) for a in sorted(scrub))
+    text, raw = re.compile(pattern), re.compile(pattern.encode())
+    return [_scrub(m, text, raw) for m in out]
 
 
 def _measurement(

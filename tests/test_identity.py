@@ -14,20 +14,21 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import dns.message
 import pytest
 from loopback import BackgroundLoop
 
 from probe import vpn
 from probe.campaign import CampaignResult, DomainResult
 from probe.config import Config, Resolver, Vantage
-from probe.identity import CACHE_FILE, Discovery, Identity, discover, isp_resolver
+from probe.identity import CACHE_FILE, MYIP, Discovery, Identity, discover, isp_resolver
 from probe.lab.core import LabResolver
-from probe.lab.dnsserver import Zone, client_address, serve
+from probe.lab.dnsserver import Client, Reply, Zone, client_address, serve
 from probe.normalize import measurements
 from probe.records import DnsAnswer, DnsQuery
 
@@ -110,6 +111,20 @@ def test_whoami_txt_when_myip_fails_and_names_come_from_the_cache(tmp_path: Path
     with resolvers(names_gone) as (port,):
         again = run(config(port), tmp_path)
     assert again.identity.network_name == "Loopback ISP"
+
+
+def test_whoami_is_not_asked_of_a_resolver_that_did_not_answer_myip(tmp_path: Path) -> None:
+    class Silent:  # a resolver that drops the myip query (loss) but answers the whoami name
+        async def __call__(self, query: dns.message.Message, client: Client) -> Sequence[Reply]:
+            if query.question[0].name.to_text().startswith(MYIP):
+                return []
+            return await WHOAMI_ONLY_ZONE(query, client)
+
+    with resolvers(Silent()) as (port,):
+        c = config(port)
+        found = run(replace(c, timeouts=replace(c.timeouts, dns=0.3)), tmp_path)
+    assert found.address is None and found.identity.source == "unknown"
+    assert "could not discover the public address" in found.warnings[0]
 
 
 def test_resolver_ip_inside_the_probes_own_asn_is_not_kept(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ the JSON Schema, carry the exact failure strings, and never the probe's IP.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ import pytest
 from loopback import internet
 
 from probe.__main__ import main
+from probe.campaign import CampaignResult, DomainResult
+from probe.config import load
+from probe.normalize import measurements
+from probe.records import DnsAnswer, DnsQuery, HttpRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "probe" / "schema" / "measurement.schema.json").read_text())
@@ -131,33 +136,39 @@ def test_unknown_only_domain_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "unknown domain" in capsys.readouterr().err
 
 
-def test_own_address_is_scrubbed(tmp_path: Path) -> None:
-    from probe.campaign import CampaignResult, DomainResult
-    from probe.config import load
-    from probe.normalize import measurements
-    from probe.records import DnsAnswer, DnsQuery
-
-    q = DnsQuery(
-        "x.com",
-        "TXT",
-        "udp",
-        "127.0.0.1:53",
-        (DnsAnswer("TXT", "203.0.113.77", 60),),
-        "NOERROR",
-        None,
-        None,
-        0.0,
-        0.1,
-        1,
-    )
-    result = CampaignResult(0.0, (DomainResult("x.com", "target", (q,), 0.0, 0.1),), 0.1)
+def scrubbed(tmp_path: Path, scrub: str, *records: DnsQuery | HttpRequest) -> dict[str, Any]:
+    """The measurement of x.com with ``records``, the address ``scrub`` scrubbed."""
+    result = CampaignResult(0.0, (DomainResult("x.com", "target", records, 0.0, 0.1),), 0.1)
     config_path = tmp_path / "c.toml"
     config_path.write_text(
         "[targets]\nx=['x.com']\ncontrols=['www.example.com']\n[[resolvers]]\nengine='system'\n"
     )
-    [m] = measurements(result, load(config_path), scrub=frozenset({"203.0.113.77"}))
+    [m] = measurements(result, load(config_path), scrub=frozenset({scrub}))
+    return m
+
+
+def query(*answers: DnsAnswer) -> DnsQuery:
+    return DnsQuery("x.com", "TXT", "udp", "127.0.0.1:53", answers, "NOERROR", None, None,
+                    0.0, 0.1, 1)  # fmt: skip
+
+
+def test_own_address_is_scrubbed(tmp_path: Path) -> None:
+    m = scrubbed(tmp_path, "203.0.113.77", query(DnsAnswer("TXT", "203.0.113.77", 60)))
     assert "203.0.113.77" not in json.dumps(m)
     assert m["test_keys"]["queries"][0]["answers"][0]["txt"] == "[scrubbed]"
+
+
+def test_scrubbing_leaves_longer_addresses_and_reaches_base64_bodies(tmp_path: Path) -> None:
+    answers = (DnsAnswer("A", "139.45.1.75", 60), DnsAnswer("TXT", "you are 39.45.1.7.", 60),
+               DnsAnswer("TXT", "39.45.1.70 39.45.1.7:443 ::39.45.1.7", 60))  # fmt: skip
+    page = b"\xff blocked for 39.45.1.7"  # no UTF-8: stored as base64
+    request = HttpRequest("http://x.com/", "GET", "198.51.100.1", 80, "x.com", None, None, 0.0,
+                          0.1, 2, status_code=200, body=page, body_length=len(page))  # fmt: skip
+    m = scrubbed(tmp_path, "39.45.1.7", query(*answers), request)
+    got = [a.get("ipv4") or a.get("txt") for a in m["test_keys"]["queries"][0]["answers"]]
+    assert got == ["139.45.1.75", "you are [scrubbed].", "39.45.1.70 [scrubbed]:443 ::[scrubbed]"]
+    body = m["test_keys"]["requests"][0]["response"]["body"]
+    assert base64.b64decode(body["data"]) == b"\xff blocked for [scrubbed]"
 
 
 def test_residual_blocking_retest(tmp_path: Path) -> None:

@@ -131,6 +131,7 @@ def _logging() -> None:
 
 
 def _config(args: argparse.Namespace) -> Config | None:
+    """The config of a measuring command, or None (said why) when it or ``--output`` is bad."""
     from probe.config import ConfigError, default_config_path, load
 
     try:
@@ -139,6 +140,9 @@ def _config(args: argparse.Namespace) -> Config | None:
             config = config.only(tuple(args.only))
     except ConfigError as exc:
         print(f"probe: config error: {exc}", file=sys.stderr)
+        return None
+    if args.output.exists() and not args.output.is_dir():
+        print(f"probe: --output: {args.output} is a file, not a folder", file=sys.stderr)
         return None
     return config
 

@@ -92,6 +92,16 @@ def test_a_bad_interval_is_refused_before_anything_runs(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["run", "schedule"])
+def test_an_output_that_is_a_file_is_refused(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "results"
+    out.write_text("not a folder")
+    assert main([command, "--config", str(write(tmp_path, MINIMAL)), "--output", str(out)]) == 2
+    assert f"--output: {out} is a file, not a folder" in capsys.readouterr().err
+
+
 def test_bad_targets(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL.replace('["x.com"]', '["not a domain"]'))
     with pytest.raises(ConfigError, match=r"targets\.x: not a domain name: 'not a domain'"):

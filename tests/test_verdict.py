@@ -289,10 +289,10 @@ def test_summary_keys() -> None:
         return k["blocking"], k["accessible"]
 
     assert keys("ok") == (False, True)
-    assert keys("sni_reset") == ("tls", False)
+    assert keys("sni_reset") == ("http-failure", False)  # OONI's words; x_verdict is finer
     assert keys("ip_blackhole") == ("tcp_ip", False)
     assert keys("http_blockpage") == ("http-diff", False)
-    assert keys("throttle") == ("throttling", False)
+    assert keys("throttle") == ("http-failure", False)
     assert keys("outage") == (False, False)
     assert keys("doh_blocked") == (None, None)
     reset = Verdict("blocked", "http", "http.reset", "http", None, (), 0.7, "blocked: x")

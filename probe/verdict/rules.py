@@ -287,11 +287,15 @@ def judge(
 
 
 def summary_keys(v: Verdict) -> dict[str, Any]:
-    """OONI's summary keys (``blocking``, ``accessible``) plus ours, for ``test_keys``."""
+    """OONI's summary keys (``blocking``, ``accessible``) plus ours, for ``test_keys``.
+
+    ``blocking`` keeps OONI's words (web_connectivity's: a TLS failure or a stall after the
+    connect is an ``http-failure``) so OONI's tools read it; ``x_verdict`` has the finer method.
+    """
     blocking: str | bool | None
     if v.status == "blocked":
         blocking = v.method
-        if v.method == "http":
+        if v.method in ("http", "tls", "throttling"):
             blocking = (
                 "http-diff" if v.detail in ("http.blockpage", "http.diff") else "http-failure"
             )

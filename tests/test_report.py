@@ -152,6 +152,14 @@ def test_families_and_partial_blocking_are_told_apart(tmp_path: Path) -> None:
     ]
 
 
+def test_a_family_is_the_registrable_domain(tmp_path: Path) -> None:
+    hosts = ["www.dawn.com.pk", "tribune.com.pk", "pbs.twimg.com", "198.51.100.7", "[2001:db8::7]"]
+    lines = [json.dumps(measurement("a", 0, h, "ok")) for h in hosts]
+    (tmp_path / "f.jsonl").write_text("\n".join(lines) + "\n")
+    families = {c.family for c in build([tmp_path]).cells} - {ALL}
+    assert families == {"dawn.com.pk", "tribune.com.pk", "twimg.com", *hosts[-2:]}
+
+
 def test_since_until_and_a_fixed_bucket(report_dir: Path) -> None:
     report = build([report_dir], since=datetime(2024, 2, 17, 10, 30),
                    until=datetime(2024, 2, 17, 10, 40), bucket=parse_bucket("5m"))  # fmt: skip

@@ -92,10 +92,17 @@ _SAFE: Final = """
 SELECT json::VARCHAR AS line, json_extract_string(json, {paths}) AS k
 FROM read_json_objects($files, format='newline_delimited', ignore_errors=true)
 """
-_FAMILY: Final = (
-    "coalesce(nullif(regexp_extract(lower(regexp_extract(input, '^[a-zA-Z][a-zA-Z0-9+.-]*://"
-    "([^/:?#]+)', 1)), '([^.]+\\.[^.]+)$', 1), ''), 'unknown')"
+# The registrable domain of the URL's host: its last two labels, three under a generic second
+# level of a country (www.dawn.com.pk -> dawn.com.pk); an address stands for itself.
+_HOST: Final = (
+    "lower(regexp_extract(input, '^[a-zA-Z][a-zA-Z0-9+.-]*://(\\[[^\\]]*\\]|[^/:?#]+)', 1))"
 )
+_FAMILY: Final = """CASE
+    WHEN host = '' OR host IS NULL THEN 'unknown'
+    WHEN host[1] = '[' OR regexp_full_match(host, '[0-9.]+') THEN host
+    WHEN regexp_matches(host, '[^.]\\.(com|net|org|gov|edu|co|ac|gob|mil|or|ne|go)\\.[a-z][a-z]$')
+      THEN regexp_extract(host, '([^.]+\\.[^.]+\\.[^.]+)$', 1)
+    ELSE coalesce(nullif(regexp_extract(host, '([^.]+\\.[^.]+)$', 1), ''), host) END"""
 _STAGED: Final = """
 WITH keyed AS (
     SELECT line, k IS NOT NULL AS valid, {columns},
@@ -105,7 +112,9 @@ WITH keyed AS (
 ), rows AS (  -- OONI has neither x_role (every web_connectivity row is a target) nor uid
     SELECT * REPLACE (CASE WHEN source = 'ooni' AND uid IS NULL THEN md5(trim(line)) ELSE uid
                            END AS uid,
-                      CASE WHEN source = 'ooni' THEN coalesce(role, 'target') ELSE role END AS role)
+                      CASE WHEN source = 'ooni' THEN coalesce(role, 'target') ELSE role
+                           END AS role),
+           {host} AS host
     FROM keyed
 )
 SELECT uid, asn, network, source,
@@ -228,6 +237,7 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
             columns=", ".join(f"k[{i + 1}] AS {name}" for i, (name, _) in enumerate(_KEYS)),
             formats="(" + ", ".join(f"'{v}'" for v in sorted(KNOWN_FORMAT_VERSIONS)) + ")",
             family=_FAMILY,
+            host=_HOST,
             invalid=store.INVALID_LINE,
         )
         for reader in (_FAST, _SAFE)

@@ -170,6 +170,12 @@ def test_since_until_and_a_fixed_bucket(report_dir: Path) -> None:
         T0.timestamp() + 1800, 15, 15, 15)  # fmt: skip
 
 
+def test_a_parquet_file_of_other_software_is_skipped(tmp_path: Path) -> None:
+    duckdb.connect().execute(f"COPY (SELECT 1 AS a) TO '{tmp_path / 'other.parquet'}'")
+    report = build([tmp_path / "other.parquet"])
+    assert (report.targets, report.skipped) == (0, {"Parquet file not written by probe export": 1})
+
+
 def test_since_alone_and_until_alone(report_dir: Path) -> None:
     since = build([report_dir], since=datetime(2024, 2, 17, 10, 30))
     until = build([report_dir], until=datetime(2024, 2, 17, 10, 30))

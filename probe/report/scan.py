@@ -261,6 +261,8 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
             readable.append(f)
         except _BAD_INPUT as exc:
             skipped[f"unreadable file ({type(exc).__name__})"] += 1
+        except duckdb.BinderException:  # a Parquet file without our columns
+            skipped["Parquet file not written by probe export"] += 1
     lineless = "SELECT count(*) FROM m WHERE stale AND line IS NULL"
     if readable and (keep_lines or one(con, lineless)[0]):  # the lines of rows to re-score
         con.execute(_PARQUET_LINES, params | {"files": readable})

@@ -404,3 +404,23 @@ def test_throughput_address_may_be_a_bare_ip_or_an_endpoint() -> None:
     assert verdict(m).address == "203.0.113.10"
     m["test_keys"]["x_throughput"][0]["address"] = "[2001:db8::10]:443"
     assert observations(m).transfers[0].ip == "2001:db8::10"
+
+
+def eai_again(case: str) -> dict[str, Any]:
+    """``case`` with the system resolver's lookup of x.com failing with getaddrinfo's
+    EAI_AGAIN (which a resolver that never answered gives, as well as a SERVFAIL) and the
+    control site's handshake succeeding."""
+    m = load(case)
+    system = next(q for q in m["test_keys"]["queries"]
+                  if q["engine"] == "getaddrinfo" and q["tags"] == ["target"])  # fmt: skip
+    system |= {"failure": "dns_temporary_failure", "answers": []}
+    for h in m["test_keys"]["tls_handshakes"]:
+        if h["tags"] == ["control_site"]:
+            h["failure"] = None
+    return m
+
+
+def test_eai_again_is_blocking_only_on_a_link_without_loss() -> None:
+    clean, lossy = verdict(eai_again("ok")), verdict(eai_again("lossy"))
+    assert (clean.status, clean.detail) == ("blocked", "dns.error")
+    assert lossy.status == "inconclusive" and "packet loss" in lossy.explanation

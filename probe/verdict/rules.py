@@ -133,7 +133,7 @@ from probe.verdict.observations import (
 __all__ = ["ANALYSIS_VERSION", "Verdict", "judge", "summary_keys", "verdict"]
 
 #: The version of these rules; bump it whenever a rule changes.
-ANALYSIS_VERSION: Final = "3"
+ANALYSIS_VERSION: Final = "4"
 
 Status = Literal["ok", "blocked", "down", "inconclusive"]
 
@@ -603,13 +603,15 @@ def _dns_error(ctx: _Context) -> _Finding | Verdict | None:
     )
     detail = RESOLVER_ERRORS[q.failure or ""]
     said = q.rcode or q.failure
+    # getaddrinfo's EAI_AGAIN is also what a resolver that never answered gives: loss can fake it
+    kind: Kind = "silent" if q.failure == "dns_temporary_failure" else "active"
     if ctx.dns.reference:
         return _Finding(
             "dns", detail, "dns", q.resolver or None, (_show_dns(q), _reference(ctx)),
             0.9 if detail != "dns.error" else 0.8,
             f"the resolver answered {said} for {ctx.obs.domain} while the DNS control "
             f"resolved it to {', '.join(sorted(ctx.dns.reference))}",
-            "active",
+            kind,
         )  # fmt: skip
     control_nx = [c for c in ctx.dns.control_failures if c.failure == "dns_nxdomain_error"]
     fetched = _remote_fetched(ctx)
@@ -620,7 +622,7 @@ def _dns_error(ctx: _Context) -> _Finding | Verdict | None:
             (_show_dns(q), *map(_show_dns, ctx.dns.control_failures), _show_http(fetched)), 0.7,
             f"the resolver answered {said} for {ctx.obs.domain} and the DNS control failed "
             f"too ({failed}), but the remote vantage point fetched the site",
-            "active",
+            kind,
         )  # fmt: skip
     if detail == "dns.nxdomain" and control_nx:
         return Verdict(

@@ -24,7 +24,7 @@ pytest.importorskip("duckdb", reason="the report needs the probe[report] extra (
 
 from probe.__main__ import main
 from probe.report.engine import build, export_parquet
-from probe.report.model import ALL, parse_bucket
+from probe.report.model import ALL, choose_bucket, parse_bucket
 from probe.report.scan import connect, stage
 from probe.report.tables import CSV_COLUMNS, to_csv, to_json
 from probe.report.text import sentences, summary
@@ -174,6 +174,13 @@ def test_a_parquet_file_of_other_software_is_skipped(tmp_path: Path) -> None:
     duckdb.connect().execute(f"COPY (SELECT 1 AS a) TO '{tmp_path / 'other.parquet'}'")
     report = build([tmp_path / "other.parquet"])
     assert (report.targets, report.skipped) == (0, {"Parquet file not written by probe export": 1})
+
+
+def test_auto_bucket_keeps_the_heatmap_narrow_over_any_span() -> None:
+    assert choose_bucket(30 * 86400, 300) == 3 * 3600  # 240 columns
+    years = 56 * 365 * 86400  # a Pi without a clock wrote 1970 beside this year's data
+    assert years / choose_bucket(years, 300) <= 240
+    assert choose_bucket(100 * 86400, 3 * 86400) == 3 * 86400  # a bucket holds a run
 
 
 def test_since_alone_and_until_alone(report_dir: Path) -> None:

@@ -6,6 +6,7 @@ JSON and HTML renderers only read it, so they never need DuckDB.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -104,4 +105,6 @@ def choose_bucket(span: float, interval: float) -> int:
     for size in BUCKETS:
         if size >= interval and span / size <= MAX_COLUMNS:
             return size
-    return BUCKETS[-1]
+    # Whole days beyond that (years of data, or a Pi without a clock that wrote 1970).
+    days = max(1, math.ceil(span / (MAX_COLUMNS * BUCKETS[-1])))
+    return max(days * BUCKETS[-1], math.ceil(interval / BUCKETS[-1]) * BUCKETS[-1])

@@ -258,7 +258,10 @@ def measurements(
     """One OONI-format measurement per domain (targets and control sites)."""
     v = config.vantage
     who = identity or Identity(v.asn, v.cc, v.network_name)
-    report_id = report_id or f"{utc(result.start_time).replace(' ', 'T')}Z_{secrets.token_hex(8)}"
+    if report_id is None:  # OONI's shape: <start>_<test>_<cc>_<asn number>_n1_<random>
+        start = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(result.start_time))
+        asn = who.asn.removeprefix("AS")
+        report_id = f"{start}_{TEST_NAME}_{who.cc}_{asn}_n1_{secrets.token_hex(8)}"
     controls = [o for d in result.controls for o in d.observations]
     out = []
     for d in result.domains:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,8 @@ def test_probe_run_on_loopback(tmp_path: Path, capsys: pytest.CaptureFixture[str
         validate(m)
         assert m["probe_ip"] == "127.0.0.1"
         assert m["probe_asn"] == "AS64500" and m["probe_cc"] == "PK"
-    assert len({m["report_id"] for m in measurements}) == 1
+    (report_id,) = {m["report_id"] for m in measurements}
+    assert re.fullmatch(r"\d{8}T\d{6}Z_x_reachability_PK_64500_n1_[0-9a-f]{16}", report_id)
     ms = by_input(measurements)
 
     x = ms["https://x.com/"]["test_keys"]

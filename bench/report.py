@@ -45,6 +45,7 @@ from probe import store  # noqa: E402
 from probe.report.engine import build  # noqa: E402
 from probe.report.scan import _FAST, _KEYS, connect  # noqa: E402
 from probe.verdict import ANALYSIS_VERSION, summary_keys, verdict  # noqa: E402
+from probe.verdict.observations import KNOWN_FORMAT_VERSIONS  # noqa: E402
 
 BUCKET = 3 * 3600  # what AUTO picks for 30 days
 
@@ -107,7 +108,8 @@ def plain_python(folder: Path) -> dict[tuple[str, str, int], list[int]]:
                     m = json.loads(line)
                 except ValueError:
                     continue
-                if (m.get("test_name") != "x_reachability" or m.get("x_format_version") != "1"
+                if (m.get("test_name") != "x_reachability"
+                        or m.get("x_format_version") not in KNOWN_FORMAT_VERSIONS
                         or m["annotations"].get("x_role") != "target"):  # fmt: skip
                     continue
                 uid = m["measurement_uid"]

@@ -23,6 +23,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+import dns.rcode
+
 from probe import __version__
 from probe.campaign import CampaignResult, DomainResult
 from probe.config import Config
@@ -40,7 +42,7 @@ from probe.records import (
 
 __all__ = ["FORMAT_VERSION", "TEST_NAME", "TEST_VERSION", "measurements", "utc"]
 
-FORMAT_VERSION: Final = "1"
+FORMAT_VERSION: Final = "2"  # 2: rcode is a number (OONI's), not a name
 TEST_NAME: Final = "x_reachability"
 TEST_VERSION: Final = "0.1.0"
 
@@ -79,7 +81,7 @@ def _query(q: DnsQuery) -> dict[str, Any]:
         "hostname": q.hostname,
         "query_type": q.query_type,
         "raw_response": _b64(q.raw_response) if q.raw_response is not None else None,
-        "rcode": q.rcode,
+        "rcode": None if q.rcode is None else int(dns.rcode.from_text(q.rcode)),  # as OONI
         "resolver_address": q.resolver_address,
         **_common(q),
         "x_dns_id": q.dns_id,

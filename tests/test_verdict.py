@@ -349,7 +349,7 @@ def test_malformed_measurements_never_raise_nor_invent_blocking(case: str) -> No
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        (lambda m: m.update(x_format_version="2"), "unknown x_format_version '2'"),
+        (lambda m: m.update(x_format_version="9"), "unknown x_format_version '9'"),
         (lambda m: m.pop("x_format_version"), "unknown x_format_version None"),
         (lambda m: m.pop("test_keys"), "test_keys is missing"),
         (lambda m: m.update(input="not a url"), "is not a URL"),
@@ -424,3 +424,13 @@ def test_eai_again_is_blocking_only_on_a_link_without_loss() -> None:
     clean, lossy = verdict(eai_again("ok")), verdict(eai_again("lossy"))
     assert (clean.status, clean.detail) == ("blocked", "dns.error")
     assert lossy.status == "inconclusive" and "packet loss" in lossy.explanation
+
+
+def test_format_1_rcode_names_and_format_2_numbers_read_alike() -> None:
+    old = load("dns_nxdomain")
+    new = json.loads(json.dumps(old)) | {"x_format_version": "2"}
+    for q in new["test_keys"]["queries"]:
+        if isinstance(q["rcode"], str):
+            q["rcode"] = {"NOERROR": 0, "SERVFAIL": 2, "NXDOMAIN": 3, "REFUSED": 5}[q["rcode"]]
+    assert any(q["rcode"] == 3 for q in new["test_keys"]["queries"])
+    assert verdict(new) == verdict(old)

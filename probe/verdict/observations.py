@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
+import dns.rcode
+
 __all__ = [
     "KNOWN_FORMAT_VERSIONS",
     "Connect",
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 #: ``x_format_version`` values this reader understands.
-KNOWN_FORMAT_VERSIONS: Final = frozenset({"1"})
+KNOWN_FORMAT_VERSIONS: Final = frozenset({"1", "2"})
 
 _TITLE: Final = re.compile(r"<title[^>]*>([^<]*)</title", re.IGNORECASE)
 _ROLES: Final = ("target", "control_sni", "control_address", "control_site", "residual")
@@ -138,6 +140,14 @@ class Observations:
     http: tuple[HttpExchange, ...]
     transfers: tuple[Transfer, ...]
     problems: tuple[str, ...]  # non-empty: the measurement cannot be judged
+
+
+def _rcode(value: Any) -> str | None:
+    """The response code's name: a number (OONI's, and ours since format 2) or a name (ours
+    in format 1)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return dns.rcode.to_text(dns.rcode.Rcode.make(value)) if 0 <= value < 4096 else None
+    return value if isinstance(value, str) else None
 
 
 def observations(measurement: Mapping[str, Any]) -> Observations:
@@ -265,7 +275,7 @@ def _dns(e: Mapping[str, Any], ref: str, domain: str, own: bool) -> DnsResponse:
         engine=_get(e, "engine", str),
         resolver=_opt(e, "resolver_address", str) or "",
         failure=_failure(e),
-        rcode=_opt(e, "rcode", str),
+        rcode=_rcode(e.get("rcode")),
         addresses=tuple(addresses),
         names=tuple(names),
         transaction_id=_opt(e, "transaction_id", int),

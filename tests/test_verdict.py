@@ -434,3 +434,14 @@ def test_format_1_rcode_names_and_format_2_numbers_read_alike() -> None:
             q["rcode"] = {"NOERROR": 0, "SERVFAIL": 2, "NXDOMAIN": 3, "REFUSED": 5}[q["rcode"]]
     assert any(q["rcode"] == 3 for q in new["test_keys"]["queries"])
     assert verdict(new) == verdict(old)
+
+
+def test_blocking_only_the_https_port_is_tcp_ip_blocking() -> None:
+    m = load("ip_blackhole")  # every connect to x.com's address times out
+    [plain] = [r for r in m["test_keys"]["requests"] if r["request"]["url"] == "http://x.com/"]
+    plain |= {"failure": None, "x_failed_operation": None}  # port 80 answers: a redirect
+    plain["response"] |= {"code": 301, "headers": {"Location": "https://x.com/"},
+                          "headers_list": [["Location", "https://x.com/"]]}  # fmt: skip
+    v = verdict(m)
+    assert (v.status, v.method, v.detail) == ("blocked", "tcp_ip", "tcp_ip.timeout")
+    assert "on port 443 failed with generic_timeout_error" in v.explanation

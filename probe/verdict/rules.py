@@ -703,10 +703,18 @@ def _tcp_stage(ctx: _Context) -> _Finding | None:
         for c in ctx.obs.connects
         if c.role in ("target", "control_sni") and not _no_ipv6(c.ip, c.failure)
     ]
-    failed = [c for c in attempts if c.failure is not None]
     if not attempts:
         ctx.notes.append(f"no connection to {ctx.obs.domain} was attempted")
         return None
+    # X is reached over HTTPS: every connect to the TLS port failing is blocking, even
+    # when plain HTTP (port 80, a redirect to HTTPS) still connects.
+    port = next((h.port for h in ctx.obs.handshakes), 443)  # where the probe speaks TLS
+    https = [c for c in attempts if c.port == port]
+    others_work = any(c.failure is None for c in attempts if c.port != port)
+    only_https = bool(https) and all(c.failure for c in https) and others_work
+    if only_https:
+        attempts = https
+    failed = [c for c in attempts if c.failure is not None]
     if len(failed) < len(attempts):
         if failed:
             ctx.notes.append(f"{len(failed)} of {len(attempts)} connects to the target failed")
@@ -746,8 +754,8 @@ def _tcp_stage(ctx: _Context) -> _Finding | None:
         "tcp_ip", detail, "tcp_connect", _addr(failed[0].ip, failed[0].port),
         (*map(_show_connect, failed + working), *([] if working else remote)),
         {TIMEOUT: 0.85, "connection_refused": 0.8}.get(failure, 0.85) if proof else 0.6,
-        f"every TCP connect to {ctx.obs.domain}'s addresses ({', '.join(ips)}) failed with "
-        f"{failure}{proof}",
+        f"every TCP connect to {ctx.obs.domain}'s addresses ({', '.join(ips)})"
+        f"{f' on port {port}' if only_https else ''} failed with {failure}{proof}",
         "silent" if TIMEOUT in counts else "active",
     )  # fmt: skip
 

@@ -183,6 +183,16 @@ def test_auto_bucket_keeps_the_heatmap_narrow_over_any_span() -> None:
     assert choose_bucket(100 * 86400, 3 * 86400) == 3 * 86400  # a bucket holds a run
 
 
+def test_file_names_are_taken_literally_and_blank_lines_are_any_whitespace(
+    tmp_path: Path,
+) -> None:
+    lines = run_lines("c", 0)
+    (tmp_path / "a[1].jsonl").write_text("\n".join(lines[:2]) + "\n\t \n")
+    (tmp_path / "a1.jsonl").write_text(lines[2] + "\n")  # what DuckDB's glob [1] matches
+    report = build([tmp_path / "a[1].jsonl"])
+    assert (report.files, report.lines, report.targets, report.skipped) == (1, 2, 2, {})
+
+
 def test_since_alone_and_until_alone(report_dir: Path) -> None:
     since = build([report_dir], since=datetime(2024, 2, 17, 10, 30))
     until = build([report_dir], until=datetime(2024, 2, 17, 10, 30))

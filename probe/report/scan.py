@@ -35,6 +35,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -85,7 +86,7 @@ SELECT line, try(json_extract_string(
 FROM read_csv($files, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
               header=false, auto_detect=false, new_line='\\n', strict_mode=false,
               max_line_size=16777216, buffer_size=16777216)
-WHERE CASE WHEN suffix(line, '}}') THEN true ELSE trim(line) <> '' END
+WHERE CASE WHEN suffix(line, '}}') THEN true ELSE trim(line, ' ' || chr(9) || chr(13)) <> '' END
 """
 # The safe one parses a line twice but takes anything: NULL for a torn or non-UTF-8 line.
 _SAFE: Final = """
@@ -220,14 +221,19 @@ def _documents(files: Sequence[Path], out: Path, skipped: dict[str, int]) -> int
     return count
 
 
+def _literal(path: Path) -> str:
+    """``path`` as DuckDB reads it literally: it expands glob characters even in a list of
+    files (``a[1].jsonl`` would read ``a1.jsonl``), so each is put in a class of its own."""
+    return re.sub(r"([\[?*])", r"[\1]", str(path))
+
+
 def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]],
           keep_lines: bool = False) -> Staged:  # fmt: skip
     """Create table ``m``: one row per non-blank line, with its problem (or none)."""
     files = _files(paths)
-    parquet = [str(f) for f in files if f.name.endswith(".parquet")]
+    parquet = [_literal(f) for f in files if f.name.endswith(".parquet")]
     documents = [f for f in files if f.name.endswith((".json", ".json.gz"))]
-    other = set(parquet) | {str(f) for f in documents}
-    jsonl = [str(f) for f in files if str(f) not in other]
+    jsonl = [_literal(f) for f in files if not f.name.endswith((".parquet", ".json", ".json.gz"))]
     skipped: dict[str, int] = defaultdict(int)
     unstaged = 0  # documents skipped before the scan
     paths_sql = "[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]"
@@ -250,7 +256,7 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
         if documents:
             staged_docs = Path(tmp) / "documents.jsonl"
             unstaged = _documents(documents, staged_docs, skipped)
-            jsonl.append(str(staged_docs))
+            jsonl.append(_literal(staged_docs))
         if jsonl:
             _insert(con, (fast, safe), jsonl, params, skipped)
     readable = []

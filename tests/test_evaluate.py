@@ -74,6 +74,13 @@ def test_a_correct_run_passes() -> None:
     assert result.recall == {"tls": 1.0}
 
 
+def test_an_isp_of_the_truth_without_measurements_fails() -> None:
+    ms, truth = sporadic_run()
+    result = evaluate([m for m in ms if m["probe_asn"] != "AS64501"], truth, 60)
+    assert result.exit_code != 0
+    assert result.failures == ("no measurement from isp2, which the truth describes",)
+
+
 def test_blocked_during_an_open_window_fails() -> None:
     ms, truth = sporadic_run()
     ms[2] = measurement("dns_nxdomain", 2)  # isp1 open at minute 2

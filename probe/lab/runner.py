@@ -309,6 +309,7 @@ def run(
     output.mkdir(parents=True, exist_ok=True)
     failures = 0
     probes: list[subprocess.Popen[bytes]] = []
+    lab: Lab | None = None  # set once up: a lab that was already up is not this run's to tear down
     with _sigterm_raises():
         try:
             started = time.monotonic()
@@ -341,6 +342,10 @@ def run(
                     f"round {round_number} done in {time.monotonic() - began:.1f} s"
                     + (f"; probe failed in {', '.join(failed)}" if failed else "")
                 )
+                if _daemon_pid(lab.state) is None:  # its techniques and servers went with it
+                    progress("the lab daemon died: see logs/daemon.log; stopping")
+                    failures += 1
+                    break
                 time.sleep(max(0.0, min(began + interval, t0 + duration) - time.monotonic()))
         except (KeyboardInterrupt, Interrupted) as exc:
             progress(f"interrupted ({exc.__class__.__name__}): tearing down")
@@ -350,8 +355,9 @@ def run(
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             try:
                 _stop({p.pid for p in probes if p.poll() is None}, 2.0)
-                down(keep_log=output / "logs" / "daemon.log")
-                progress("down")
+                if lab is not None:
+                    down(keep_log=output / "logs" / "daemon.log")
+                    progress("down")
             finally:
                 signal.signal(signal.SIGINT, previous)
     return failures

@@ -195,7 +195,12 @@ def evaluate(
         fn = sum(c.fn for c in ordered if c.method == method)
         if tp + fn:
             recall[method] = tp / (tp + fn)
-    failures = _failures(errors, recall) + (("no measurement to evaluate",) if not measured else ())
+    silent = sorted(set(isp_of.values()) - {s.isp for s in scored})  # nothing to judge there
+    failures = (
+        _failures(errors, recall)
+        + (("no measurement to evaluate",) if not measured else ())
+        + tuple(f"no measurement from {isp}, which the truth describes" for isp in silent)
+    )
     return Evaluation(
         interval, measured, near, unreadable, ordered, recall, tuple(errors), failures
     )

@@ -8,8 +8,9 @@ resolver fails too); loopback is spared, it is the router's own plumbing.
 ``outage`` drops everything. ``lossy`` drops N% of packets. The kernel's
 ``numgen random`` cannot be seeded, so the loss pattern is a seeded choice
 of N residues out of 100 matched against ``numgen inc`` (a per-rule packet
-counter): the same traffic loses the same packets on every run, and the
-drops are spread like random loss rather than in bursts.
+counter shared by every flow): the loss rate and its spread (like random loss,
+not bursts) are the same on every run, but which flow loses which packet
+depends on how the probe's concurrent flows interleave, which varies.
 """
 
 from __future__ import annotations

@@ -225,7 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _unattended(runner: Runner, work: Callable[[Runner], Coroutine[object, object, int]]) -> int:
     """Consent (never asked), then the run lock, then ``work``."""
-    from probe.schedule import Lock, LockHeld
+    from probe.schedule import Lock, LockHeld, LockUnusable
 
     if not _consented(runner.config, runner.state, interactive=False):
         return 2
@@ -235,6 +235,9 @@ def _unattended(runner: Runner, work: Callable[[Runner], Coroutine[object, objec
     except LockHeld as exc:
         print(f"probe: {exc}; exiting", file=sys.stderr)
         return 75
+    except LockUnusable as exc:
+        print(f"probe: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:

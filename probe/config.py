@@ -130,11 +130,12 @@ class Config:
     storage: Storage = field(default_factory=Storage)
 
     def only(self, domains: tuple[str, ...]) -> Config:
-        """The same config restricted to ``domains`` (which must be targets or controls)."""
-        known = set(self.targets) | set(self.controls)
-        unknown = [d for d in domains if d not in known]
+        """The same config restricted to the targets ``domains`` (the controls always run)."""
+        unknown = [d for d in domains if d not in self.targets]
         if unknown:
-            raise ConfigError(f"{self.path}: unknown domain(s) for --only: {', '.join(unknown)}")
+            controls = [d for d in unknown if d in self.controls]
+            why = f" ({', '.join(controls)}: control sites, in every run)" if controls else ""
+            raise ConfigError(f"{self.path}: not a target for --only: {', '.join(unknown)}{why}")
         return replace(self, targets=tuple(d for d in self.targets if d in domains))
 
 
@@ -362,7 +363,10 @@ def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
 
 
 def is_ip(value: str) -> bool:
-    """``value`` is an IPv4 or IPv6 address literal."""
+    """``value`` is an IPv4 or IPv6 address literal (not a scoped ``fe80::1%eth0``: a zone
+    means nothing off this machine, and ``ipaddress`` cannot reverse it)."""
+    if "%" in value:
+        return False
     try:
         ipaddress.ip_address(value)
     except ValueError:

@@ -53,6 +53,7 @@ from probe.summary import with_verdicts
 __all__ = [
     "Lock",
     "LockHeld",
+    "LockUnusable",
     "Outcome",
     "Runner",
     "Step",
@@ -148,6 +149,10 @@ class LockHeld(Exception):
     """Another unattended run holds the lock; the message names its pid when known."""
 
 
+class LockUnusable(Exception):
+    """The lock file cannot be opened (owned by another user, a read-only state folder)."""
+
+
 class Lock:
     """An exclusive, non-blocking ``flock`` on ``<state>/run.lock`` holding our pid."""
 
@@ -156,8 +161,14 @@ class Lock:
         self._file: IO[str] | None = None
 
     def __enter__(self) -> Lock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "a+")  # held open for the life of the lock
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(self.path, "a+")  # held open for the life of the lock
+        except OSError as exc:
+            raise LockUnusable(
+                f"cannot open the run lock {self.path} ({exc.strerror}): if a run as another "
+                "user (sudo) left it, give it to the user that runs the probe (chown)"
+            ) from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -115,6 +115,10 @@ def test_unparsable_and_missing(tmp_path: Path) -> None:
         load(write(tmp_path, "[targets\n"))
 
 
-def test_only_rejects_unknown_domain(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown domain"):
-        load(write(tmp_path, MINIMAL)).only(("example.net",))
+def test_only_rejects_unknown_domain_and_control_sites(tmp_path: Path) -> None:
+    config = load(write(tmp_path, MINIMAL))
+    with pytest.raises(ConfigError, match=r"not a target for --only: example\.net$"):
+        config.only(("example.net",))
+    with pytest.raises(ConfigError, match=r"www\.example\.com: control sites, in every run"):
+        config.only(("www.example.com",))
+    assert config.only(("x.com",)).targets == ("x.com",)

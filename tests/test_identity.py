@@ -127,6 +127,14 @@ def test_whoami_is_not_asked_of_a_resolver_that_did_not_answer_myip(tmp_path: Pa
     assert "could not discover the public address" in found.warnings[0]
 
 
+def test_a_scoped_address_in_an_answer_is_no_address(tmp_path: Path) -> None:
+    # On-path injection can answer anything; ipaddress cannot reverse fe80::1%x (it crashed).
+    scoped = Zone({**CYMRU, "o-o.myaddr.l.google.com": {"TXT": ["fe80::1%x"]}})
+    with resolvers(scoped) as (port,):
+        found = run(config(port), tmp_path)
+    assert found.address is None and "could not discover the public address" in found.warnings[0]
+
+
 def test_resolver_ip_inside_the_probes_own_asn_is_not_kept(tmp_path: Path) -> None:
     isp = Zone({"o-o.myaddr.l.google.com": {"TXT": ["127.0.0.1"]}})
     with resolvers(IDENTITY_ZONE, isp) as (identity_port, isp_port):

@@ -30,6 +30,7 @@ from probe.schedule import (
     BACKOFF_FILE,
     Lock,
     LockHeld,
+    LockUnusable,
     Step,
     TargetState,
     backoff,
@@ -118,6 +119,12 @@ def test_lock_is_exclusive_and_names_the_holder(tmp_path: Path) -> None:
         with pytest.raises(LockHeld, match=f"pid {os.getpid()} holds"), Lock(tmp_path):
             pass
     with Lock(tmp_path):  # released on exit
+        pass
+
+
+def test_a_lock_file_that_cannot_be_opened_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("a file where the state folder should be")
+    with pytest.raises(LockUnusable, match="cannot open the run lock"), Lock(tmp_path / "state"):
         pass
 
 

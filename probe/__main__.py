@@ -19,6 +19,9 @@ def entry() -> None:
     except KeyboardInterrupt:  # Ctrl-C: what was measured is on disk already (one line each)
         print("probe: interrupted", file=sys.stderr)
         code = 130
+    except OSError as exc:  # the machine's refusal (permissions, a full disk): one line, no trace
+        print(f"probe: {exc}", file=sys.stderr)
+        code = 1
     sys.exit(code)
 
 

@@ -28,6 +28,11 @@ from probe.normalize import measurements
 from probe.records import DnsAnswer, DnsQuery, HttpRequest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Loopback only: a resolver on a port nothing listens on.
+MINIMAL_CONFIG = (
+    "[targets]\nx=['x.com']\ncontrols=['www.example.com']\n"
+    "[[resolvers]]\nengine='udp'\naddress='127.0.0.1'\nport=9\n"
+)
 SCHEMA = json.loads((ROOT / "probe" / "schema" / "measurement.schema.json").read_text())
 
 RECORDS = {
@@ -216,3 +221,15 @@ def test_ctrl_c_ends_a_manual_run_with_one_line(tmp_path: Path) -> None:
         _, err = probe.communicate(timeout=30)
     assert probe.returncode == 130
     assert b"Traceback" not in err and err.strip().endswith(b"probe: interrupted")
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(MINIMAL_CONFIG)
+    done = subprocess.run(
+        [sys.executable, "-m", "probe", "run", "--config", str(config), "--output",
+         "/proc/probe-results"],
+        cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "/proc/probe-results" in done.stderr

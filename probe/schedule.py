@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -228,8 +229,12 @@ class Runner:
             for path in rotate.enforce_cap(self.output, s.max_mb << 20, now):
                 log.warning("storage cap of %d MB reached: deleted %s", s.max_mb, path.name)
             low = rotate.low_disk(self.output, s.min_free_mb << 20)
-        except OSError as exc:  # e.g. the disk filled while compressing: nothing was lost
-            log.error("storage housekeeping failed in %s: %s", self.output, exc)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):  # not space: say what it is
+                log.error("cannot use the results folder %s: %s; nothing is measured until "
+                          "that is fixed", self.output, exc)  # fmt: skip
+                return False
+            log.error("storage housekeeping failed in %s: %s", self.output, exc)  # nothing lost
             low = True
         if low != self._low_disk:
             self._low_disk = low

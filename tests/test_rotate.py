@@ -158,3 +158,17 @@ def test_low_disk_stops_measuring_with_a_clear_line(
     unique = {id(r): r for r in caplog.records}.values()
     stops = [r.message for r in unique if "measuring stops" in r.message]
     assert stops == [f"less than 1 MB free for {tiny_disk}: measuring stops until space is freed"]
+
+
+def test_an_unusable_results_folder_is_not_called_a_full_disk(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = Config("c.toml", ("x.com",), ("www.example.com",), "www.example.com",
+                    (Resolver("udp", "127.0.0.1"),))  # fmt: skip
+    (tmp_path / "file").write_text("where the results folder should be")
+    runner = Runner(config, tmp_path / "file" / "results", tmp_path)
+    logging.getLogger("probe").propagate = True  # a CLI test may have turned it off
+    with caplog.at_level(logging.INFO, logger="probe"):
+        assert runner.housekeeping(NOW) is False
+    said = " ".join(r.message for r in caplog.records)
+    assert "cannot use the results folder" in said and "free" not in said

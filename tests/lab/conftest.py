@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from labutil import require_root
-from minilab import Lab, build
+from minilab import PREFIX, Lab, build
+
+from probe.lab import netns
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_tiny_labs() -> None:
+    """A killed test run leaves its tiny labs' namespaces (veths, nft rules) behind; their
+    threads died with it, so they are only clutter: remove them before the first test."""
+    if os.geteuid() == 0:
+        netns.remove(netns.names(PREFIX))
 
 
 @pytest.fixture

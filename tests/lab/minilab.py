@@ -50,6 +50,9 @@ BLOCKPAGE: Final = "203.0.113.99"
 NAMES: Final = {"x.com": X, "control.example": CONTROL}
 REAL_PAGE: Final = b"<html><title>real page</title></html>"
 
+#: Every tiny lab's namespaces start with this (the real lab's never do).
+PREFIX: Final = "probelab-t"
+
 
 class NsLoop:
     """A thread that entered ``name`` and runs an asyncio loop until :meth:`close`."""
@@ -192,7 +195,7 @@ async def _serve_isp_resolver(ctx: RouterContext) -> None:
 @contextlib.contextmanager
 def build(tmp_path: Path) -> Iterator[Lab]:
     """The tiny lab, torn down on exit whatever happened (call require_root() first)."""
-    tag = f"probelab-t{uuid.uuid4().hex[:8]}"
+    tag = f"{PREFIX}{uuid.uuid4().hex[:8]}"
     c, r, s = f"{tag}-c", f"{tag}-r", f"{tag}-s"
     authority = Authority.create()
     cert, key = write_pair(authority.issue(list(NAMES)), tmp_path, "server")

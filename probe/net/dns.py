@@ -21,12 +21,14 @@ scrubbed later by the normalizer, not here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Final
+from typing import Any, Final
 
 import dns.exception
 import dns.message
@@ -56,7 +58,7 @@ async def lookup_system(
     blank = _blank(hostname, "ANY", "getaddrinfo", "", clock.now(), transaction_id, tags)
     try:
         async with asyncio.timeout(timeout):
-            infos = await loop.getaddrinfo(hostname, None, type=socket.SOCK_STREAM)
+            infos = await _getaddrinfo(loop, hostname)
     except OSError as exc:  # socket.gaierror and TimeoutError are both OSError
         return replace(blank, failure=classify(exc), t=clock.now())
     addresses = dict.fromkeys((info[0], str(info[4][0])) for info in infos)  # ordered, distinct
@@ -67,6 +69,32 @@ async def lookup_system(
     return replace(
         blank, answers=answers, failure=None if answers else DNS_NO_ANSWER, t=clock.now()
     )
+
+
+async def _getaddrinfo(loop: asyncio.AbstractEventLoop, hostname: str) -> list[Any]:
+    """``getaddrinfo`` in a daemon thread of its own. It cannot be cancelled, and a resolver
+    that never answers holds it for its whole retry schedule (20 s and more): in the loop's
+    default executor that would hold the process at exit, long past ``stop_grace``."""
+    future: asyncio.Future[list[Any]] = loop.create_future()
+
+    def settle(result: list[Any] | None, error: Exception | None) -> None:
+        if future.done():  # timed out and cancelled meanwhile
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or [])
+
+    def work() -> None:
+        try:
+            result, error = socket.getaddrinfo(hostname, None, type=socket.SOCK_STREAM), None
+        except Exception as exc:  # raised in the caller, as loop.getaddrinfo would
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop closed while we waited: nobody asks
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name=f"getaddrinfo {hostname}", daemon=True).start()
+    return await future
 
 
 async def query_udp(

@@ -106,5 +106,5 @@ def choose_bucket(span: float, interval: float) -> int:
         if size >= interval and span / size <= MAX_COLUMNS:
             return size
     # Whole days beyond that (years of data, or a Pi without a clock that wrote 1970).
-    days = max(1, math.ceil(span / (MAX_COLUMNS * BUCKETS[-1])))
-    return max(days * BUCKETS[-1], math.ceil(interval / BUCKETS[-1]) * BUCKETS[-1])
+    day = BUCKETS[-1]
+    return day * max(1, math.ceil(max(span / MAX_COLUMNS, interval) / day))

@@ -131,7 +131,8 @@ def up(
             configs[net.isp.id] = state / "configs" / f"{net.isp.id}.toml"
             configs[net.isp.id].write_text(probe_config(lab, net, state / CA_FILE))
     except BaseException:
-        down(state, keep_log=keep_log)
+        with _uninterrupted():
+            down(state, keep_log=keep_log)
         raise
     return Lab(lab, state, daemon.pid, configs)
 
@@ -282,6 +283,17 @@ def status(state: Path = STATE_DIR) -> str:
 
 
 @contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ignore SIGINT and SIGTERM: a second Ctrl-C must not leave a half-removed lab."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+@contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
     """Turn SIGTERM into :class:`Interrupted` (Ctrl-C is KeyboardInterrupt already)."""
 
@@ -310,6 +322,7 @@ def run(
     failures = 0
     probes: list[subprocess.Popen[bytes]] = []
     lab: Lab | None = None  # set once up: a lab that was already up is not this run's to tear down
+    interrupted = False
     with _sigterm_raises():
         try:
             started = time.monotonic()
@@ -349,17 +362,15 @@ def run(
                 time.sleep(max(0.0, min(began + interval, t0 + duration) - time.monotonic()))
         except (KeyboardInterrupt, Interrupted) as exc:
             progress(f"interrupted ({exc.__class__.__name__}): tearing down")
+            interrupted = True
             failures += 1
         finally:
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            try:
+            with _uninterrupted():
                 _stop({p.pid for p in probes if p.poll() is None}, 2.0)
                 if lab is not None:
                     down(keep_log=output / "logs" / "daemon.log")
+                if lab is not None or interrupted:  # interrupted in up(): it tore itself down
                     progress("down")
-            finally:
-                signal.signal(signal.SIGINT, previous)
     return failures
 
 

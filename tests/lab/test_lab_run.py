@@ -44,12 +44,20 @@ def start_run(output: Path, duration: float, interval: float) -> subprocess.Pope
     return subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True)
 
 
-def wait_until_up(process: subprocess.Popen[str]) -> None:
+def wait_until_up(process: subprocess.Popen[str]) -> str:
+    """Block until the runner says the lab is up (``up()`` has returned); that line."""
+    assert process.stderr is not None
+    line = process.stderr.readline()  # the runner's first line; EOF if it failed
+    assert line.startswith("lab: up:"), line + process.communicate()[1]
+    return line
+
+
+def wait_until_daemon_ready() -> None:
+    """Block until the lab daemon is ready: ``up()`` is still writing the probe configs."""
     deadline = time.monotonic() + 30
     while not (runner.STATE_DIR / "ready").exists():
-        assert process.poll() is None, process.communicate()[1]
         assert time.monotonic() < deadline, "the lab did not come up in 30 s"
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 def test_complete_run_measures_every_isp_writes_the_truth_and_cleans_up(tmp_path: Path) -> None:
@@ -72,9 +80,10 @@ def test_complete_run_measures_every_isp_writes_the_truth_and_cleans_up(tmp_path
 
 def test_sigterm_tears_the_lab_down(tmp_path: Path) -> None:
     process = start_run(tmp_path, duration=300, interval=5)
-    wait_until_up(process)
+    first = wait_until_up(process)
     process.send_signal(signal.SIGTERM)
     _, progress = process.communicate(timeout=30)
+    progress = first + progress
     assert process.returncode == 1  # interrupted: the run is incomplete
     assert "interrupted" in progress and "lab: down" in progress
     assert lab_leftovers() == []
@@ -82,6 +91,16 @@ def test_sigterm_tears_the_lab_down(tmp_path: Path) -> None:
     techniques = {r.technique for r in truth.read(tmp_path / "truth.jsonl")}
     assert techniques == {"sni_reset"}, progress
     assert "lab smoke down (status 0)" in (tmp_path / "logs" / "daemon.log").read_text()
+
+
+def test_sigterm_while_the_lab_comes_up_tears_it_down(tmp_path: Path) -> None:
+    process = start_run(tmp_path, duration=300, interval=5)
+    wait_until_daemon_ready()
+    process.send_signal(signal.SIGTERM)
+    _, progress = process.communicate(timeout=30)
+    assert process.returncode == 1, progress
+    assert "interrupted" in progress and "lab: down" in progress
+    assert lab_leftovers() == []
 
 
 def test_down_cleans_up_after_a_sigkilled_run(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ its verdict, ~7 KB, or with --observations empty, empty arrays, ~0.6 KB):
     reading the lines alone (decompressing, splitting; no JSON), the floor of DuckDB's readers.
 
 The archive (its verdicts written by the current rules, as a volunteer's fresh data is) is
-generated once into $TMPDIR/probe-bench-report-<observations>-<rows>-v<ANALYSIS_VERSION> and
+generated once into $TMPDIR/probe-bench-report-<observations>-<rows>-v<rules>-f<format> and
 reused; every archive is read once, untimed, before its timed runs, so that all of them find it
 in the page cache.
 Run: python bench/report.py [--rows N] [--observations lab|empty]
@@ -42,8 +42,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from synth import generate  # noqa: E402
 
 from probe import store  # noqa: E402
+from probe.normalize import FORMAT_VERSION  # noqa: E402
 from probe.report.engine import build  # noqa: E402
-from probe.report.scan import _FAST, _KEYS, connect  # noqa: E402
+from probe.report.scan import _FAST, connect, reader_sql  # noqa: E402
 from probe.verdict import ANALYSIS_VERSION, summary_keys, verdict  # noqa: E402
 from probe.verdict.observations import KNOWN_FORMAT_VERSIONS  # noqa: E402
 
@@ -75,10 +76,9 @@ def scan_only(folder: Path, column: str) -> float:
     """Seconds for DuckDB's fast reader to give ``column`` of every line (no aggregate):
     ``k[1]`` reads, checks and extracts the keys; ``line`` only reads the lines (DuckDB
     prunes the unused extraction)."""
-    paths = "[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]"
     con = connect()
     start = time.perf_counter()
-    con.execute(f"SELECT count({column}) FROM ({_FAST.format(paths=paths)})",
+    con.execute(f"SELECT count({column}) FROM ({reader_sql(_FAST)})",
                 {"files": [str(p) for p in store.iter_files([folder])]})  # fmt: skip
     return time.perf_counter() - start
 
@@ -130,7 +130,8 @@ def plain_python(folder: Path) -> dict[tuple[str, str, int], list[int]]:
 def archives(rows: int, kind: str) -> tuple[Path, Path]:
     """The .jsonl.gz archive and the same as plain .jsonl (as volunteers store it), generated
     on first use."""
-    folder = Path(tempfile.gettempdir()) / f"probe-bench-report-{kind}-{rows}-v{ANALYSIS_VERSION}"
+    name = f"probe-bench-report-{kind}-{rows}-v{ANALYSIS_VERSION}-f{FORMAT_VERSION}"
+    folder = Path(tempfile.gettempdir()) / name
     if not (folder / "done").exists():
         start = time.perf_counter()
         lines = generate(folder, rows, version=ANALYSIS_VERSION, kind=kind)

@@ -6,14 +6,15 @@ shapes the lab has: always blocked by an SNI reset, blocked by DNS / IP / an HTT
 only the main names blocked (the image CDN open), sporadic blocking with open windows of
 minutes, throttling, a method change half way, clean networks, and outages on every network.
 
-Every line has the base keys and the verdict keys (``blocking``, ``accessible``,
-``x_verdict``, ``x_analysis_version``). Its observations (``queries``, ``tcp_connect``,
-``tls_handshakes``, ``requests``, ...) are either those of the lab measurement with the same
-verdict (``observations="lab"``: the golden cases under ``tests/golden``, written by the probe
-in the lab, ~7 KB a line, as a volunteer's file holds) or empty arrays
-(``observations="empty"``: ~0.6 KB a line, the report's fixed cost per line laid bare). A few
-lines carry an old ``x_analysis_version`` (the report re-scores them), a few are duplicated in
-a second upload, one line per file in 500 is torn.
+Every line is shaped as ``probe run`` writes it (format 3: the base keys, then ``test_keys``
+with the verdict keys first: ``blocking``, ``accessible``, ``x_verdict`` as the probe wrote it
+for the golden case, evidence and explanation included, ``x_analysis_version``). Its
+observations (``queries``, ``tcp_connect``, ``tls_handshakes``, ``requests``, ...) are either
+those of the lab measurement with the same verdict (``observations="lab"``: the golden cases
+under ``tests/golden``, written by the probe in the lab, ~8 KB a line, as a volunteer's file
+holds) or empty arrays (``observations="empty"``: ~2 KB a line, the report's fixed cost per
+line laid bare). A few lines carry an old ``x_analysis_version`` (the report re-scores them), a
+few are duplicated in a second upload, and 30% of the files end with a torn line.
 
 Deterministic for a given seed. Run: ``python bench/synth.py OUT [--rows N] [--observations
 lab|empty]``.
@@ -28,6 +29,9 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+from probe.verdict import summary_keys, verdict
 
 TARGETS = (
     "x.com", "www.x.com", "twitter.com", "www.twitter.com", "mobile.twitter.com", "api.x.com",
@@ -47,15 +51,6 @@ LAB_CASES = {
     "tcp_ip.timeout": "ip_blackhole", "http.blockpage": "http_blockpage", "throttling": "throttle",
 }  # fmt: skip
 _OBSERVED = '"x_observations":0'  # stands for the observations in a line, until spliced in
-
-#: detail -> (method, blocking key) of a blocked verdict.
-DETAILS = {
-    "tls.sni_reset": ("tls", "tls"),
-    "dns.blockpage": ("dns", "dns"),
-    "tcp_ip.timeout": ("tcp_ip", "tcp_ip"),
-    "http.blockpage": ("http", "http-diff"),
-    "throttling": ("throttling", "throttling"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,23 +95,34 @@ def inside(t: float, windows: list[tuple[float, float]]) -> bool:
     return any(a <= t < b for a, b in windows)
 
 
+def golden(case: str, domain: str) -> dict[str, Any]:
+    """The golden lab measurement of ``case`` (measured for x.com), with ``domain`` put in
+    x.com's place."""
+    text = (GOLDEN / case / "measurement.json").read_text()
+    return json.loads(text.replace('"x.com"', f'"{domain}"').replace("//x.com/", f"//{domain}/")
+                      .replace("CN=x.com", f"CN={domain}"))  # fmt: skip
+
+
 def observations(kind: str) -> dict[tuple[str, str], str]:
     """(verdict detail or status, domain) -> the JSON members of the observation arrays of
-    its lines: the golden case's, measured for x.com, with the domain put in its place."""
-    if kind == "empty":
-        empty = {k: [] for k in ("queries", "tcp_connect", "tls_handshakes", "requests")}
-        text = json.dumps(empty, separators=(",", ":"))[1:-1]
-        return {(key, domain): text for key in LAB_CASES for domain in TARGETS + CONTROLS}
-    if kind != "lab":
+    its lines: the golden case's, or empty arrays."""
+    if kind not in ("lab", "empty"):
         raise ValueError(f"observations: 'lab' or 'empty', not {kind!r}")
+    empty = {k: [] for k in ("queries", "tcp_connect", "tls_handshakes", "requests")}
+    return {(key, domain): json.dumps(golden(case, domain)["test_keys"] if kind == "lab"
+                                      else empty, separators=(",", ":"))[1:-1]
+            for key, case in LAB_CASES.items() for domain in TARGETS + CONTROLS}  # fmt: skip
+
+
+def verdicts() -> dict[tuple[str, str], dict[str, Any]]:
+    """(verdict detail or status, domain) -> the verdict keys the probe wrote for the golden
+    case (``x_verdict`` with its evidence and explanation: ~1 KB of a line's head)."""
     out = {}
     for key, case in LAB_CASES.items():
-        keys = json.loads((GOLDEN / case / "measurement.json").read_text())["test_keys"]
-        text = json.dumps(keys, separators=(",", ":"))[1:-1]
-        for domain in TARGETS + CONTROLS:
-            out[key, domain] = (text.replace('"x.com"', f'"{domain}"')
-                                .replace("//x.com/", f"//{domain}/")
-                                .replace("CN=x.com", f"CN={domain}"))  # fmt: skip
+        for domain in TARGETS:
+            keys = summary_keys(verdict(golden(case, domain)))
+            assert key in (keys["x_verdict"]["detail"], keys["x_verdict"]["status"]), (key, domain)
+            out[key, domain] = keys
     return out
 
 
@@ -124,7 +130,7 @@ def generate(out: Path, rows: int = 1_000_000, asns: int = 50, days: int = 30,
              seed: int = 20240217, version: str = "1", kind: str = "lab") -> int:  # fmt: skip
     """Write about ``rows`` measurements under ``out`` with ``kind`` observations
     (:func:`observations`); return how many lines were written."""
-    observed = observations(kind)
+    observed, verdict_keys = observations(kind), verdicts()
     rng = random.Random(seed)
     per_run = len(TARGETS) + len(CONTROLS)
     runs_per_isp = max(1, rows // (asns * per_run))
@@ -136,13 +142,14 @@ def generate(out: Path, rows: int = 1_000_000, asns: int = 50, days: int = 30,
         interval = days * 86400.0 / runs_per_isp * isp.volunteers
         for v in range(isp.volunteers):
             written += _volunteer(out, rng, isp, v, days, interval, outages, opens, version,
-                                  observed)  # fmt: skip
+                                  observed, verdict_keys)  # fmt: skip
     return written
 
 
 def _volunteer(out: Path, rng: random.Random, isp: Isp, v: int, days: int, interval: float,
                outages: list[tuple[float, float]], opens: list[tuple[float, float]],
-               version: str, observed: dict[tuple[str, str], str]) -> int:  # fmt: skip
+               version: str, observed: dict[tuple[str, str], str],
+               verdict_keys: dict[tuple[str, str], dict[str, Any]]) -> int:  # fmt: skip
     files: dict[str, list[str]] = {}
     t = rng.uniform(0, interval)
     while t < days * 86400:
@@ -154,7 +161,8 @@ def _volunteer(out: Path, rng: random.Random, isp: Isp, v: int, days: int, inter
         for domain in TARGETS + CONTROLS:
             control = domain in CONTROLS
             status, detail = _state(isp, domain, t, days, down, opens)
-            m = _measurement(isp, run_id, stamp, domain, control, status, detail, rng, version)
+            found = None if control else verdict_keys[detail or status, domain]
+            m = _measurement(isp, run_id, stamp, domain, found, rng, version)
             line = json.dumps(m, separators=(",", ":"))  # the few keys; the arrays spliced in
             lines.append(line.replace(_OBSERVED, observed[detail or status, domain], 1))
         t += interval * rng.uniform(0.8, 1.2)
@@ -196,33 +204,45 @@ def _state(isp: Isp, domain: str, t: float, days: int, down: bool,
     return "blocked", isp.detail
 
 
-def _measurement(isp: Isp, run_id: str, stamp: str, domain: str, control: bool, status: str,
-                 detail: str, rng: random.Random, version: str) -> dict[str, object]:  # fmt: skip
-    test_keys: dict[str, object] = {"x_observations": 0}  # _OBSERVED
-    if not control:
-        method, blocking = DETAILS.get(detail, (None, None))
+def _measurement(isp: Isp, run_id: str, stamp: str, domain: str,
+                 verdict_keys: dict[str, Any] | None, rng: random.Random,
+                 version: str) -> dict[str, object]:  # fmt: skip
+    """A line as ``probe run`` writes it (format 3: ``test_keys`` last, its verdict keys
+    first), its observations to be spliced in for ``_OBSERVED``."""
+    test_keys: dict[str, object] = {}
+    if verdict_keys is not None:
         stale = rng.random() < STALE_SHARE
-        test_keys |= {
-            "blocking": blocking
-            if status == "blocked"
-            else (False if status != "inconclusive" else None),
-            "accessible": {"ok": True, "blocked": False, "down": False}.get(status),
-            "x_verdict": {"status": status, "method": method, "detail": detail or None},
-            "x_analysis_version": "0" if stale else version,
-        }
+        test_keys |= verdict_keys | {"x_analysis_version": "0" if stale else version}
     return {
-        "annotations": {"x_role": "control" if control else "target"},
+        "annotations": {
+            "engine_name": "probe",
+            "platform": "linux",
+            "network_type": "unknown",
+            "x_role": "control" if verdict_keys is None else "target",
+        },
         "data_format_version": "0.2.0",
+        "extensions": {"dnst": 0, "httpt": 0, "netevents": 0, "tcpconnect": 0, "tlshandshake": 0},
         "input": f"https://{domain}/",
         "measurement_start_time": stamp,
-        "measurement_uid": f"{rng.getrandbits(96):024x}",
+        "measurement_uid": f"{rng.getrandbits(128):032x}",
+        "options": [],
         "probe_asn": isp.asn,
         "probe_cc": "PK",
+        "probe_ip": "127.0.0.1",
         "probe_network_name": isp.name,
         "report_id": run_id,
-        "test_keys": test_keys,
+        "resolver_asn": isp.asn,
+        "resolver_ip": "",
+        "resolver_network_name": isp.name,
+        "software_name": "probe",
+        "software_version": "0.1.0",
+        "test_helpers": {},
         "test_name": "x_reachability",
-        "x_format_version": "1",
+        "test_runtime": round(rng.uniform(0.2, 8.0), 6),
+        "test_start_time": stamp,
+        "test_version": "0.1.0",
+        "x_format_version": "3",
+        "test_keys": test_keys | {"x_observations": 0},  # _OBSERVED
     }
 
 

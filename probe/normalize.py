@@ -42,7 +42,10 @@ from probe.records import (
 
 __all__ = ["FORMAT_VERSION", "TEST_NAME", "TEST_VERSION", "measurements", "utc"]
 
-FORMAT_VERSION: Final = "2"  # 2: rcode is a number (OONI's), not a name
+#: 2: rcode is a number (OONI's), not a name. 3: ``test_keys`` is the last key of a line and
+#: opens with the verdict keys, so a reader finds every key but the observations in the
+#: line's head (docs/format.md, Versions).
+FORMAT_VERSION: Final = "3"
 TEST_NAME: Final = "x_reachability"
 TEST_VERSION: Final = "0.1.0"
 
@@ -311,10 +314,10 @@ def _measurement(
         "software_name": "probe",
         "software_version": __version__,
         "test_helpers": {},
-        "test_keys": group_test_keys(observed),
         "test_name": TEST_NAME,
         "test_runtime": round(d.t - d.t0, 6),
         "test_start_time": utc(result.start_time),
         "test_version": TEST_VERSION,
         "x_format_version": FORMAT_VERSION,
+        "test_keys": group_test_keys(observed),  # last: format 3
     }

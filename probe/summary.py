@@ -22,11 +22,12 @@ _STEPS = (
 
 
 def with_verdicts(measurements: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add the verdict keys (``blocking``, ``accessible``, ``x_verdict``) to each target."""
+    """Add the verdict keys (``blocking``, ``accessible``, ``x_verdict``) to each target,
+    first in its ``test_keys`` (format 3: before the observations, in the line's head)."""
     out = []
     for m in measurements:
         if m.get("annotations", {}).get("x_role") == "target":
-            m["test_keys"].update(summary_keys(verdict(m)))
+            m["test_keys"] = summary_keys(verdict(m)) | m["test_keys"]
         out.append(m)
     return out
 

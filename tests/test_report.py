@@ -22,12 +22,19 @@ import pytest
 
 pytest.importorskip("duckdb", reason="the report needs the probe[report] extra (duckdb)")
 
+from probe import store
 from probe.__main__ import main
+from probe.campaign import CampaignResult, DomainResult
+from probe.config import load
+from probe.identity import Identity
+from probe.normalize import measurements
+from probe.records import DnsAnswer, DnsQuery, TcpConnect
 from probe.report.engine import build, export_parquet
 from probe.report.model import ALL, choose_bucket, parse_bucket
-from probe.report.scan import connect, stage
+from probe.report.scan import _FAST, _SAFE, connect, reader_sql, stage
 from probe.report.tables import CSV_COLUMNS, to_csv, to_json
 from probe.report.text import sentences, summary
+from probe.summary import with_verdicts
 from probe.verdict import ANALYSIS_VERSION
 
 T0 = datetime(2024, 2, 17, 10, 0, tzinfo=UTC)
@@ -47,8 +54,10 @@ EXPECTED = [
 
 
 def measurement(
-    isp: str, run: int, domain: str, status: str | None, *, role: str = "target"
+    isp: str, run: int, domain: str, status: str | None, *, role: str = "target", fmt: str = "3"
 ) -> dict[str, Any]:
+    """A measurement as the probe writes it: format 3's key order, or (``fmt="1"``) the key
+    order of versions 1 and 2 (``test_keys`` among the base keys, the verdict keys last)."""
     asn, name = ISPS[isp]
     m: dict[str, Any] = {
         "annotations": {"engine_name": "probe", "x_role": role},
@@ -61,21 +70,25 @@ def measurement(
         "probe_network_name": name,
         "report_id": f"{isp}-{run:03d}",
         "software_name": "probe",
-        "test_keys": {"queries": [], "tcp_connect": [], "tls_handshakes": [], "requests": []},
         "test_name": "x_reachability",
-        "x_format_version": "1",
+        "x_format_version": fmt,
     }
+    observed = {"queries": [], "tcp_connect": [], "tls_handshakes": [], "requests": []}
+    verdict_keys = {}
     if role == "target":
         method, detail = ("tls", "tls.sni_reset") if status == "blocked" else (None, None)
-        m["test_keys"] |= {"x_verdict": {"status": status, "method": method, "detail": detail},
-                           "x_analysis_version": ANALYSIS_VERSION}  # fmt: skip
-    return m
+        verdict_keys = {"x_verdict": {"status": status, "method": method, "detail": detail},
+                        "x_analysis_version": ANALYSIS_VERSION}  # fmt: skip
+    if fmt in ("1", "2"):
+        return dict(sorted((m | {"test_keys": observed | verdict_keys}).items()))
+    return m | {"test_keys": verdict_keys | observed}
 
 
 def run_lines(isp: str, run: int) -> list[str]:
     status = {"a": "blocked", "b": "ok" if run in B_OPEN else "blocked", "c": "ok", "d": "down"}
-    rows = [measurement(isp, run, d, status[isp]) for d in TARGETS]
-    rows.append(measurement(isp, run, "www.example.com", None, role="control"))
+    fmt = "1" if isp == "c" else "3"  # both key orders: the head-only and the whole-line read
+    rows = [measurement(isp, run, d, status[isp], fmt=fmt) for d in TARGETS]
+    rows.append(measurement(isp, run, "www.example.com", None, role="control", fmt=fmt))
     if isp == "a" and run == 30:  # written by older rules: the report re-scores it
         rows[0]["test_keys"]["x_analysis_version"] = "0"
     return [json.dumps(r) for r in rows]
@@ -230,6 +243,48 @@ def test_csv_and_json_hold_the_aggregate(report_dir: Path) -> None:
         ("2024-02-17T10:39:30Z", "2024-02-17T10:49:30Z", 600.0),
     ]
     assert every["switches"] == 4
+
+
+def written_by_the_probe(tmp_path: Path) -> list[dict[str, Any]]:
+    """A target and a control as ``probe run`` writes them (format 3), for an ISP whose name
+    holds what JSON escapes: a quote, a backslash, non-ASCII."""
+    answer = (DnsAnswer("A", "203.0.113.9", 60),)
+    reset = TcpConnect("203.0.113.9", 443, "connection_reset", 0.1, 0.2, 2, ("target",))
+    records = (DnsQuery("x.com", "A", "udp", "127.0.0.1:53", answer, "NOERROR", None, None,
+                        0.0, 0.1, 1, ("target",)), reset)  # fmt: skip
+    control = (TcpConnect("203.0.113.7", 443, None, 0.1, 0.2, 3, ("control_site",)),)
+    domains = (DomainResult("x.com", "target", records, 0.0, 0.3),
+               DomainResult("www.example.com", "control", control, 0.0, 0.3))  # fmt: skip
+    config = tmp_path / "c.toml"
+    config.write_text("[targets]\nx=['x.com']\ncontrols=['www.example.com']\n"
+                      "[[resolvers]]\nengine='udp'\naddress='127.0.0.1'\n")  # fmt: skip
+    who = Identity("AS64500", "PK", 'Lab "ISP" \\ Pākistān')
+    return with_verdicts(measurements(CampaignResult(1.7e9, domains, 0.3), load(config),
+                                      identity=who))  # fmt: skip
+
+
+def keys(con: duckdb.DuckDBPyConnection, reader: str, path: Path) -> list[Any]:
+    return [k for (k,) in con.execute(f"SELECT k FROM ({reader_sql(reader)})",
+                                      {"files": [str(path)]}).fetchall()]  # fmt: skip
+
+
+def test_the_head_of_a_format_3_line_gives_what_the_whole_line_gives(tmp_path: Path) -> None:
+    target, control = written_by_the_probe(tmp_path)
+    assert list(target)[-1] == "test_keys" and next(iter(target["test_keys"])) == "blocking"
+    older = dict(sorted((target | {"x_format_version": "2", "measurement_uid": "v2"}).items()))
+    store.append(tmp_path / "m.jsonl", [target, control, older])
+    line = (tmp_path / "m.jsonl").read_text().splitlines()[0]
+    broken = line.replace('"tcp_connect":[', '"tcp_connect":[[', 1)  # observations only
+    with open(tmp_path / "m.jsonl", "a", encoding="utf-8") as f:
+        f.write(f"{broken}\n{line[: len(line) // 2]}\n")  # and a torn line
+    con = connect()
+    fast, whole = keys(con, _FAST, tmp_path / "m.jsonl"), keys(con, _SAFE, tmp_path / "m.jsonl")
+    assert fast[:3] == whole[:3] and fast[4] is whole[4] is None
+    assert fast[0][:3] == [target["measurement_uid"], "AS64500", 'Lab "ISP" \\ Pākistān']
+    assert fast[0][-4:] == ["blocked", "tcp_ip", "tcp_ip.reset", ANALYSIS_VERSION]
+    # Only the head is read: observations that are no JSON go unnoticed (a whole-line read
+    # rejects the line); a stale verdict would be re-scored from the whole line, and fail.
+    assert (fast[3], whole[3]) == (fast[0], None)
 
 
 def test_many_compressed_files_read_by_many_threads(tmp_path: Path) -> None:

@@ -47,10 +47,10 @@ import duckdb
 
 from probe import store
 from probe.verdict import ANALYSIS_VERSION
-from probe.verdict.observations import KNOWN_FORMAT_VERSIONS
+from probe.verdict.observations import HEAD_FIRST_FORMAT_VERSIONS, KNOWN_FORMAT_VERSIONS
 from probe.verdict.ooni import parse_text, skip_reason
 
-__all__ = ["Staged", "connect", "one", "stage"]
+__all__ = ["Staged", "connect", "one", "reader_sql", "stage"]
 
 #: (column, JSON path) of every key the report reads.
 _KEYS: Final = (
@@ -70,23 +70,34 @@ _KEYS: Final = (
     ("version", "$.test_keys.x_analysis_version"),
 )
 # Two readers give (line, k: the keys, NULL when the line is no JSON) per non-blank line.
-# The fast one parses a line once: read as text, a line ending in "}" goes straight to
-# json_extract_string, any other (torn, CRLF, trailing blanks) is checked first. A CASE
-# evaluates only the branch a row takes (OR evaluates both sides); the extraction is written
-# once, or DuckDB would hoist the common expression out of the CASE and run it on every line;
-# try() turns the error of a line torn just after a "}" into NULL (DuckDB then redoes only that
-# vector of 2048 lines row by row). A line that is no UTF-8 still fails the whole query.
-# JSON never holds a raw chr(1), so the delimiter never splits a line. The buffer is set: its
+# The fast one parses at most one line's worth, read as text. A line of a head-first format
+# version ending in "}}" (test_keys last, its verdict keys before "queries": docs/format.md) is
+# read by its head only: everything before "queries":[ plus "}}" is JSON holding every key the
+# report needs, and the observations (most of the line) go unparsed. Any other line: one ending
+# in "}" goes straight to the whole-line extraction, any other (torn, CRLF, trailing blanks) is
+# checked with json_valid first. A CASE evaluates only the branch a row takes (OR evaluates both
+# sides); an extraction is written once, or DuckDB would hoist the common expression out of the
+# CASE and run it on every line; try() turns the error of a line torn just after a "}" into NULL
+# (DuckDB then redoes only that vector of 2048 lines row by row). A line that is no UTF-8 still
+# fails the whole query. JSON never holds a raw chr(1), so the delimiter never splits a line, nor
+# a raw "queries":[ inside a string (its quotes are escaped there). The buffer is set: its
 # default, 16x the longest line, is 256 MB per thread for a .gz (out of memory on a 4-core Pi,
 # and half the time over .gz goes to filling such buffers).
 _FAST: Final = """
-SELECT line, try(json_extract_string(
+SELECT line, CASE WHEN head[{fmt}] IN {head_first} THEN head ELSE try(json_extract_string(
     CASE WHEN CASE WHEN suffix(line, '}}') THEN true ELSE json_valid(line) END THEN line END,
-    {paths})) AS k
-FROM read_csv($files, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
-              header=false, auto_detect=false, new_line='\\n', strict_mode=false,
-              max_line_size=16777216, buffer_size=16777216)
-WHERE CASE WHEN suffix(line, '}}') THEN true ELSE trim(line, ' ' || chr(9) || chr(13)) <> '' END
+    {paths})) END AS k
+FROM (
+  SELECT line, CASE WHEN cut > 0 AND suffix(line, '}}}}') THEN try(json_extract_string(
+      left(line, cut - CASE WHEN substr(line, cut - 1, 1) = ',' THEN 2 ELSE 1 END) || '}}}}',
+      {paths})) END AS head
+  FROM (
+    SELECT line, strpos(line, '"queries":[') AS cut
+    FROM read_csv($files, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
+                  header=false, auto_detect=false, new_line='\\n', strict_mode=false,
+                  max_line_size=16777216, buffer_size=16777216)
+    WHERE CASE WHEN suffix(line, '}}') THEN true ELSE trim(line, ' ' || chr(9) || chr(13)) <> ''
+          END))
 """
 # The safe one parses a line twice but takes anything: NULL for a torn or non-UTF-8 line.
 _SAFE: Final = """
@@ -155,6 +166,20 @@ WHERE (m.stale OR $keep) AND m.line IS NULL AND p.uid = m.uid
 #: DuckDB's errors that mean a file is bad (malformed, truncated, not UTF-8); any other
 #: (out of memory, ...) is the machine's problem and must not pass for a skipped file.
 _BAD_INPUT: Final = (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException)
+
+
+def reader_sql(reader: str) -> str:
+    """A reader (``_FAST``, ``_SAFE``) as SQL: (line, k) per non-blank line of ``$files``."""
+    return reader.format(
+        paths="[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]",
+        fmt=[name for name, _ in _KEYS].index("fmt") + 1,
+        head_first=_sql_set(HEAD_FIRST_FORMAT_VERSIONS),
+    )
+
+
+def _sql_set(values: Iterable[str]) -> str:
+    """A SQL list of string literals, for ``IN``."""
+    return "(" + ", ".join(f"'{v}'" for v in sorted(values)) + ")"
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,12 +261,11 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
     jsonl = [_literal(f) for f in files if not f.name.endswith((".parquet", ".json", ".json.gz"))]
     skipped: dict[str, int] = defaultdict(int)
     unstaged = 0  # documents skipped before the scan
-    paths_sql = "[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]"
     fast, safe = (
         "INSERT INTO m " + _STAGED.format(
-            source=reader.format(paths=paths_sql),
+            source=reader_sql(reader),
             columns=", ".join(f"k[{i + 1}] AS {name}" for i, (name, _) in enumerate(_KEYS)),
-            formats="(" + ", ".join(f"'{v}'" for v in sorted(KNOWN_FORMAT_VERSIONS)) + ")",
+            formats=_sql_set(KNOWN_FORMAT_VERSIONS),
             family=_FAMILY,
             host=_HOST,
             invalid=store.INVALID_LINE,

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import dns.rcode
 
 __all__ = [
+    "HEAD_FIRST_FORMAT_VERSIONS",
     "KNOWN_FORMAT_VERSIONS",
     "Connect",
     "DnsResponse",
@@ -47,7 +48,10 @@ __all__ = [
 ]
 
 #: ``x_format_version`` values this reader understands.
-KNOWN_FORMAT_VERSIONS: Final = frozenset({"1", "2"})
+KNOWN_FORMAT_VERSIONS: Final = frozenset({"1", "2", "3"})
+#: Versions whose lines end with ``test_keys``, its verdict keys before its first observation
+#: array (``queries``): every key but the observations is in the line's head.
+HEAD_FIRST_FORMAT_VERSIONS: Final = frozenset({"3"})
 
 _TITLE: Final = re.compile(r"<title[^>]*>([^<]*)</title", re.IGNORECASE)
 _ROLES: Final = ("target", "control_sni", "control_address", "control_site", "residual")

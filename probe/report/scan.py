@@ -72,8 +72,9 @@ _KEYS: Final = (
 # Two readers give (line, k: the keys, NULL when the line is no JSON) per non-blank line.
 # The fast one parses at most one line's worth, read as text. A line of a head-first format
 # version ending in "}}" (test_keys last, its verdict keys before "queries": docs/format.md) is
-# read by its head only: everything before "queries":[ plus "}}" is JSON holding every key the
-# report needs, and the observations (most of the line) go unparsed. Any other line: one ending
+# read by its head only: everything before "queries":[ (it ends in "," or "{") closed with
+# "":0}} is JSON holding every key the report needs, and the observations (most of the line) go
+# unparsed. Any other line: one ending
 # in "}" goes straight to the whole-line extraction, any other (torn, CRLF, trailing blanks) is
 # checked with json_valid first. A CASE evaluates only the branch a row takes (OR evaluates both
 # sides); an extraction is written once, or DuckDB would hoist the common expression out of the
@@ -89,8 +90,7 @@ SELECT line, CASE WHEN head[{fmt}] IN {head_first} THEN head ELSE try(json_extra
     {paths})) END AS k
 FROM (
   SELECT line, CASE WHEN cut > 0 AND suffix(line, '}}}}') THEN try(json_extract_string(
-      left(line, cut - CASE WHEN substr(line, cut - 1, 1) = ',' THEN 2 ELSE 1 END) || '}}}}',
-      {paths})) END AS head
+      left(line, cut - 1) || '"":0}}}}', {paths})) END AS head
   FROM (
     SELECT line, strpos(line, '"queries":[') AS cut
     FROM read_csv($files, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',

@@ -68,7 +68,8 @@ def compress_past_days(directory: Path, now: float | None = None) -> list[Path]:
         with store.atomic_file(gz) as raw, gzip.GzipFile(fileobj=raw, mode="wb") as out:
             if keep_old:
                 with gzip.open(gz, "rb") as old:
-                    _copy_readable(old, out)
+                    if _copy_readable(old, out) not in (b"", b"\n"):  # a damaged tail, torn
+                        out.write(b"\n")  # the late lines must not be glued to it
             with open(plain, "rb") as f:
                 shutil.copyfileobj(f, out, _CHUNK)
         plain.unlink()
@@ -76,19 +77,22 @@ def compress_past_days(directory: Path, now: float | None = None) -> list[Path]:
     return written
 
 
-def _copy_readable(old: gzip.GzipFile, out: gzip.GzipFile) -> None:
-    """Copy what can be read of an existing ``.gz``: a damaged tail is lost, not the rest.
+def _copy_readable(old: gzip.GzipFile, out: gzip.GzipFile) -> bytes:
+    """Copy what can be read of an existing ``.gz``: a damaged tail is lost, not the rest;
+    return the last byte copied (``b""`` if none).
 
     Only read errors end the copy; a write error (a full disk) propagates and aborts.
     """
+    last = b""
     while True:
         try:
             chunk = old.read(_CHUNK)
         except store.READ_ERRORS:
-            return
+            return last
         if not chunk:
-            return
+            return last
         out.write(chunk)
+        last = chunk[-1:]
 
 
 def enforce_cap(directory: Path, max_bytes: int, now: float | None = None) -> list[Path]:

@@ -79,6 +79,20 @@ def test_a_damaged_compressed_day_keeps_what_can_be_read(tmp_path: Path) -> None
     assert list(store.read([tmp_path])) == [{"n": -1}]
 
 
+def test_a_late_write_after_a_torn_compressed_tail_starts_on_a_line_of_its_own(
+    tmp_path: Path,
+) -> None:
+    data = b"".join(json.dumps({"n": n, "pad": "x" * 50}).encode() + b"\n" for n in range(2000))
+    whole = gzip.compress(data, mtime=0, compresslevel=1)
+    (tmp_path / "2024-02-16.jsonl.gz").write_bytes(whole[: len(whole) // 2])  # ends mid-line
+    day(tmp_path, "2024-02-16", [{"n": -1}])
+    rotate.compress_past_days(tmp_path, NOW)
+    stats = store.ReadStats()
+    rows = list(store.read([tmp_path], stats))
+    assert rows[-1] == {"n": -1} and [r["n"] for r in rows[:-1]] == list(range(len(rows) - 1))
+    assert stats.skipped == 1  # the torn line alone, not glued to the late one
+
+
 def test_the_cap_deletes_oldest_days_first_and_never_today(tmp_path: Path) -> None:
     for name in ("2024-02-14", "2024-02-15", "2024-02-16", "2024-02-17"):
         day(tmp_path, name, [{"pad": i} for i in range(100)])

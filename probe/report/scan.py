@@ -46,6 +46,7 @@ from typing import Any, Final
 import duckdb
 
 from probe import store
+from probe.report import gunzip
 from probe.verdict import ANALYSIS_VERSION
 from probe.verdict.observations import HEAD_FIRST_FORMAT_VERSIONS, KNOWN_FORMAT_VERSIONS
 from probe.verdict.ooni import parse_text, skip_reason
@@ -203,6 +204,7 @@ def connect(memory_limit: str = "1GB", database: str = ":memory:",
     con = duckdb.connect(database, config={"memory_limit": memory_limit,
                                            "preserve_insertion_order": False, **where})  # fmt: skip
     con.create_function("ooni_skip", _ooni_skip, ["VARCHAR"], "VARCHAR")
+    gunzip.register(con)
     return con
 
 
@@ -258,7 +260,7 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
     files = _files(paths)
     parquet = [_literal(f) for f in files if f.name.endswith(".parquet")]
     documents = [f for f in files if f.name.endswith((".json", ".json.gz"))]
-    jsonl = [_literal(f) for f in files if not f.name.endswith((".parquet", ".json", ".json.gz"))]
+    jsonl = [f for f in files if not f.name.endswith((".parquet", ".json", ".json.gz"))]
     skipped: dict[str, int] = defaultdict(int)
     unstaged = 0  # documents skipped before the scan
     fast, safe = (
@@ -280,7 +282,7 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
         if documents:
             staged_docs = Path(tmp) / "documents.jsonl"
             unstaged = _documents(documents, staged_docs, skipped)
-            jsonl.append(_literal(staged_docs))
+            jsonl.append(staged_docs)
         if jsonl:
             _insert(con, (fast, safe), jsonl, params, skipped)
     readable = []
@@ -304,26 +306,46 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
     return Staged(len(files), int(lines) + unstaged, skipped)
 
 
-def _insert(con: duckdb.DuckDBPyConnection, readers: tuple[str, str], files: list[str],
-            params: dict[str, Any], skipped: dict[str, int]) -> None:  # fmt: skip
-    """Insert the rows of ``files`` with the fast reader. One bad file fails a whole query
-    (a truncated .gz; for the fast reader also a line that is no UTF-8): the failing half is
-    split again until the file is found, which the safe reader then reads, or which is
-    counted as unreadable."""
+def _insert(con: duckdb.DuckDBPyConnection, readers: tuple[str, str], files: list[Path],
+            params: dict[str, Any], skipped: dict[str, int],
+            serve: bool = True) -> None:  # fmt: skip
+    """Insert the rows of ``files`` with the fast reader, small ``.gz`` files inflated by
+    ISA-L (:mod:`probe.report.gunzip`) when ``serve``. One bad file fails a whole query (a
+    truncated .gz; for the fast reader also a line that is no UTF-8): the failing half is
+    split again until the file is found, which DuckDB's own inflater then reads if ISA-L
+    served it, else the safe reader, or which is counted as unreadable."""
     fast, safe = readers
     try:
-        con.execute(fast, params | {"files": files})
+        con.execute(fast, params | {"files": _names(files, serve)})
         return
-    except _BAD_INPUT:
-        if len(files) == 1:
-            try:
-                con.execute(safe, params | {"files": files})
-            except _BAD_INPUT as exc:
-                skipped[f"unreadable file ({type(exc).__name__})"] += 1
+    except duckdb.Error as exc:
+        if not _bad_input(exc):
+            raise
+    if len(files) == 1:
+        if serve and gunzip.served_name(files[0]) is not None:
+            _insert(con, readers, files, params, skipped, serve=False)
             return
+        try:
+            con.execute(safe, params | {"files": _names(files, serve=False)})
+        except duckdb.Error as exc:
+            if not _bad_input(exc):
+                raise
+            skipped[f"unreadable file ({type(exc).__name__})"] += 1
+        return
     half = len(files) // 2
-    _insert(con, readers, files[:half], params, skipped)
-    _insert(con, readers, files[half:], params, skipped)
+    _insert(con, readers, files[:half], params, skipped, serve)
+    _insert(con, readers, files[half:], params, skipped, serve)
+
+
+def _names(files: Sequence[Path], serve: bool) -> list[str]:
+    """DuckDB's names for ``files``: served by ISA-L (``serve``) or read by DuckDB itself."""
+    return [(serve and gunzip.served_name(f)) or _literal(f) for f in files]
+
+
+def _bad_input(exc: duckdb.Error) -> bool:
+    """A file's fault, not the machine's: DuckDB's bad-input errors, or an error raised in a
+    Python file system (DuckDB gives it as a plain ``duckdb.Error``: ISA-L's :class:`Unfit`)."""
+    return isinstance(exc, _BAD_INPUT) or type(exc) is duckdb.Error
 
 
 def one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:

@@ -1,0 +1,108 @@
+"""Reading ``.gz`` faster: ISA-L inflates the files, DuckDB reads the text.
+
+DuckDB's own gzip reader inflates at about zlib's speed; ISA-L (``python-isal``) inflates
+2-3x faster, and over an archive of ``.jsonl.gz`` inflating is a third of the report. So a
+DuckDB file system (an fsspec one, under the protocol ``probe-gunzip://``) serves each
+``.gz`` file as its inflated bytes, read from the file at once with the GIL released, under
+its name without ``.gz`` (or DuckDB would take the text for gzip and inflate it again).
+
+DuckDB asks a file's size before it reads it, and a gzip file states its size only in its
+trailer (ISIZE, modulo 4 GiB) and only for its last member. So :func:`served_name` names only
+files whose trailer claims at most :data:`MAX_BYTES` (the bytes of one file are held in
+memory), and :func:`inflate` checks the claim: a file that is not one gzip member of exactly
+that size (several members, a damaged or truncated file, or more than the claim) raises
+:class:`Unfit`, and the caller reads that file with DuckDB's own reader instead.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any, Final
+
+import duckdb
+
+__all__ = ["MAX_BYTES", "PROTOCOL", "Unfit", "claimed_size", "inflate", "register", "served_name"]
+
+PROTOCOL: Final = "probe-gunzip"
+MAX_BYTES: Final = 64 << 20  # inflated bytes of one file; DuckDB reads a few files at once
+
+try:  # the report extra installs both; without them DuckDB inflates every file itself
+    from fsspec.spec import AbstractFileSystem  # type: ignore[import-untyped]
+    from isal import isal_zlib
+
+    _INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]  # stub: an instance
+except ImportError:  # pragma: no cover - the report extra installs both
+    AbstractFileSystem = None
+
+
+class Unfit(OSError):
+    """The file is not one gzip member of the size its trailer states."""
+
+
+def claimed_size(path: Path) -> int | None:
+    """The inflated size a single-member ``.gz`` file states in its trailer, if it can be
+    served from memory (at most :data:`MAX_BYTES`); ``None`` otherwise."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(2) != b"\x1f\x8b" or f.seek(0, os.SEEK_END) < 20:
+                return None
+            f.seek(-4, os.SEEK_END)
+            size = int.from_bytes(f.read(4), "little")
+    except OSError:
+        return None
+    return size if size <= MAX_BYTES else None
+
+
+def inflate(path: Path, size: int) -> bytes:
+    """The inflated bytes of ``path``, which must be one gzip member of ``size`` bytes."""
+    decompressor = isal_zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+    try:
+        data = decompressor.decompress(path.read_bytes(), size + 1)
+    except _INFLATE_ERROR as exc:
+        raise Unfit(f"{path}: {exc}") from exc
+    if not decompressor.eof or decompressor.unused_data or len(data) != size:
+        raise Unfit(f"{path}: not one gzip member of {size} bytes")
+    return data
+
+
+def served_name(path: Path) -> str | None:
+    """DuckDB's name for ``path`` if it is a ``.gz`` file served here, else ``None``."""
+    if AbstractFileSystem is None or not path.name.endswith(".gz") or claimed_size(path) is None:
+        return None
+    return f"{PROTOCOL}://{str(path).removesuffix('.gz')}"
+
+
+def _gz(path: str) -> Path:
+    """The ``.gz`` file behind a served name (the name without protocol and ``.gz``)."""
+    return Path(path.removeprefix(f"{PROTOCOL}://") + ".gz")
+
+
+def register(con: duckdb.DuckDBPyConnection) -> None:
+    """Serve ``probe-gunzip://`` paths on ``con`` (nothing without the report extra)."""
+    if AbstractFileSystem is not None:
+        con.register_filesystem(_Inflated())
+
+
+if AbstractFileSystem is not None:
+
+    class _Inflated(AbstractFileSystem):  # type: ignore[misc]
+        """``.gz`` files as their inflated bytes, for DuckDB."""
+
+        protocol = PROTOCOL
+
+        def info(self, path: str, **_: Any) -> dict[str, Any]:
+            size = claimed_size(_gz(path))
+            if size is None:
+                raise FileNotFoundError(path)
+            return {"name": path, "size": size, "type": "file"}
+
+        def glob(self, path: str, **_: Any) -> list[str]:  # names are literal, never patterns
+            return [path] if _gz(path).is_file() else []
+
+        def _open(self, path: str, mode: str = "rb", **_: Any) -> io.BytesIO:
+            size = claimed_size(_gz(path))
+            if size is None:
+                raise Unfit(f"{_gz(path)}: no longer a small gzip file")
+            return io.BytesIO(inflate(_gz(path), size))

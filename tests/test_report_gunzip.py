@@ -1,0 +1,69 @@
+"""ISA-L inflating ``.gz`` files for DuckDB: only files that are one gzip member of the size
+their trailer states are served; any other is read by DuckDB's own inflater, none is lost."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("duckdb", reason="the report needs the probe[report] extra (duckdb)")
+
+from test_report import measurement
+
+from probe.report import gunzip
+from probe.report.engine import build
+
+
+def lines(isp: str, runs: range) -> bytes:
+    return b"".join(json.dumps(measurement(isp, r, "x.com", "blocked")).encode() + b"\n"
+                    for r in runs)  # fmt: skip
+
+
+def test_a_single_member_file_is_inflated_by_isal_as_its_trailer_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = lines("a", range(50))
+    (tmp_path / "one.jsonl.gz").write_bytes(gzip.compress(data))
+    path = tmp_path / "one.jsonl.gz"
+    assert gunzip.claimed_size(path) == len(data)
+    assert gunzip.served_name(path) == f"probe-gunzip://{tmp_path}/one.jsonl"
+    assert gunzip.inflate(path, len(data)) == data
+    inflated = []
+    monkeypatch.setattr(gunzip, "inflate", lambda p, n: inflated.append(p) or data)
+    assert build([tmp_path]).targets == 50
+    assert inflated == [path]  # DuckDB read the file through ISA-L
+
+
+def test_files_isal_cannot_serve_are_read_by_duckdb_itself(tmp_path: Path) -> None:
+    first, second = lines("a", range(30)), lines("a", range(30, 60))
+    two = tmp_path / "two-members.jsonl.gz"  # `cat a.gz b.gz`: the trailer tells b's size only
+    two.write_bytes(gzip.compress(first) + gzip.compress(second))
+    with pytest.raises(gunzip.Unfit):
+        gunzip.inflate(two, len(second))
+    whole = gzip.compress(lines("b", range(60)))
+    torn = tmp_path / "torn.jsonl.gz"  # the trailer is gone: whatever its last 4 bytes say
+    torn.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(gunzip.Unfit):
+        gunzip.inflate(torn, 1000)
+    report = build([tmp_path])
+    assert report.targets == 60  # both members, nothing of the torn file
+    assert report.skipped == {"unreadable file (IOException)": 1}
+
+
+def test_a_file_claiming_more_than_fits_in_memory_is_not_served(tmp_path: Path) -> None:
+    path = tmp_path / "big.jsonl.gz"
+    path.write_bytes(gzip.compress(lines("a", range(5)))[:-4] + (1 << 30).to_bytes(4, "little"))
+    assert gunzip.claimed_size(path) is None and gunzip.served_name(path) is None
+    assert build([tmp_path]).targets == 5  # DuckDB's inflater does not check the trailer
+
+
+def test_without_isal_duckdb_inflates_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "one.jsonl.gz").write_bytes(gzip.compress(lines("a", range(20))))
+    monkeypatch.setattr(gunzip, "AbstractFileSystem", None)
+    assert gunzip.served_name(tmp_path / "one.jsonl.gz") is None
+    assert build([tmp_path]).targets == 20

@@ -6,9 +6,9 @@ shapes the lab has: always blocked by an SNI reset, blocked by DNS / IP / an HTT
 only the main names blocked (the image CDN open), sporadic blocking with open windows of
 minutes, throttling, a method change half way, clean networks, and outages on every network.
 
-Every line is shaped as ``probe run`` writes it (format 3: the base keys, then ``test_keys``
-with the verdict keys first: ``blocking``, ``accessible``, ``x_verdict`` as the probe wrote it
-for the golden case, evidence and explanation included, ``x_analysis_version``). Its
+Every line is shaped as ``probe run`` writes it (format 3's key order; the verdict keys
+``x_analysis_version``, ``x_verdict`` as the probe wrote it for the golden case, evidence and
+explanation included, ``blocking``, ``accessible``). Its
 observations (``queries``, ``tcp_connect``, ``tls_handshakes``, ``requests``, ...) are either
 those of the lab measurement with the same verdict (``observations="lab"``: the golden cases
 under ``tests/golden``, written by the probe in the lab, ~8 KB a line, as a volunteer's file
@@ -207,42 +207,43 @@ def _state(isp: Isp, domain: str, t: float, days: int, down: bool,
 def _measurement(isp: Isp, run_id: str, stamp: str, domain: str,
                  verdict_keys: dict[str, Any] | None, rng: random.Random,
                  version: str) -> dict[str, object]:  # fmt: skip
-    """A line as ``probe run`` writes it (format 3: ``test_keys`` last, its verdict keys
-    first), its observations to be spliced in for ``_OBSERVED``."""
+    """A line as ``probe run`` writes it (format 3's key order), its observations to be
+    spliced in for ``_OBSERVED``."""
     test_keys: dict[str, object] = {}
     if verdict_keys is not None:
         stale = rng.random() < STALE_SHARE
         test_keys |= verdict_keys | {"x_analysis_version": "0" if stale else version}
+    role = "control" if verdict_keys is None else "target"
     return {
         "annotations": {
+            "x_role": role,
             "engine_name": "probe",
             "platform": "linux",
             "network_type": "unknown",
-            "x_role": "control" if verdict_keys is None else "target",
         },
-        "data_format_version": "0.2.0",
-        "extensions": {"dnst": 0, "httpt": 0, "netevents": 0, "tcpconnect": 0, "tlshandshake": 0},
         "input": f"https://{domain}/",
         "measurement_start_time": stamp,
         "measurement_uid": f"{rng.getrandbits(128):032x}",
-        "options": [],
         "probe_asn": isp.asn,
-        "probe_cc": "PK",
-        "probe_ip": "127.0.0.1",
         "probe_network_name": isp.name,
         "report_id": run_id,
+        "software_name": "probe",
+        "test_name": "x_reachability",
+        "test_keys": test_keys | {"x_observations": 0},  # _OBSERVED
+        "data_format_version": "0.2.0",
+        "extensions": {"dnst": 0, "httpt": 0, "netevents": 0, "tcpconnect": 0, "tlshandshake": 0},
+        "options": [],
+        "probe_cc": "PK",
+        "probe_ip": "127.0.0.1",
         "resolver_asn": isp.asn,
         "resolver_ip": "",
         "resolver_network_name": isp.name,
-        "software_name": "probe",
         "software_version": "0.1.0",
         "test_helpers": {},
-        "test_name": "x_reachability",
         "test_runtime": round(rng.uniform(0.2, 8.0), 6),
         "test_start_time": stamp,
         "test_version": "0.1.0",
         "x_format_version": "3",
-        "test_keys": test_keys | {"x_observations": 0},  # _OBSERVED
     }
 
 

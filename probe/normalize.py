@@ -42,9 +42,9 @@ from probe.records import (
 
 __all__ = ["FORMAT_VERSION", "TEST_NAME", "TEST_VERSION", "measurements", "utc"]
 
-#: 2: rcode is a number (OONI's), not a name. 3: ``test_keys`` is the last key of a line and
-#: opens with the verdict keys, so a reader finds every key but the observations in the
-#: line's head (docs/format.md, Versions).
+#: 2: rcode is a number (OONI's), not a name. 3: the keys in an order a reader may rely on:
+#: what a report reads first (so it parses only a line's head), ``x_format_version`` last
+#: (docs/format.md, Versions).
 FORMAT_VERSION: Final = "3"
 TEST_NAME: Final = "x_reachability"
 TEST_VERSION: Final = "0.1.0"
@@ -289,35 +289,33 @@ def _measurement(
     report_id: str,
     annotations: Mapping[str, str],
 ) -> dict[str, Any]:
+    # Format 3's order (docs/format.md): what a report reads first, then test_keys, then the
+    # rest, x_format_version last.
+    defaults = {"x_role": d.role, "engine_name": "probe", "platform": "linux",
+                "network_type": "unknown"}  # fmt: skip
     return {
-        "annotations": {
-            "engine_name": "probe",
-            "platform": "linux",
-            "network_type": "unknown",
-            **annotations,
-            "x_role": d.role,
-        },
-        "data_format_version": "0.2.0",
-        "extensions": {"dnst": 0, "httpt": 0, "netevents": 0, "tcpconnect": 0, "tlshandshake": 0},
+        "annotations": defaults | dict(annotations) | {"x_role": d.role},  # x_role first
         "input": f"https://{d.domain}/",
         "measurement_start_time": utc(result.start_time),
         "measurement_uid": secrets.token_hex(16),
-        "options": [],
         "probe_asn": who.asn,
-        "probe_cc": who.cc,
-        "probe_ip": "127.0.0.1",
         "probe_network_name": who.network_name,
         "report_id": report_id,
+        "software_name": "probe",
+        "test_name": TEST_NAME,
+        "test_keys": group_test_keys(observed),
+        "data_format_version": "0.2.0",
+        "extensions": {"dnst": 0, "httpt": 0, "netevents": 0, "tcpconnect": 0, "tlshandshake": 0},
+        "options": [],
+        "probe_cc": who.cc,
+        "probe_ip": "127.0.0.1",
         "resolver_asn": who.resolver_asn,
         "resolver_ip": who.resolver_ip,
         "resolver_network_name": who.resolver_network_name,
-        "software_name": "probe",
         "software_version": __version__,
         "test_helpers": {},
-        "test_name": TEST_NAME,
         "test_runtime": round(d.t - d.t0, 6),
         "test_start_time": utc(result.start_time),
         "test_version": TEST_VERSION,
         "x_format_version": FORMAT_VERSION,
-        "test_keys": group_test_keys(observed),  # last: format 3
     }

@@ -23,11 +23,12 @@ _STEPS = (
 
 def with_verdicts(measurements: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add the verdict keys (``blocking``, ``accessible``, ``x_verdict``) to each target,
-    first in its ``test_keys`` (format 3: before the observations, in the line's head)."""
+    first in its ``test_keys`` (format 3: in the line's head, before the observations)."""
     out = []
     for m in measurements:
         if m.get("annotations", {}).get("x_role") == "target":
-            m["test_keys"] = summary_keys(verdict(m)) | m["test_keys"]
+            new = summary_keys(verdict(m))
+            m["test_keys"] = new | {k: v for k, v in m["test_keys"].items() if k not in new}
         out.append(m)
     return out
 

@@ -57,31 +57,29 @@ def measurement(
     isp: str, run: int, domain: str, status: str | None, *, role: str = "target", fmt: str = "3"
 ) -> dict[str, Any]:
     """A measurement as the probe writes it: format 3's key order, or (``fmt="1"``) the key
-    order of versions 1 and 2 (``test_keys`` among the base keys, the verdict keys last)."""
+    order of versions 1 and 2 (sorted; the verdict keys last in ``test_keys``)."""
     asn, name = ISPS[isp]
     m: dict[str, Any] = {
-        "annotations": {"engine_name": "probe", "x_role": role},
-        "data_format_version": "0.2.0",
+        "annotations": {"x_role": role, "engine_name": "probe"},
         "input": f"https://{domain}/",
         "measurement_start_time": (T0 + timedelta(minutes=run)).strftime("%Y-%m-%d %H:%M:%S"),
         "measurement_uid": f"{isp}-{run:03d}-{domain}",
         "probe_asn": asn,
-        "probe_cc": "PK",
         "probe_network_name": name,
         "report_id": f"{isp}-{run:03d}",
         "software_name": "probe",
         "test_name": "x_reachability",
-        "x_format_version": fmt,
     }
     observed = {"queries": [], "tcp_connect": [], "tls_handshakes": [], "requests": []}
     verdict_keys = {}
     if role == "target":
         method, detail = ("tls", "tls.sni_reset") if status == "blocked" else (None, None)
-        verdict_keys = {"x_verdict": {"status": status, "method": method, "detail": detail},
-                        "x_analysis_version": ANALYSIS_VERSION}  # fmt: skip
+        verdict = {"status": status, "method": method, "detail": detail, "step": None}
+        verdict_keys = {"x_analysis_version": ANALYSIS_VERSION, "x_verdict": verdict}
+    rest = {"data_format_version": "0.2.0", "probe_cc": "PK", "x_format_version": fmt}
     if fmt in ("1", "2"):
-        return dict(sorted((m | {"test_keys": observed | verdict_keys}).items()))
-    return m | {"test_keys": verdict_keys | observed}
+        return dict(sorted((m | {"test_keys": observed | verdict_keys} | rest).items()))
+    return m | {"test_keys": verdict_keys | observed} | rest
 
 
 def run_lines(isp: str, run: int) -> list[str]:
@@ -91,7 +89,7 @@ def run_lines(isp: str, run: int) -> list[str]:
     rows.append(measurement(isp, run, "www.example.com", None, role="control", fmt=fmt))
     if isp == "a" and run == 30:  # written by older rules: the report re-scores it
         rows[0]["test_keys"]["x_analysis_version"] = "0"
-    return [json.dumps(r) for r in rows]
+    return [json.dumps(r, separators=(",", ":")) for r in rows]  # as the probe writes them
 
 
 def archive(root: Path) -> Path:
@@ -270,7 +268,8 @@ def keys(con: duckdb.DuckDBPyConnection, reader: str, path: Path) -> list[Any]:
 
 def test_the_head_of_a_format_3_line_gives_what_the_whole_line_gives(tmp_path: Path) -> None:
     target, control = written_by_the_probe(tmp_path)
-    assert list(target)[-1] == "test_keys" and next(iter(target["test_keys"])) == "blocking"
+    assert list(target)[-1] == "x_format_version"
+    assert list(target["test_keys"])[:2] == ["x_analysis_version", "x_verdict"]
     older = dict(sorted((target | {"x_format_version": "2", "measurement_uid": "v2"}).items()))
     store.append(tmp_path / "m.jsonl", [target, control, older])
     line = (tmp_path / "m.jsonl").read_text().splitlines()[0]

@@ -71,34 +71,44 @@ _KEYS: Final = (
     ("version", "$.test_keys.x_analysis_version"),
 )
 # Two readers give (line, k: the keys, NULL when the line is no JSON) per non-blank line.
-# The fast one parses at most one line's worth, read as text. A line of a head-first format
-# version ending in "}}" (test_keys last, its verdict keys before "queries": docs/format.md) is
-# read by its head only: everything before "queries":[ (it ends in "," or "{") closed with
-# "":0}} is JSON holding every key the report needs, and the observations (most of the line) go
-# unparsed. Any other line: one ending
-# in "}" goes straight to the whole-line extraction, any other (torn, CRLF, trailing blanks) is
-# checked with json_valid first. A CASE evaluates only the branch a row takes (OR evaluates both
-# sides); an extraction is written once, or DuckDB would hoist the common expression out of the
-# CASE and run it on every line; try() turns the error of a line torn just after a "}" into NULL
-# (DuckDB then redoes only that vector of 2048 lines row by row). A line that is no UTF-8 still
-# fails the whole query. JSON never holds a raw chr(1), so the delimiter never splits a line, nor
-# a raw "queries":[ inside a string (its quotes are escaped there). The buffer is set: its
-# default, 16x the longest line, is 256 MB per thread for a .gz (out of memory on a 4-core Pi,
-# and half the time over .gz goes to filling such buffers).
+# The fast one reads each line as text and parses at most one line's worth. A line of a
+# head-first format version (docs/format.md) is recognised by its end, ',"x_format_version":
+# "3"}' (which also shows that it is not torn), and by its start, '{"annotations":{"x_role":'
+# target or control; only its head is parsed: a target's up to x_verdict's "step" (after
+# status, method, detail), a control's up to test_keys, closed into a small JSON object with
+# that end. The observations and most of the verdict, most of a line, go unparsed. A head that
+# lacks a key the report needs (another program's line in that version) sends the line to the
+# whole-line read. Any other line is read whole: one ending in "}" goes straight to the
+# extraction, any other (torn, CRLF, trailing blanks) is checked with json_valid first. A CASE
+# evaluates only the branch a row takes (OR evaluates both sides); an extraction is written
+# once, or DuckDB would hoist the common expression out of the CASE and run it on every line;
+# try() turns the error of a line torn just after a "}" into NULL (DuckDB then redoes only that
+# vector of 2048 lines row by row). A line that is no UTF-8 still fails the whole query. JSON
+# never holds a raw chr(1), so the delimiter never splits a line, nor ',"step":' or
+# ',"test_keys":{' inside a string. The buffer is set: its default, 16x the longest line, is
+# 256 MB per thread for a .gz (out of memory on a 4-core Pi, and half the time over .gz goes to
+# filling such buffers).
 _FAST: Final = """
-SELECT line, CASE WHEN head[{fmt}] IN {head_first} THEN head ELSE try(json_extract_string(
+SELECT line, CASE WHEN {required} THEN head ELSE try(json_extract_string(
     CASE WHEN CASE WHEN suffix(line, '}}') THEN true ELSE json_valid(line) END THEN line END,
     {paths})) END AS k
 FROM (
-  SELECT line, CASE WHEN cut > 0 AND suffix(line, '}}}}') THEN try(json_extract_string(
-      left(line, cut - 1) || '"":0}}}}', {paths})) END AS head
+  SELECT line, CASE WHEN cut > 0 THEN try(json_extract_string(
+      left(line, cut - 1) || CASE WHEN target THEN '}}}}' ELSE '' END || tail, {paths})) END AS head
   FROM (
-    SELECT line, strpos(line, '"queries":[') AS cut
-    FROM read_csv($files, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
-                  header=false, auto_detect=false, new_line='\\n', strict_mode=false,
-                  max_line_size=16777216, buffer_size=16777216)
-    WHERE CASE WHEN suffix(line, '}}') THEN true ELSE trim(line, ' ' || chr(9) || chr(13)) <> ''
-          END))
+    SELECT line, target, tail, CASE WHEN tail IS NULL THEN 0
+        WHEN target THEN strpos(line, ',"step":')
+        WHEN prefix(line, '{{"annotations":{{"x_role":"control"')
+          THEN strpos(line, ',"test_keys":{{')
+        ELSE 0 END AS cut
+    FROM (
+      SELECT line, prefix(line, '{{"annotations":{{"x_role":"target"') AS target,
+             CASE {tails} END AS tail
+      FROM read_csv($files, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
+                    header=false, auto_detect=false, new_line='\\n', strict_mode=false,
+                    max_line_size=16777216, buffer_size=16777216)
+      WHERE CASE WHEN suffix(line, '}}') THEN true ELSE trim(line, ' ' || chr(9) || chr(13)) <> ''
+            END)))
 """
 # The safe one parses a line twice but takes anything: NULL for a torn or non-UTF-8 line.
 _SAFE: Final = """
@@ -169,12 +179,18 @@ WHERE (m.stale OR $keep) AND m.line IS NULL AND p.uid = m.uid
 _BAD_INPUT: Final = (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException)
 
 
+#: Keys without which a row is skipped: a head-first line's head must hold them all.
+_REQUIRED: Final = ("uid", "asn", "start_text", "input", "role", "test_name", "fmt")
+
+
 def reader_sql(reader: str) -> str:
     """A reader (``_FAST``, ``_SAFE``) as SQL: (line, k) per non-blank line of ``$files``."""
+    names = [name for name, _ in _KEYS]
+    ends = [f',"x_format_version":"{v}"}}' for v in sorted(HEAD_FIRST_FORMAT_VERSIONS)]
     return reader.format(
         paths="[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]",
-        fmt=[name for name, _ in _KEYS].index("fmt") + 1,
-        head_first=_sql_set(HEAD_FIRST_FORMAT_VERSIONS),
+        required=" AND ".join(f"head[{names.index(k) + 1}] IS NOT NULL" for k in _REQUIRED),
+        tails=" ".join(f"WHEN suffix(line, '{end}') THEN '{end}'" for end in ends),
     )
 
 

@@ -49,8 +49,8 @@ __all__ = [
 
 #: ``x_format_version`` values this reader understands.
 KNOWN_FORMAT_VERSIONS: Final = frozenset({"1", "2", "3"})
-#: Versions whose lines end with ``test_keys``, its verdict keys before its first observation
-#: array (``queries``): every key but the observations is in the line's head.
+#: Versions whose lines put what a report reads first and ``x_format_version`` last, so a
+#: report parses only a line's head (docs/format.md, Versions).
 HEAD_FIRST_FORMAT_VERSIONS: Final = frozenset({"3"})
 
 _TITLE: Final = re.compile(r"<title[^>]*>([^<]*)</title", re.IGNORECASE)

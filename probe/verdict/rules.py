@@ -302,9 +302,9 @@ def summary_keys(v: Verdict) -> dict[str, Any]:
     else:
         blocking = {"ok": False, "down": False}.get(v.status)
     accessible = {"ok": True, "blocked": False, "down": False}.get(v.status)
+    # This order is format 3's: a report reads a line up to x_verdict's "step" (docs/format.md).
     return {
-        "blocking": blocking,
-        "accessible": accessible,
+        "x_analysis_version": ANALYSIS_VERSION,
         "x_verdict": {
             "status": v.status,
             "method": v.method,
@@ -316,7 +316,8 @@ def summary_keys(v: Verdict) -> dict[str, Any]:
             "explanation": v.explanation,
             "fingerprint": v.fingerprint,
         },
-        "x_analysis_version": ANALYSIS_VERSION,
+        "blocking": blocking,
+        "accessible": accessible,
     }
 
 

@@ -26,6 +26,7 @@ from typing import IO, Any, Final
 
 __all__ = [
     "INVALID_LINE",
+    "JSON_ERRORS",
     "READ_ERRORS",
     "ReadStats",
     "append",
@@ -38,6 +39,9 @@ __all__ = [
 
 #: Why a line that does not parse is skipped.
 INVALID_LINE: Final = "torn or invalid JSON line"
+#: What json.loads raises for a line that is no JSON: ValueError, or RecursionError for one
+#: nested deeper than Python's parser goes (DuckDB's takes it).
+JSON_ERRORS: Final = (ValueError, RecursionError)
 #: What reading a damaged file raises: OSError (a bad gzip header or CRC included), EOFError
 #: (a truncated .gz), zlib.error (a damaged deflate stream).
 READ_ERRORS: Final = (OSError, EOFError, zlib.error)
@@ -122,7 +126,7 @@ def _lines(f: IO[bytes], stats: ReadStats) -> Iterator[dict[str, Any]]:
         stats.lines += 1
         try:
             value = json.loads(raw)
-        except ValueError:
+        except JSON_ERRORS:
             stats.skip(INVALID_LINE)
             continue
         if isinstance(value, dict):

@@ -221,6 +221,16 @@ def test_odd_lines_are_skipped_with_a_reason(tmp_path: Path) -> None:
     assert report.skipped == {"unknown annotations.x_role": 1, "torn or invalid JSON line": 1}
 
 
+def test_a_line_too_deep_for_python_is_skipped_not_its_file(tmp_path: Path) -> None:
+    deep = '{"test_name":"dash","software_name":"ooniprobe","test_keys":{"x":' + "[" * 5000
+    deep += "]" * 5000 + "}}"  # DuckDB parses it; Python's json.loads raises RecursionError
+    good = json.dumps(measurement("a", 0, "x.com", "blocked"), separators=(",", ":"))
+    (tmp_path / "m.jsonl").write_text(deep + "\n" + good + "\n")
+    report = build([tmp_path])
+    assert report.targets == 1
+    assert report.skipped == {"torn or invalid JSON line": 1}
+
+
 def test_csv_and_json_hold_the_aggregate(report_dir: Path) -> None:
     report = build([report_dir])
     rows = list(csv.DictReader(io.StringIO(to_csv(report))))

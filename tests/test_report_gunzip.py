@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,9 @@ def test_a_single_member_file_is_inflated_by_isal_as_its_trailer_says(
     path = tmp_path / "one.jsonl.gz"
     assert gunzip.claimed_size(path) == len(data)
     assert gunzip.served_name(path) == f"probe-gunzip://{tmp_path}/one.jsonl"
-    assert gunzip.inflate(path, len(data)) == data
+    assert gunzip.inflate(path)[0] == data
     inflated = []
-    monkeypatch.setattr(gunzip, "inflate", lambda p, n: inflated.append(p) or data)
+    monkeypatch.setattr(gunzip, "inflate", lambda p: (inflated.append(p) or data, os.stat(p)))
     assert build([tmp_path]).targets == 50
     assert inflated == [path]  # DuckDB read the file through ISA-L
 
@@ -42,12 +43,12 @@ def test_files_isal_cannot_serve_are_read_by_duckdb_itself(tmp_path: Path) -> No
     two = tmp_path / "two-members.jsonl.gz"  # `cat a.gz b.gz`: the trailer tells b's size only
     two.write_bytes(gzip.compress(first) + gzip.compress(second))
     with pytest.raises(gunzip.Unfit):
-        gunzip.inflate(two, len(second))
+        gunzip.inflate(two)
     whole = gzip.compress(lines("b", range(60)))
     torn = tmp_path / "torn.jsonl.gz"  # the trailer is gone: whatever its last 4 bytes say
     torn.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(gunzip.Unfit):
-        gunzip.inflate(torn, 1000)
+        gunzip.inflate(torn)
     report = build([tmp_path])
     assert report.targets == 60  # both members, nothing of the torn file
     assert report.skipped == {"unreadable file (IOException)": 1}
@@ -67,3 +68,18 @@ def test_without_isal_duckdb_inflates_everything(
     monkeypatch.setattr(gunzip, "AbstractFileSystem", None)
     assert gunzip.served_name(tmp_path / "one.jsonl.gz") is None
     assert build([tmp_path]).targets == 20
+
+
+def test_a_file_replaced_while_read_is_not_cut_to_the_new_size(tmp_path: Path) -> None:
+    path = tmp_path / "day.jsonl.gz"
+    path.write_bytes(gzip.compress(lines("a", range(8))))
+    served = gunzip.served_name(path)
+    assert served is not None
+    fs = gunzip._Inflated()
+    assert fs.info(served)["size"] == len(lines("a", range(8)))
+    fs._open(served)
+    replacement = tmp_path / "new.gz"
+    replacement.write_bytes(gzip.compress(lines("a", range(5))))
+    replacement.replace(path)  # as a volunteer's upload or the rotation would
+    with pytest.raises(gunzip.Unfit):
+        fs.info(served)  # DuckDB would read 8 lines' bytes as if 5 lines long

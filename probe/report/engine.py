@@ -142,7 +142,7 @@ def _score(line: str) -> tuple[str | None, str | None, str | None, str | None]:
     """(why skipped, or None; then the current rules' status, method, detail) of one line."""
     try:
         m = json.loads(line)
-    except ValueError:  # DuckDB takes some JSON Python does not (a trailing comma)
+    except store.JSON_ERRORS:  # DuckDB takes some JSON Python does not (a trailing comma)
         return store.INVALID_LINE, None, None, None
     if is_ooni(m):
         reason = skip_reason(m)

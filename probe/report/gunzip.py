@@ -6,12 +6,14 @@ DuckDB file system (an fsspec one, under the protocol ``probe-gunzip://``) serve
 ``.gz`` file as its inflated bytes, read from the file at once with the GIL released, under
 its name without ``.gz`` (or DuckDB would take the text for gzip and inflate it again).
 
-DuckDB asks a file's size before it reads it, and a gzip file states its size only in its
+DuckDB asks a file's size (after opening it), and a gzip file states its size only in its
 trailer (ISIZE, modulo 4 GiB) and only for its last member. So :func:`served_name` names only
-files whose trailer claims at most :data:`MAX_BYTES` (the bytes of one file are held in
-memory), and :func:`inflate` checks the claim: a file that is not one gzip member of exactly
-that size (several members, a damaged or truncated file, or more than the claim) raises
-:class:`Unfit`, and the caller reads that file with DuckDB's own reader instead.
+files of at most :data:`MAX_BYTES` whose trailer claims at most that (the bytes of one file are
+held in memory), and :func:`inflate` checks the claim: a file that is not one gzip member of
+exactly that size (several members, a damaged or truncated file, more than the claim) raises
+:class:`Unfit`, and the caller reads that file with DuckDB's own inflater instead. The size
+DuckDB is told is the one served, as long as the file is still the one that was read: a file
+replaced in between raises :class:`Unfit` too, rather than be cut to another file's size.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import duckdb
 
@@ -42,29 +44,39 @@ class Unfit(OSError):
 
 
 def claimed_size(path: Path) -> int | None:
-    """The inflated size a single-member ``.gz`` file states in its trailer, if it can be
-    served from memory (at most :data:`MAX_BYTES`); ``None`` otherwise."""
+    """The inflated size a ``.gz`` file states in its trailer, if it can be served from memory
+    (the file and the claim at most :data:`MAX_BYTES`); ``None`` otherwise."""
     try:
         with open(path, "rb") as f:
-            if f.read(2) != b"\x1f\x8b" or f.seek(0, os.SEEK_END) < 20:
-                return None
-            f.seek(-4, os.SEEK_END)
-            size = int.from_bytes(f.read(4), "little")
+            return _claim(f)
     except OSError:
         return None
+
+
+def _claim(f: BinaryIO) -> int | None:
+    if f.read(2) != b"\x1f\x8b" or not 20 <= f.seek(0, os.SEEK_END) <= MAX_BYTES:
+        return None
+    f.seek(-4, os.SEEK_END)
+    size = int.from_bytes(f.read(4), "little")
     return size if size <= MAX_BYTES else None
 
 
-def inflate(path: Path, size: int) -> bytes:
-    """The inflated bytes of ``path``, which must be one gzip member of ``size`` bytes."""
-    decompressor = isal_zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
-    try:
-        data = decompressor.decompress(path.read_bytes(), size + 1)
-    except _INFLATE_ERROR as exc:
-        raise Unfit(f"{path}: {exc}") from exc
+def inflate(path: Path) -> tuple[bytes, os.stat_result]:
+    """The inflated bytes of ``path``, which must be one gzip member of the size its trailer
+    states, and the ``stat`` of the file they came from."""
+    with open(path, "rb") as f:
+        size, st = _claim(f), os.fstat(f.fileno())
+        if size is None:
+            raise Unfit(f"{path}: no longer a small gzip file")
+        f.seek(0)
+        decompressor = isal_zlib.decompressobj(wbits=31)  # 31: a gzip header and trailer
+        try:
+            data = decompressor.decompress(f.read(), size + 1)
+        except _INFLATE_ERROR as exc:
+            raise Unfit(f"{path}: {exc}") from exc
     if not decompressor.eof or decompressor.unused_data or len(data) != size:
         raise Unfit(f"{path}: not one gzip member of {size} bytes")
-    return data
+    return data, st
 
 
 def served_name(path: Path) -> str | None:
@@ -92,8 +104,19 @@ if AbstractFileSystem is not None:
 
         protocol = PROTOCOL
 
+        def __init__(self) -> None:
+            super().__init__()
+            # served name -> (inode, mtime, size) of the .gz read, and the bytes it gave
+            self._served: dict[str, tuple[tuple[int, int, int], int]] = {}
+
         def info(self, path: str, **_: Any) -> dict[str, Any]:
-            size = claimed_size(_gz(path))
+            try:
+                st = os.stat(_gz(path))
+            except OSError as exc:
+                raise FileNotFoundError(path) from exc
+            read, size = self._served.get(path, (None, claimed_size(_gz(path))))
+            if read is not None and read != _identity(st):
+                raise Unfit(f"{_gz(path)}: replaced while being read")
             if size is None:
                 raise FileNotFoundError(path)
             return {"name": path, "size": size, "type": "file"}
@@ -102,7 +125,9 @@ if AbstractFileSystem is not None:
             return [path] if _gz(path).is_file() else []
 
         def _open(self, path: str, mode: str = "rb", **_: Any) -> io.BytesIO:
-            size = claimed_size(_gz(path))
-            if size is None:
-                raise Unfit(f"{_gz(path)}: no longer a small gzip file")
-            return io.BytesIO(inflate(_gz(path), size))
+            data, st = inflate(_gz(path))
+            self._served[path] = (_identity(st), len(data))
+            return io.BytesIO(data)
+
+    def _identity(st: os.stat_result) -> tuple[int, int, int]:
+        return st.st_ino, st.st_mtime_ns, st.st_size

@@ -1,16 +1,19 @@
 """Reading: measurement files into DuckDB table ``m``, one narrow row per line.
 
-DuckDB reads the lines of the ``.jsonl`` / ``.jsonl.gz`` files itself (in
-parallel, decompressing), pulls the few keys the report needs with one
-multi-path ``json_extract_string`` and works on the raw line, so the reader is
+DuckDB reads the lines of the ``.jsonl`` / ``.jsonl.gz`` files itself, in
+parallel (small ``.gz`` files inflated by ISA-L: :mod:`probe.report.gunzip`),
+pulls the few keys the report needs with one multi-path ``json_extract_string``
+(from the head alone of a format-3 line) and works on the raw line, so the reader is
 as tolerant as :mod:`probe.store` (whose ``iter_files`` picks the files): CRLF
 line ends, a torn line, a line that is no UTF-8, another program's measurement,
 an unknown ``x_format_version`` or a missing key is counted under a reason and
 skipped, never fatal. Two readers (``_FAST``, ``_SAFE`` below): the fast one
 parses each line once but fails a whole query on some bad lines, so the files
 of a failing query are halved until the bad file is found, which the safe one
-reads; a file neither can read (a truncated ``.gz``) is counted as unreadable.
-Only DuckDB's bad-input errors count so: running out of memory is an error.
+reads (with DuckDB's own inflater if ISA-L served it); a file neither can read
+(a truncated ``.gz``) is counted as unreadable. Only DuckDB's bad-input errors
+(and, for a file ISA-L served, its file system's) count so: running out of
+memory is an error.
 Parquet files written by ``probe export`` hold the same columns plus the raw
 line, and join the scan (their lines are read only for rows to re-score).
 
@@ -73,14 +76,14 @@ _KEYS: Final = (
 # Two readers give (line, k: the keys, NULL when the line is no JSON) per non-blank line.
 # The fast one reads each line as text and parses at most one line's worth. A line of a
 # head-first format version (docs/format.md) is recognised by its end, ',"x_format_version":
-# "3"}' (which also shows that it is not torn), and by its start, '{"annotations":{"x_role":'
-# target or control; only its head is parsed: a target's up to x_verdict's "step" (after
-# status, method, detail), a control's up to test_keys, closed into a small JSON object with
-# that end. The observations and most of the verdict, most of a line, go unparsed. A head that
-# lacks a key the report needs (another program's line in that version) sends the line to the
-# whole-line read. Any other line is read whole: one ending in "}" goes straight to the
-# extraction, any other (torn, CRLF, trailing blanks) is checked with json_valid first. A CASE
-# evaluates only the branch a row takes (OR evaluates both sides); an extraction is written
+# "3"}' (so its end is intact: a torn line does not end so), and by its start,
+# '{"annotations":{"x_role":' target or control. Only its head is parsed: a target's up to
+# x_verdict's "step" (after status, method, detail), a control's up to test_keys, closed into a
+# small JSON object with that end. The observations and most of the verdict, most of a line, go
+# unparsed. A head that lacks a base key (another program's line in that version) sends the
+# line to the whole-line read. Any other line is read whole: one ending in "}" goes straight to
+# the extraction, any other (torn, CRLF, trailing blanks) is checked with json_valid first. A
+# CASE evaluates only the branch a row takes (OR evaluates both sides); an extraction is written
 # once, or DuckDB would hoist the common expression out of the CASE and run it on every line;
 # try() turns the error of a line torn just after a "}" into NULL (DuckDB then redoes only that
 # vector of 2048 lines row by row). A line that is no UTF-8 still fails the whole query. JSON
@@ -179,8 +182,10 @@ WHERE (m.stale OR $keep) AND m.line IS NULL AND p.uid = m.uid
 _BAD_INPUT: Final = (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException)
 
 
-#: Keys without which a row is skipped: a head-first line's head must hold them all.
-_REQUIRED: Final = ("uid", "asn", "start_text", "input", "role", "test_name", "fmt")
+#: The base keys a head-first line's head must hold (format 3 always writes them there), or
+#: the line is read whole. The verdict keys are taken as found: format 3 puts them there too.
+_IN_HEAD: Final = ("uid", "asn", "network", "start_text", "input", "role", "test_name", "fmt",
+                   "report_id")  # fmt: skip
 
 
 def reader_sql(reader: str) -> str:
@@ -189,7 +194,7 @@ def reader_sql(reader: str) -> str:
     ends = [f',"x_format_version":"{v}"}}' for v in sorted(HEAD_FIRST_FORMAT_VERSIONS)]
     return reader.format(
         paths="[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]",
-        required=" AND ".join(f"head[{names.index(k) + 1}] IS NOT NULL" for k in _REQUIRED),
+        required=" AND ".join(f"head[{names.index(k) + 1}] IS NOT NULL" for k in _IN_HEAD),
         tails=" ".join(f"WHEN suffix(line, '{end}') THEN '{end}'" for end in ends),
     )
 
@@ -228,7 +233,7 @@ def _ooni_skip(line: str) -> str:
     """Why an OONI measurement of another test is skipped (the SQL ``ooni_skip``)."""
     try:
         m = json.loads(line)
-    except ValueError:  # DuckDB takes some JSON Python does not (a trailing comma)
+    except store.JSON_ERRORS:  # DuckDB takes some JSON Python does not (a trailing comma)
         return store.INVALID_LINE
     return skip_reason(m) or "OONI measurement not scored"
 
@@ -331,11 +336,12 @@ def _insert(con: duckdb.DuckDBPyConnection, readers: tuple[str, str], files: lis
     split again until the file is found, which DuckDB's own inflater then reads if ISA-L
     served it, else the safe reader, or which is counted as unreadable."""
     fast, safe = readers
+    names = _names(files, serve)
     try:
-        con.execute(fast, params | {"files": _names(files, serve)})
+        con.execute(fast, params | {"files": names})
         return
     except duckdb.Error as exc:
-        if not _bad_input(exc):
+        if not _bad_input(exc, served=any(n.startswith(gunzip.PROTOCOL) for n in names)):
             raise
     if len(files) == 1:
         if serve and gunzip.served_name(files[0]) is not None:
@@ -344,7 +350,7 @@ def _insert(con: duckdb.DuckDBPyConnection, readers: tuple[str, str], files: lis
         try:
             con.execute(safe, params | {"files": _names(files, serve=False)})
         except duckdb.Error as exc:
-            if not _bad_input(exc):
+            if not _bad_input(exc, served=False):
                 raise
             skipped[f"unreadable file ({type(exc).__name__})"] += 1
         return
@@ -358,10 +364,12 @@ def _names(files: Sequence[Path], serve: bool) -> list[str]:
     return [(serve and gunzip.served_name(f)) or _literal(f) for f in files]
 
 
-def _bad_input(exc: duckdb.Error) -> bool:
-    """A file's fault, not the machine's: DuckDB's bad-input errors, or an error raised in a
-    Python file system (DuckDB gives it as a plain ``duckdb.Error``: ISA-L's :class:`Unfit`)."""
-    return isinstance(exc, _BAD_INPUT) or type(exc) is duckdb.Error
+def _bad_input(exc: duckdb.Error, served: bool) -> bool:
+    """A file's fault, not the machine's: DuckDB's bad-input errors, or, in a query that read
+    files served by ISA-L, an error of that file system (DuckDB gives an exception raised in
+    Python as a plain ``duckdb.Error``: :class:`~probe.report.gunzip.Unfit`); the failing file
+    is then read by DuckDB's own inflater."""
+    return isinstance(exc, _BAD_INPUT) or (served and type(exc) is duckdb.Error)
 
 
 def one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:

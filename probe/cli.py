@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 
+_CONFIG_HELP = (
+    "campaign config (default: $PROBE_CONFIG, else ./configs/x.toml, else the installed one)"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="probe",
@@ -43,9 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="measure every target once and write the measurements")
-    run.add_argument(
-        "--config", type=Path, help="campaign config (default: configs/x.toml or $PROBE_CONFIG)"
-    )
+    run.add_argument("--config", type=Path, help=_CONFIG_HELP)
     run.add_argument("--only", nargs="+", metavar="DOMAIN", help="measure only these targets")
     run.add_argument(
         "--output",
@@ -67,9 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     sched = sub.add_parser("schedule", help="measure every N seconds until SIGTERM/SIGINT")
-    sched.add_argument(
-        "--config", type=Path, help="campaign config (default: configs/x.toml or $PROBE_CONFIG)"
-    )
+    sched.add_argument("--config", type=Path, help=_CONFIG_HELP)
     sched.add_argument(
         "--output",
         type=Path,

@@ -140,8 +140,12 @@ class Config:
 
 
 def default_config_path() -> Path:
-    """``$PROBE_CONFIG``, else ``configs/x.toml`` under the working directory."""
-    return Path(os.environ.get("PROBE_CONFIG", "configs/x.toml"))
+    """``$PROBE_CONFIG``, else ``configs/x.toml`` under the working directory (a checkout),
+    else the copy installed with the package (``pip install``, ``pipx``: no checkout)."""
+    if "PROBE_CONFIG" in os.environ:
+        return Path(os.environ["PROBE_CONFIG"])
+    here = Path("configs/x.toml")
+    return here if here.exists() else Path(__file__).with_name("configs") / "x.toml"
 
 
 def load(path: str | os.PathLike[str]) -> Config:

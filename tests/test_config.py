@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from probe.__main__ import main
-from probe.config import ConfigError, load
+from probe.config import ConfigError, default_config_path, load
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +35,19 @@ def test_default_config_is_valid() -> None:
     assert {r.engine for r in config.resolvers} == {"system", "udp", "tcp", "doh"}
     assert config.measurement.body_cap == 65536
     assert config.vantage.asn == "AS0" and config.vantage.cc == "ZZ"
+
+
+def test_without_a_checkout_the_installed_config_is_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROBE_CONFIG", raising=False)
+    assert default_config_path() == Path("configs/x.toml")  # in the checkout
+    monkeypatch.chdir(tmp_path)  # pip or pipx installed: no configs/ here
+    installed = default_config_path()
+    assert installed.read_text() == (ROOT / "configs" / "x.toml").read_text()
+    assert "x.com" in load(installed).targets
+    monkeypatch.setenv("PROBE_CONFIG", str(tmp_path / "mine.toml"))
+    assert default_config_path() == tmp_path / "mine.toml"
 
 
 def test_minimal_config_gets_defaults(tmp_path: Path) -> None:

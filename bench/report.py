@@ -1,8 +1,9 @@
 """Report benchmark (issue: probe report), figures for the README.
 
 On a synthetic archive (bench/synth.py: ~1M measurements, 50 ASNs, 30 days, one
-.jsonl.gz per volunteer and day; each line with the observations of the lab measurement of
-its verdict, ~7 KB, or with --observations empty, empty arrays, ~0.6 KB):
+.jsonl.gz per volunteer and day, lines shaped as `probe run` writes them, format 3; each with
+the observations of the lab measurement of its verdict, ~8.5 KB, or with --observations empty,
+empty arrays, ~1.5 KB):
 
 (a) `probe report DIR` as a user runs it (the terminal summary): wall time and peak RSS
     (targets: <= 10 s, <= 1.5 GB on the 2-core machine), over the .jsonl.gz archive and
@@ -11,9 +12,10 @@ its verdict, ~7 KB, or with --observations empty, empty arrays, ~0.6 KB):
     the verdict for stale rows) computing the same per ASN x family x bucket counts, in
     this same run: the report must be >= 5x faster; the two aggregates must be equal;
 (c) `probe export --parquet` once, then the report over the Parquet file;
-(d) the floor: DuckDB's scan alone (read every line, check it, extract the report's keys; no
-    aggregation) against the plain loop: no report over JSONL can beat that ratio; and
-    reading the lines alone (decompressing, splitting; no JSON), the floor of DuckDB's readers.
+(d) the floor: DuckDB's scan alone (read every line, extract the report's keys: from the head
+    of a format-3 line; no aggregation) against the plain loop: no report over JSONL can beat
+    that ratio; and reading the lines alone (decompressing, splitting; no JSON), the floor of
+    DuckDB's readers.
 
 The archive (its verdicts written by the current rules, as a volunteer's fresh data is) is
 generated once into $TMPDIR/probe-bench-report-<observations>-<rows>-v<rules>-f<format> and

@@ -294,7 +294,8 @@ def _measurement(
     defaults = {"x_role": d.role, "engine_name": "probe", "platform": "linux",
                 "network_type": "unknown"}  # fmt: skip
     return {
-        "annotations": defaults | dict(annotations) | {"x_role": d.role},  # x_role first
+        # x_role in defaults for its place (first), again last so no annotation overrides it
+        "annotations": defaults | dict(annotations) | {"x_role": d.role},
         "input": f"https://{d.domain}/",
         "measurement_start_time": utc(result.start_time),
         "measurement_uid": secrets.token_hex(16),

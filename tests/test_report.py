@@ -70,8 +70,9 @@ def measurement(
         "software_name": "probe",
         "test_name": "x_reachability",
     }
-    observed = {"queries": [], "tcp_connect": [], "tls_handshakes": [], "requests": []}
-    verdict_keys = {}
+    observed: dict[str, Any] = {"queries": [], "tcp_connect": [], "tls_handshakes": [],
+                                "requests": []}  # fmt: skip
+    verdict_keys: dict[str, Any] = {}
     if role == "target":
         method, detail = ("tls", "tls.sni_reset") if status == "blocked" else (None, None)
         verdict = {"status": status, "method": method, "detail": detail, "step": None}

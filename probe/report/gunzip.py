@@ -103,21 +103,27 @@ if AbstractFileSystem is not None:
         """``.gz`` files as their inflated bytes, for DuckDB."""
 
         protocol = PROTOCOL
+        cachable = False  # one instance per connection (fsspec would share one): see _served
 
         def __init__(self) -> None:
             super().__init__()
-            # served name -> (inode, mtime, size) of the .gz read, and the bytes it gave
-            self._served: dict[str, tuple[tuple[int, int, int], int]] = {}
+            # .gz file -> (inode, mtime, size) of the file read, and the bytes it gave. DuckDB
+            # opens a file, then asks its size: it must be told the size of what it was given.
+            self._served: dict[Path, tuple[tuple[int, int, int], int]] = {}
 
         def info(self, path: str, **_: Any) -> dict[str, Any]:
+            gz = _gz(path)
             try:
-                st = os.stat(_gz(path))
+                st = os.stat(gz)
             except OSError as exc:
                 raise FileNotFoundError(path) from exc
-            read, size = self._served.get(path, (None, claimed_size(_gz(path))))
-            if read is not None and read != _identity(st):
-                raise Unfit(f"{_gz(path)}: replaced while being read")
-            if size is None:
+            if gz in self._served:
+                read, size = self._served[gz]
+                if read != _identity(st):
+                    raise Unfit(f"{gz}: replaced while being read")
+            elif (claimed := claimed_size(gz)) is not None:
+                size = claimed
+            else:
                 raise FileNotFoundError(path)
             return {"name": path, "size": size, "type": "file"}
 
@@ -125,8 +131,8 @@ if AbstractFileSystem is not None:
             return [path] if _gz(path).is_file() else []
 
         def _open(self, path: str, mode: str = "rb", **_: Any) -> io.BytesIO:
-            data, st = inflate(_gz(path))
-            self._served[path] = (_identity(st), len(data))
+            data, st = inflate(_gz(path))  # fsspec gives the name without the protocol
+            self._served[_gz(path)] = (_identity(st), len(data))
             return io.BytesIO(data)
 
     def _identity(st: os.stat_result) -> tuple[int, int, int]:

@@ -75,22 +75,22 @@ _KEYS: Final = (
 )
 # Two readers give (line, k: the keys, NULL when the line is no JSON) per non-blank line.
 # The fast one reads each line as text and parses at most one line's worth. A line of a
-# head-first format version (docs/format.md) is recognised by its end, ',"x_format_version":
-# "3"}' (so its end is intact: a torn line does not end so), and by its start,
-# '{"annotations":{"x_role":' target or control. Only its head is parsed: a target's up to
-# x_verdict's "step" (after status, method, detail), a control's up to test_keys, closed into a
-# small JSON object with that end. The observations and most of the verdict, most of a line, go
-# unparsed. A head that lacks a base key (another program's line in that version) sends the
-# line to the whole-line read. Any other line is read whole: one ending in "}" goes straight to
-# the extraction, any other (torn, CRLF, trailing blanks) is checked with json_valid first. A
-# CASE evaluates only the branch a row takes (OR evaluates both sides); an extraction is written
-# once, or DuckDB would hoist the common expression out of the CASE and run it on every line;
-# try() turns the error of a line torn just after a "}" into NULL (DuckDB then redoes only that
-# vector of 2048 lines row by row). A line that is no UTF-8 still fails the whole query. JSON
-# never holds a raw chr(1), so the delimiter never splits a line, nor ',"step":' or
-# ',"test_keys":{' inside a string. The buffer is set: its default, 16x the longest line, is
-# 256 MB per thread for a .gz (out of memory on a 4-core Pi, and half the time over .gz goes to
-# filling such buffers).
+# head-first format version (docs/format.md) is recognised by its start,
+# '{"annotations":{"x_role":' target or control, and by its end,
+# ',"x_format_version":"3"}', which shows the line is not torn. Only its head is parsed: a
+# target's up to x_verdict's "step" (after status, method, detail), a control's up to
+# test_keys, closed into a small JSON object with that end. The observations and most of the
+# verdict, most of a line, go unparsed. A head that lacks a base key (another program's line in
+# that version) sends the line to the whole-line read. Any other line is read whole: one ending
+# in "}" goes straight to the extraction, any other (torn, CRLF, trailing blanks) is checked
+# with json_valid first. A CASE evaluates only the branch a row takes (OR evaluates both sides);
+# an extraction is written once, or DuckDB would hoist the common expression out of the CASE
+# and run it on every line; try() turns the error of a line torn just after a "}" into NULL
+# (DuckDB then redoes only that vector of 2048 lines row by row). A line that is no UTF-8 still
+# fails the whole query. JSON never holds a raw chr(1), so the delimiter never splits a line,
+# nor ',"step":' or ',"test_keys":{' inside a string. The buffer is set: its default, 16x the
+# longest line, is 256 MB per thread for a .gz (out of memory on a 4-core Pi, and half the time
+# over .gz goes to filling such buffers).
 _FAST: Final = """
 SELECT line, CASE WHEN {required} THEN head ELSE try(json_extract_string(
     CASE WHEN CASE WHEN suffix(line, '}}') THEN true ELSE json_valid(line) END THEN line END,
@@ -341,7 +341,7 @@ def _insert(con: duckdb.DuckDBPyConnection, readers: tuple[str, str], files: lis
         con.execute(fast, params | {"files": names})
         return
     except duckdb.Error as exc:
-        if not _bad_input(exc, served=any(n.startswith(gunzip.PROTOCOL) for n in names)):
+        if not _bad_input(exc, served=any(n.startswith(f"{gunzip.PROTOCOL}://") for n in names)):
             raise
     if len(files) == 1:
         if serve and gunzip.served_name(files[0]) is not None:

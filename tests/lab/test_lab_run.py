@@ -52,10 +52,12 @@ def wait_until_up(process: subprocess.Popen[str]) -> str:
     return line
 
 
-def wait_until_daemon_ready() -> None:
-    """Block until the lab daemon is ready: ``up()`` is still writing the probe configs."""
+def wait_until_daemon_ready(process: subprocess.Popen[str]) -> None:
+    """Block until the lab daemon is ready: ``up()`` is then usually still writing the probe
+    configs (the runner has not said "lab: up" yet)."""
     deadline = time.monotonic() + 30
     while not (runner.STATE_DIR / "ready").exists():
+        assert process.poll() is None, process.communicate()[1]
         assert time.monotonic() < deadline, "the lab did not come up in 30 s"
         time.sleep(0.01)
 
@@ -95,7 +97,7 @@ def test_sigterm_tears_the_lab_down(tmp_path: Path) -> None:
 
 def test_sigterm_while_the_lab_comes_up_tears_it_down(tmp_path: Path) -> None:
     process = start_run(tmp_path, duration=300, interval=5)
-    wait_until_daemon_ready()
+    wait_until_daemon_ready(process)
     process.send_signal(signal.SIGTERM)
     _, progress = process.communicate(timeout=30)
     assert process.returncode == 1, progress

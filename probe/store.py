@@ -26,7 +26,6 @@ from typing import IO, Any, Final
 
 __all__ = [
     "INVALID_LINE",
-    "JSON_ERRORS",
     "READ_ERRORS",
     "ReadStats",
     "append",
@@ -34,6 +33,7 @@ __all__ = [
     "atomic_write",
     "day_file",
     "iter_files",
+    "parse_line",
     "read",
 ]
 
@@ -41,7 +41,7 @@ __all__ = [
 INVALID_LINE: Final = "torn or invalid JSON line"
 #: What json.loads raises for a line that is no JSON: ValueError, or RecursionError for one
 #: nested deeper than Python's parser goes (DuckDB's takes it).
-JSON_ERRORS: Final = (ValueError, RecursionError)
+_JSON_ERRORS: Final = (ValueError, RecursionError)
 #: What reading a damaged file raises: OSError (a bad gzip header or CRC included), EOFError
 #: (a truncated .gz), zlib.error (a damaged deflate stream).
 READ_ERRORS: Final = (OSError, EOFError, zlib.error)
@@ -113,6 +113,15 @@ def read(
             stats.skip(f"unreadable file: {type(exc).__name__}")
 
 
+def parse_line(line: str | bytes) -> Any:
+    """The JSON value of one line, or None when it is no JSON to Python (a torn line; some
+    lines DuckDB's parser takes, with a trailing comma or nested too deep, Python's does not)."""
+    try:
+        return json.loads(line)
+    except _JSON_ERRORS:
+        return None
+
+
 def _open(path: Path) -> IO[bytes]:
     if path.name.endswith(".gz"):
         return gzip.open(path, "rb")  # type: ignore[return-value]  # GzipFile is an IO[bytes]
@@ -126,7 +135,7 @@ def _lines(f: IO[bytes], stats: ReadStats) -> Iterator[dict[str, Any]]:
         stats.lines += 1
         try:
             value = json.loads(raw)
-        except JSON_ERRORS:
+        except _JSON_ERRORS:
             stats.skip(INVALID_LINE)
             continue
         if isinstance(value, dict):

@@ -26,7 +26,6 @@ plus :data:`ALL`.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import statistics
@@ -140,9 +139,8 @@ class RunStats:
 
 def _score(line: str) -> tuple[str | None, str | None, str | None, str | None]:
     """(why skipped, or None; then the current rules' status, method, detail) of one line."""
-    try:
-        m = json.loads(line)
-    except store.JSON_ERRORS:  # DuckDB takes some JSON Python does not (a trailing comma)
+    m = store.parse_line(line)
+    if m is None:
         return store.INVALID_LINE, None, None, None
     if is_ooni(m):
         reason = skip_reason(m)

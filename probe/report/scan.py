@@ -231,9 +231,8 @@ def connect(memory_limit: str = "1GB", database: str = ":memory:",
 
 def _ooni_skip(line: str) -> str:
     """Why an OONI measurement of another test is skipped (the SQL ``ooni_skip``)."""
-    try:
-        m = json.loads(line)
-    except store.JSON_ERRORS:  # DuckDB takes some JSON Python does not (a trailing comma)
+    m = store.parse_line(line)
+    if m is None:
         return store.INVALID_LINE
     return skip_reason(m) or "OONI measurement not scored"
 
@@ -337,14 +336,15 @@ def _insert(con: duckdb.DuckDBPyConnection, readers: tuple[str, str], files: lis
     served it, else the safe reader, or which is counted as unreadable."""
     fast, safe = readers
     names = _names(files, serve)
+    served = any(n.startswith(f"{gunzip.PROTOCOL}://") for n in names)
     try:
         con.execute(fast, params | {"files": names})
         return
     except duckdb.Error as exc:
-        if not _bad_input(exc, served=any(n.startswith(f"{gunzip.PROTOCOL}://") for n in names)):
+        if not _bad_input(exc, served):
             raise
     if len(files) == 1:
-        if serve and gunzip.served_name(files[0]) is not None:
+        if served:
             _insert(con, readers, files, params, skipped, serve=False)
             return
         try:

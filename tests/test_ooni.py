@@ -268,7 +268,7 @@ def test_test_keys_null_is_skipped_with_a_reason() -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        (lambda m: m.update(test_version="0.3.0"), "unknown web_connectivity version '0.3.0'"),
+        (lambda m: m.update(test_version="0.6.0"), "unknown web_connectivity version '0.6.0'"),
         (lambda m: m.pop("test_version"), "unknown web_connectivity version None"),
         (lambda m: m.update(test_name="dnscheck"), "OONI test 'dnscheck' is not scored"),
         (lambda m: m.update(input="not a url"), "is not a URL"),
@@ -297,9 +297,10 @@ def test_base64_bodies_are_decoded_and_fingerprinted() -> None:
     )
 
 
-def test_a_broken_base64_body_is_a_problem_not_a_crash() -> None:
+def test_a_broken_base64_body_leaves_out_its_entry_not_the_measurement() -> None:
     v = verdict(wc(body={"format": "base64", "data": "!!not base64!!"}))
-    assert v.status == "inconclusive" and "requests[0]: body is not valid base64" in v.explanation
+    assert v.status == "ok" and "cannot be read" not in v.explanation
+    assert "left out: requests[0]: body is not valid base64" in v.evidence
 
 
 def test_a_truncated_body_reads_and_makes_no_diff() -> None:

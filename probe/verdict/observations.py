@@ -144,6 +144,9 @@ class Observations:
     http: tuple[HttpExchange, ...]
     transfers: tuple[Transfer, ...]
     problems: tuple[str, ...]  # non-empty: the measurement cannot be judged
+    # Entries left out of an OONI measurement (an optional field missing or broken): less
+    # evidence, said in the verdict's evidence, never a measurement that cannot be judged.
+    notes: tuple[str, ...] = ()
 
 
 def _rcode(value: Any) -> str | None:
@@ -432,19 +435,31 @@ def _ip_or_endpoint(address: str) -> str:
 
 
 def _headers(headers: object) -> tuple[tuple[str, str], ...]:
-    """Headers as (name, value) pairs, from OONI's dict or a list of pairs."""
+    """Headers as (name, value) pairs, from OONI's dict or a list of pairs; a value OONI
+    wrote as ``{format: base64, data}`` (not UTF-8 on the wire) is decoded."""
     if isinstance(headers, dict):
         pairs = [
-            (str(name), str(v))
+            (str(name), _header_value(v))
             for name, value in headers.items()
             for v in (value if isinstance(value, list) else [value])
         ]
         return tuple(pairs)
     if isinstance(headers, list):
         return tuple(
-            (str(p[0]), str(p[1])) for p in headers if isinstance(p, list | tuple) and len(p) == 2
+            (str(p[0]), _header_value(p[1]))
+            for p in headers
+            if isinstance(p, list | tuple) and len(p) == 2
         )
     return ()
+
+
+def _header_value(value: object) -> str:
+    if isinstance(value, dict):
+        try:
+            return _body(value)
+        except _Bad:
+            return ""
+    return str(value)
 
 
 def _body(body: object) -> str:

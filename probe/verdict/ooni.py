@@ -1,4 +1,4 @@
-"""OONI's ``web_connectivity`` (0.4, 0.5) read into the observations view: one set of rules.
+"""OONI's ``web_connectivity`` (every version: 0.0.1 to 0.5) read into the observations view.
 
 :func:`chain` turns one OONI measurement into :class:`Observations`, so
 :func:`probe.verdict.judge` scores it exactly like ours; :func:`probe.verdict.verdict`
@@ -32,12 +32,21 @@ The mapping (``docs/ooni-agreement.md`` has the reasoning and what it costs):
   is the remote fetch of every hop.
 
 OONI's ``tags`` (``classic``, ``depth=0``) are not our role tags and are
-ignored. Unknown versions, other tests, ``test_keys: null`` and broken
-entries become ``problems``: the rules refuse to judge and say why.
+ignored. Versions (docs/ooni-agreement.md, "What each version offers"): 0.0.1
+(Measurement Kit), 0.1.0-0.3.x (the Python ooniprobe: queries without
+``engine``, ``response: null`` when none came, Twisted's failure names, mapped by
+:data:`LEGACY_FAILURES`) and 0.4/0.5 (Go) share the shapes read here; headers
+come as dicts or lists of pairs, bodies and header values as text or
+``{format: base64, data}``. An entry missing what it needs (a handshake
+without ``address``, as probe-cli 3.14 wrote some) is left out and named in
+``notes``: less evidence, not an unreadable measurement. Other tests,
+``test_keys: null``, a non-list where a list belongs and an unknown version
+(a future 0.6) become ``problems``: the rules refuse to judge and say why.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -78,15 +87,22 @@ __all__ = [
     "unwrap",
 ]
 
-#: ``test_version`` prefixes of web_connectivity this reader understands.
-SUPPORTED_VERSIONS: Final = ("0.4.", "0.5.")
+#: ``test_version`` prefixes of web_connectivity this reader understands (every one OONI
+#: published: 0.0.1 by Measurement Kit, 0.1.0-0.3.x by the Python ooniprobe, 0.4/0.5 by Go).
+SUPPORTED_VERSIONS: Final = ("0.0.", "0.1.", "0.2.", "0.3.", "0.4.", "0.5.")
 SYSTEM_ENGINES: Final = frozenset({"getaddrinfo", "system"})
 MAX_HOPS: Final = 10
-#: The TH's legacy failure names -> df-007 (it also writes df-007 names, kept as they are).
-TH_FAILURES: Final[Mapping[str, str]] = {
+#: Legacy failure names (the TH's, the Python ooniprobe's Twisted ones) -> df-007; df-007
+#: names are kept as they are. ``response_never_received``: the connection closed before
+#: any response (Twisted's ResponseNeverReceived), ``connection_lost_error`` an unclean close.
+LEGACY_FAILURES: Final[Mapping[str, str]] = {
     "connection_refused_error": "connection_refused",
     "connection_reset_error": "connection_reset",
+    "connection_lost_error": "connection_reset",
+    "response_never_received": "eof_error",
     "dns_name_error": "dns_nxdomain_error",
+    "tcp_timed_out_error": "generic_timeout_error",
+    "task_timed_out": "generic_timeout_error",
 }
 #: OONI's summary keys -> the verdict methods that agree with them (docs/ooni-agreement.md).
 AGREEING_METHODS: Final[Mapping[str, frozenset[str]]] = {
@@ -291,13 +307,15 @@ def _view(m: Mapping[str, Any], keys: Mapping[str, Any], domain: str, url: str) 
     """The observations of one domain of the chain (the input's when ``url`` is the input)."""
     problems: list[str] = []
 
+    notes: list[str] = []
+
     def read(name: str, parse: Callable[[Mapping[str, Any], str], _T]) -> list[_T]:
         try:
             entries = _list(keys, name)
         except _Bad as exc:
             problems.append(str(exc))
             return []
-        return _parse_entries(name, entries, parse, problems)
+        return _parse_entries(name, entries, parse, notes)  # a broken entry: less evidence
 
     is_input = url == m.get("input")
     dns = read("queries", lambda e, ref: _dns(e, ref, domain, late=False))
@@ -324,12 +342,13 @@ def _view(m: Mapping[str, Any], keys: Mapping[str, Any], domain: str, url: str) 
         tuple(http + remote[3]),
         (),
         tuple(problems),
+        tuple(f"left out: {note}" for note in notes),
     )
 
 
 def _dns(e: Mapping[str, Any], ref: str, domain: str, late: bool) -> DnsResponse:
     hostname = _get(e, "hostname", str).rstrip(".").lower()
-    engine = _get(e, "engine", str)
+    engine = _opt(e, "engine", str) or "system"  # the Python ooniprobe (0.1-0.3) names none
     addresses: list[str] = []
     names: list[str] = []
     for answer in _opt(e, "answers", list) or []:
@@ -368,7 +387,8 @@ def _tcp(e: Mapping[str, Any], ref: str, addresses: frozenset[str], ops: dict[An
 
 
 def _tls(e: Mapping[str, Any], ref: str, domain: str, ops: dict[Any, str]) -> Handshake:
-    ip, port = _address(_get(e, "address", str))
+    # probe-cli 3.14 wrote some handshakes without address: the step stays, its address unknown
+    ip, port = _address(_get(e, "address", str)) if e.get("address") is not None else ("", 0)
     name = _get(e, "server_name", str).rstrip(".").lower()
     failure = _failure(e)
     if failure is not None:
@@ -432,7 +452,8 @@ def _remote(
                 resolver=helper,
                 failure=_th_failure(answer.get("failure")),
                 rcode=None,
-                addresses=tuple(a for a in addrs if isinstance(a, str)),
+                # 0.0.1's TH lists CNAME names among the addresses (["feminist.org", ...])
+                addresses=tuple(a for a in addrs if isinstance(a, str) and _is_ip(a)),
                 names=(),
                 transaction_id=None,
                 role="target",
@@ -523,12 +544,21 @@ def _rcode(rcode: object) -> str | None:
 def _th_failure(failure: object) -> str | None:
     if failure is None:
         return None
-    return TH_FAILURES.get(str(failure), str(failure))
+    return LEGACY_FAILURES.get(str(failure), str(failure))
 
 
 def _failure(entry: Mapping[str, Any]) -> str | None:
-    """The failure string; absent in older data means none (unlike in ours)."""
-    return _opt(entry, "failure", str)
+    """The failure string (df-007); absent in older data means none (unlike in ours)."""
+    failure = _opt(entry, "failure", str)
+    return None if failure is None else LEGACY_FAILURES.get(failure, failure)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _number(value: object, default: float) -> float:

@@ -243,11 +243,13 @@ def verdict(measurement: Mapping[str, Any], *, fingerprints: Fingerprints | None
             then = judge(hop, fingerprints)
             if then.status != "ok":
                 said = then.explanation.split(": ", 1)[-1]
-                return replace(
+                result = replace(
                     then,
                     explanation=f"{then.status}: {first.domain} redirects to {hop.domain}; {said}",
                 )
-        return result
+                break
+        # entries left out (probe.verdict.ooni): the evidence says what was not read
+        return replace(result, evidence=result.evidence + first.notes)
     except Exception as exc:  # a rule bug must cost one verdict, not a whole report
         return _inconclusive(f"the rules failed on this measurement ({type(exc).__name__})", ())
 
@@ -448,6 +450,9 @@ def _unblocked(ctx: _Context, health: _Health) -> Verdict:
             f"ok: {obs.domain} completed {what} on {_addr(valid[0].ip, valid[0].port)}"
             + (f" ({doubts[0]})" if doubts else ""),
         )  # fmt: skip
+    legacy = _plain_http_only(ctx, answered)
+    if legacy is not None:
+        return legacy
     nowhere = _nowhere(ctx)
     if nowhere is not None:
         return nowhere
@@ -462,6 +467,21 @@ def _unblocked(ctx: _Context, health: _Health) -> Verdict:
         ctx.notes.append(f"TLS to {obs.domain} works but every {kind} request failed")
     reason = "; ".join(ctx.notes) or f"{obs.domain} was not reached and no rule explains why"
     return _inconclusive(reason, tuple(ctx.notes) + health.evidence)
+
+
+def _plain_http_only(ctx: _Context, answered: list[HttpExchange]) -> Verdict | None:
+    """OONI web_connectivity before 0.4 records no TLS handshake: a response that passed the
+    HTTP rules while the remote fetched the site too is ok, at a lower confidence."""
+    remote = _remote_fetched(ctx)
+    if not answered or remote is None or any(h.role == "target" for h in ctx.obs.handshakes):
+        return None
+    x = answered[0]
+    return Verdict(
+        "ok", None, None, None, _addr(x.ip, x.port) if x.ip else None,
+        (_show_http(x), _show_http(remote)), 0.7,
+        f"ok: {ctx.obs.domain} answered {x.url} ({x.status}) as the remote vantage point saw "
+        "it (no TLS handshake recorded: less proof that it is the real site)",
+    )  # fmt: skip
 
 
 def _nowhere(ctx: _Context) -> Verdict | None:
@@ -895,7 +915,8 @@ def _http_stage(ctx: _Context) -> _Finding | None:
         if fp is not None and fp.conclusive:
             return _Finding(
                 "http", "http.blockpage", "http", _addr(x.ip, x.port), (_show_http(x),), 0.95,
-                f"the response to {x.url} from {x.ip} is a blockpage ({fp.name})",
+                f"the response to {x.url}{f' from {x.ip}' if x.ip else ''} is a blockpage "
+                f"({fp.name})",
                 "positive", fp.name,
             )  # fmt: skip
     plain = [x for x in target if x.url.startswith("http://")]

@@ -125,7 +125,7 @@ def test_other_ooni_tests_and_non_measurements_are_skipped_with_a_count(tmp_path
              "measurement_start_time": "2024-02-12 20:33:47", "input": "dot://1.1.1.1/",
              "test_keys": {}}  # fmt: skip
     (tmp_path / "dnscheck.json").write_text(json.dumps(other, indent=2))  # one pretty document
-    lines = [other | {"test_name": "stunreachability"}] * 2 + [other | {"test_version": "0.3.0"}]
+    lines = [other | {"test_name": "stunreachability"}] * 2 + [other | {"test_version": "0.6.0"}]
     lines[2]["test_name"] = "web_connectivity"
     (tmp_path / "other.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (tmp_path / "analysis.json").write_text('{"DNSLookupSuccess": []}')
@@ -133,7 +133,7 @@ def test_other_ooni_tests_and_non_measurements_are_skipped_with_a_count(tmp_path
     assert report.skipped == {
         "OONI test 'dnscheck' is not scored (only web_connectivity)": 1,
         "OONI test 'stunreachability' is not scored (only web_connectivity)": 2,
-        "unknown web_connectivity version '0.3.0'": 1,
+        "unknown web_connectivity version '0.6.0'": 1,
         "not a measurement (no test_name)": 1,
     }
     assert (report.lines, report.sources) == (13, {"probe": 6})
@@ -152,10 +152,19 @@ def test_the_cli_reports_the_ooni_qa_cases(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     html = tmp_path / "ooni.html"
-    assert main(["report", str(cases()), "--html", str(html)]) == 0
+    # The QA cases' inputs are the campaign's targets here (the default's controls include
+    # www.example.com, most cases' input): a config says which inputs are X.
+    hosts = sorted({json.loads((c / "measurement.json").read_text())["input"].split("/")[2]
+                    .split(":")[0].lower().encode("idna").decode() for c in cases().iterdir()})  # fmt: skip
+    text = (ROOT / "configs" / "x.toml").read_text()
+    text = re.sub(r"\nx = \[[^\]]*\]", lambda _: "\nx = " + json.dumps(hosts), text)
+    text = re.sub(r"\ncontrols = \[[^\]]*\]", '\ncontrols = ["www.wikipedia.org"]', text)
+    (tmp_path / "qa.toml").write_text(text)
+    assert main(["report", str(cases()), "--html", str(html),
+                 "--config", str(tmp_path / "qa.toml")]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "50 target measurements (50 OONI)" in printed
-    assert "Skipped: 200 not a measurement (no test_name)." in printed  # analysis.json & co.
+    assert "200 not a measurement (no test_name)." in printed  # analysis.json & co.
     (line,) = [x for x in printed.splitlines() if x.startswith("  AS137 ")]
     assert line.startswith("  AS137 Consortium GARR (OONI data): ")
     assert line.endswith("(50 measurements)")
@@ -177,3 +186,20 @@ def test_every_detail_the_rules_can_emit_has_words() -> None:
     # without a label a detail reads "<method words> (<rest>)"
     unlabelled = {d for d in details if method_words(d).endswith(f"({d.partition('.')[2]})")}
     assert unlabelled == set()
+
+
+def test_ooni_rows_are_classified_by_input_against_the_campaign(tmp_path: Path) -> None:
+    """OONI has no role: an input of the targets is X, of the controls a control, else out."""
+    from test_ooni import wc
+
+    from probe.report.scan import OTHER_INPUT, Roles
+
+    rows = [wc("connection_reset", url=u) for u in
+            ("https://x.com/", "https://www.example.com/", "https://example.org/",
+             "https://www.wikipedia.org/")]  # fmt: skip
+    (tmp_path / "ooni.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    roles = Roles(("x.com", "t.co"), ("www.example.com", "www.wikipedia.org"))
+    report = build([tmp_path], roles=roles)
+    assert (report.targets, report.controls) == (1, 2)
+    assert report.skipped == {OTHER_INPUT: 1}
+    assert build([tmp_path]).targets == 4  # no lists: every row is a target (the API default)

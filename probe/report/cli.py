@@ -33,6 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     report.add_argument("--until", type=parse_time, metavar="T", help="only before T (UTC)")
     report.add_argument("--bucket", default="AUTO", metavar="AUTO|5m|1h|1d",
                         help="time bucket (default AUTO; any <n>s|m|h|d)")  # fmt: skip
+    report.add_argument("--config", type=Path, metavar="FILE",
+                        help="campaign config whose targets and controls classify OONI's "
+                        "measurements by input (default: as `probe run`)")  # fmt: skip
     report.add_argument("--html", type=Path, metavar="FILE", help="write the HTML report")
     report.add_argument("--csv", type=Path, metavar="FILE", help="write the aggregate as CSV")
     report.add_argument("--json", type=Path, metavar="FILE", help="write everything as JSON")
@@ -83,7 +86,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from probe.report.tables import to_csv, to_json
     from probe.report.text import summary
 
-    report = build(args.paths, since=args.since, until=args.until, bucket=bucket)
+    from probe.config import ConfigError, default_config_path, load
+    from probe.report.scan import Roles
+
+    try:
+        config = load(args.config or default_config_path())
+    except (ConfigError, OSError) as exc:
+        print(f"probe: config error: {exc}", file=sys.stderr)
+        return 2
+    roles = Roles(config.targets, config.controls)
+    report = build(args.paths, since=args.since, until=args.until, bucket=bucket, roles=roles)
     print(summary(report))
     if args.csv:
         args.csv.write_text(to_csv(report), encoding="utf-8")

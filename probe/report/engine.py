@@ -43,7 +43,7 @@ import duckdb
 
 from probe import store
 from probe.report.model import ALL, METHODS, Cell, Report, Series, choose_bucket
-from probe.report.scan import connect, one, stage
+from probe.report.scan import Roles, connect, one, stage
 from probe.report.sporadic import Sporadic, Window, cusum, method_changes
 from probe.verdict import ANALYSIS_VERSION, summary_keys, verdict
 from probe.verdict.ooni import is_ooni, skip_reason
@@ -207,21 +207,24 @@ def build(
     since: datetime | None = None,
     until: datetime | None = None,
     bucket: int | None = None,
+    roles: Roles | None = None,
 ) -> Report:
     """The report over the measurement files and folders ``paths`` (module docstring).
 
     ``since`` / ``until`` are naive UTC datetimes (inclusive / exclusive); ``bucket`` is
-    seconds, or None to choose one from the data's span and run interval.
+    seconds, or None to choose one from the data's span and run interval. ``roles``: the
+    campaign's targets and controls, which classify OONI's rows (None: all are targets).
     """
     with tempfile.TemporaryDirectory(prefix="probe-report-") as spill:
-        return _build(paths, since, until, bucket, spill)
+        return _build(paths, since, until, bucket, spill, roles)
 
 
 def _build(paths: Sequence[str | os.PathLike[str]], since: datetime | None,
-           until: datetime | None, bucket: int | None, spill: str) -> Report:  # fmt: skip
+           until: datetime | None, bucket: int | None, spill: str,
+           roles: Roles | None) -> Report:  # fmt: skip
     with _workers() as pool:
         con = connect(spill=spill)
-        staged = stage(con, paths)
+        staged = stage(con, paths, roles=roles)
         (valid,) = one(con, "SELECT count(*) FROM m WHERE problem IS NULL")
         con.execute(_DEDUPLICATE)
         (unique,) = one(con, "SELECT count(*) FROM m")

@@ -19,8 +19,12 @@ line, and join the scan (their lines are read only for rows to re-score).
 
 OONI. A row is ours (source ``probe``) when it has an ``x_format_version``, our
 ``test_name`` or our ``software_name``, as :func:`probe.verdict.ooni.is_ooni`
-decides; any other is OONI's (source ``ooni``). OONI ``web_connectivity`` rows
-are targets (OONI has no ``x_role``) named by the md5 of their line (OONI has
+decides; any other is OONI's (source ``ooni``). OONI has no ``x_role``: an OONI
+``web_connectivity`` row is a target when its input's host is one of the
+campaign's targets, a control when it is one of its control sites, and any other
+input is skipped ("not a target nor a control of the campaign"), so example.org
+never counts as X; without lists (:class:`Roles` None) every row is a target. Rows
+are named by the md5 of their line (OONI has
 no ``measurement_uid``), always scored (they carry no verdict of ours); other
 OONI tests are skipped with :func:`probe.verdict.ooni.skip_reason`. OONI's
 ``.json`` files are whole documents (pretty-printed, or the API's JSON-in-JSON
@@ -54,7 +58,10 @@ from probe.verdict import ANALYSIS_VERSION
 from probe.verdict.observations import HEAD_FIRST_FORMAT_VERSIONS, KNOWN_FORMAT_VERSIONS
 from probe.verdict.ooni import parse_text, skip_reason
 
-__all__ = ["Staged", "connect", "one", "reader_sql", "stage"]
+__all__ = ["OTHER_INPUT", "Roles", "Staged", "connect", "one", "reader_sql", "stage"]
+
+#: Why an OONI row whose input is neither a target nor a control site is skipped.
+OTHER_INPUT: Final = "OONI input not a target nor a control of the campaign"
 
 #: (column, JSON path) of every key the report reads.
 _KEYS: Final = (
@@ -135,13 +142,17 @@ WITH keyed AS (
            CASE WHEN fmt IS NOT NULL OR test_name = 'x_reachability' OR software = 'probe'
                 THEN 'probe' ELSE 'ooni' END AS source  -- as probe.verdict.ooni.is_ooni
     FROM ({source})
-), rows AS (  -- OONI has neither x_role (every web_connectivity row is a target) nor uid
+), hosted AS (
+    SELECT *, {host} AS host FROM keyed
+), rows AS (  -- OONI has neither x_role (its input's host says: Roles) nor uid
     SELECT * REPLACE (CASE WHEN source = 'ooni' AND uid IS NULL THEN md5(trim(line)) ELSE uid
                            END AS uid,
-                      CASE WHEN source = 'ooni' THEN coalesce(role, 'target') ELSE role
-                           END AS role),
-           {host} AS host
-    FROM keyed
+                      CASE WHEN source <> 'ooni' OR role IS NOT NULL THEN role
+                           WHEN $targets IS NULL THEN 'target'
+                           WHEN list_contains($targets, rtrim(host, '.')) THEN 'target'
+                           WHEN list_contains($controls, rtrim(host, '.')) THEN 'control'
+                           ELSE 'other' END AS role)
+    FROM hosted
 )
 SELECT uid, asn, network, source,
        epoch(try_strptime(start_text, '%Y-%m-%d %H:%M:%S'))::BIGINT AS t, {family} AS family,
@@ -157,6 +168,7 @@ SELECT uid, asn, network, source,
          WHEN source = 'ooni' AND test_name <> 'web_connectivity' THEN ooni_skip(line)
          WHEN uid IS NULL OR asn IS NULL OR t IS NULL OR input IS NULL THEN
            'missing or unreadable base key'
+         WHEN role = 'other' THEN '{other}'
          WHEN role IS NULL OR role NOT IN ('target', 'control') THEN 'unknown annotations.x_role'
        END AS problem,
        problem IS NULL AND role = 'target'
@@ -205,6 +217,14 @@ def _sql_set(values: Iterable[str]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Roles:
+    """The campaign's target and control host names, which classify OONI's rows."""
+
+    targets: tuple[str, ...]
+    controls: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Staged:
     """What :func:`stage` read: files, non-blank lines, and what it skipped, by reason."""
 
@@ -227,6 +247,19 @@ def connect(memory_limit: str = "1GB", database: str = ":memory:",
     con.create_function("ooni_skip", _ooni_skip, ["VARCHAR"], "VARCHAR")
     gunzip.register(con)
     return con
+
+
+def _hosts(names: Iterable[str]) -> list[str]:
+    """Each name as an input's host may spell it: as configured (ASCII) and, for an IDN,
+    in Unicode (``xn--d1acpjx3f.xn--p1ai`` and ``яндекс.рф``)."""
+    out = []
+    for name in names:
+        out.append(name.lower().rstrip("."))
+        try:
+            out.append(out[-1].encode("ascii").decode("idna"))
+        except UnicodeError:
+            pass
+    return sorted(set(out))
 
 
 def _ooni_skip(line: str) -> str:
@@ -275,8 +308,11 @@ def _literal(path: Path) -> str:
 
 
 def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]],
-          keep_lines: bool = False) -> Staged:  # fmt: skip
-    """Create table ``m``: one row per non-blank line, with its problem (or none)."""
+          keep_lines: bool = False, roles: Roles | None = None) -> Staged:  # fmt: skip
+    """Create table ``m``: one row per non-blank line, with its problem (or none).
+
+    ``roles`` classifies OONI's rows by their input (module docstring); None: all targets.
+    """
     files = _files(paths)
     parquet = [_literal(f) for f in files if f.name.endswith(".parquet")]
     documents = [f for f in files if f.name.endswith((".json", ".json.gz"))]
@@ -291,10 +327,16 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
             family=_FAMILY,
             host=_HOST,
             invalid=store.INVALID_LINE,
+            other=OTHER_INPUT,
         )
         for reader in (_FAST, _SAFE)
     )  # fmt: skip
-    params = {"version": ANALYSIS_VERSION, "keep": keep_lines}
+    params = {
+        "version": ANALYSIS_VERSION,
+        "keep": keep_lines,
+        "targets": None if roles is None else _hosts(roles.targets),
+        "controls": None if roles is None else _hosts(roles.controls),
+    }
     # The table's shape, from a scan of nothing.
     con.execute(f"CREATE OR REPLACE TEMP TABLE m AS {safe.removeprefix('INSERT INTO m ')} LIMIT 0",
                 params | {"files": ["/dev/null"]})  # fmt: skip
@@ -317,7 +359,8 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
             skipped["Parquet file not written by probe export"] += 1
     lineless = "SELECT count(*) FROM m WHERE stale AND line IS NULL"
     if readable and (keep_lines or one(con, lineless)[0]):  # the lines of rows to re-score
-        con.execute(_PARQUET_LINES, params | {"files": readable})
+        lines = {"version": ANALYSIS_VERSION, "keep": keep_lines, "files": readable}
+        con.execute(_PARQUET_LINES, lines)
     for reason, n in con.execute(
         "SELECT problem, count(*) FROM m WHERE problem IS NOT NULL GROUP BY ALL"
     ).fetchall():

@@ -418,3 +418,63 @@ def test_agreement_stays_at_the_committed_level() -> None:
     assert unexplained == [], "every disagreement needs a written reason"
     stale = [r.case for r in table if r.agree and r.case in module.DISAGREEMENTS]
     assert stale == [], "a reason for a case that now agrees: regenerate the doc"
+
+
+# --- every version OONI published: real measurements (tests/data/ooni-real, see its README) --
+
+REAL = ROOT / "tests" / "data" / "ooni-real"
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "expected"),
+    [
+        # Measurement Kit: dict headers, a Location header in base64 (a Check Point URL filter)
+        ("web_connectivity_b64_hdr.json", "0.0.1", ("blocked", "http.blockpage")),
+        ("report1blocked.json", "0.0.1", ("ok", None)),  # no TLS recorded: plain HTTP only
+        ("ru_pokerroom_0.1.0.json", "0.1.0", ("down", None)),  # response null, Twisted names
+        ("report2blocked.json", "0.3.2", ("ok", None)),  # queries without engine, body null
+        ("web_connectivity_ir_fp.json", "0.4.1", ("blocked", "dns.bogon")),
+    ],
+)
+def test_every_version_reads_and_agrees_with_ooni(
+    name: str, version: str, expected: tuple[str, str | None]
+) -> None:
+    m = json.loads((REAL / name).read_text())
+    assert m["test_version"] == version and skip_reason(m) is None
+    assert all(obs.problems == () for obs in chain(m))
+    v = verdict(m)
+    assert (v.status, v.detail) == expected
+    assert agrees(ooni_verdict(m), v)
+    assert " from  " not in v.explanation  # legacy requests have no address
+
+
+def test_legacy_shapes_map_to_df007_and_base64_headers_decode() -> None:
+    (obs,) = chain(json.loads((REAL / "ru_pokerroom_0.1.0.json").read_text()))
+    assert {x.failure for x in obs.http if x.role == "target"} == {"eof_error"}
+    (obs,) = chain(json.loads((REAL / "report2blocked.json").read_text()))
+    assert [q.engine for q in obs.dns if not q.control] == ["getaddrinfo"]
+    first, *_ = chain(json.loads((REAL / "web_connectivity_b64_hdr.json").read_text()))
+    location = dict(first.http[0].headers)["Location"]
+    assert location.startswith("http://192.168.22.1/UserCheck/PortalMain?")
+    th = [q for q in first.dns if q.engine == "th"]
+    assert th[0].addresses == ("192.124.249.6",)  # the TH listed "feminist.org" (a CNAME) too
+
+
+def test_a_handshake_without_address_degrades_evidence_not_the_measurement() -> None:
+    """probe-cli 3.14 wrote tls_handshakes entries without address (web_connectivity 0.4.1)."""
+    m = wc("connection_reset")
+    m["test_version"] = "0.4.1"
+    del m["test_keys"]["tls_handshakes"][0]["address"]
+    (obs,) = chain(m)
+    assert obs.problems == () and obs.handshakes[0].ip == ""
+    v = verdict(m)
+    assert (v.status, v.method) == ("blocked", "tls")
+    m["test_keys"]["tls_handshakes"][0]["server_name"] = None  # what it needs: left out
+    v = verdict(m)
+    assert "cannot be read" not in v.explanation
+    assert any(e.startswith("left out: tls_handshakes[0]") for e in v.evidence)
+
+
+def test_jsonc_comment_lines_are_skipped() -> None:
+    text = "// OONI test data\n" + json.dumps(wc(), indent=2) + "\n  // trailing\n"
+    assert parse_text(text) == ([wc()], [])

@@ -203,3 +203,13 @@ def test_ooni_rows_are_classified_by_input_against_the_campaign(tmp_path: Path) 
     assert (report.targets, report.controls) == (1, 2)
     assert report.skipped == {OTHER_INPUT: 1}
     assert build([tmp_path]).targets == 4  # no lists: every row is a target (the API default)
+
+
+def test_jsonc_files_in_a_folder_are_read(tmp_path: Path) -> None:
+    """OONI's test data comes as .jsonc (// comment lines): read when its folder is given."""
+    from test_ooni import wc
+
+    text = "// a comment, as in OONI's test data\n" + json.dumps(wc(), indent=2) + "\n// end\n"
+    (tmp_path / "case.jsonc").write_text(text)
+    report = build([tmp_path])
+    assert (report.targets, report.skipped) == (1, {})

@@ -60,6 +60,8 @@ from probe.verdict.ooni import parse_text, skip_reason
 
 __all__ = ["OTHER_INPUT", "Roles", "Staged", "connect", "one", "reader_sql", "stage"]
 
+#: Whole-document files (read by Python, staged as lines): OONI's ``.json`` and ``.jsonc``.
+_DOCUMENTS: Final = (".json", ".json.gz", ".jsonc")
 #: Why an OONI row whose input is neither a target nor a control site is skipped.
 OTHER_INPUT: Final = "OONI input not a target nor a control of the campaign"
 
@@ -272,11 +274,12 @@ def _ooni_skip(line: str) -> str:
 
 def _files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """What :func:`probe.store.iter_files` picks, plus the whole-document ``.json(.gz)``
-    files in the folders (OONI's)."""
+    and ``.jsonc`` (JSON with ``//`` comment lines, as in OONI's test data) files in the
+    folders (OONI's)."""
     paths = list(paths)
     found = list(store.iter_files(paths))
     for folder in (Path(p) for p in paths if Path(p).is_dir()):
-        found += sorted(x for x in folder.rglob("*") if x.name.endswith((".json", ".json.gz")))
+        found += sorted(x for x in folder.rglob("*") if x.name.endswith(_DOCUMENTS))
     return found
 
 
@@ -315,8 +318,8 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
     """
     files = _files(paths)
     parquet = [_literal(f) for f in files if f.name.endswith(".parquet")]
-    documents = [f for f in files if f.name.endswith((".json", ".json.gz"))]
-    jsonl = [f for f in files if not f.name.endswith((".parquet", ".json", ".json.gz"))]
+    documents = [f for f in files if f.name.endswith(_DOCUMENTS)]
+    jsonl = [f for f in files if not f.name.endswith((".parquet", *_DOCUMENTS))]
     skipped: dict[str, int] = defaultdict(int)
     unstaged = 0  # documents skipped before the scan
     fast, safe = (

@@ -182,8 +182,12 @@ def parse_text(text: str) -> tuple[list[dict[str, Any]], list[str]]:
     """The measurements in one file's text, and why others were skipped.
 
     A file is one JSON document (a measurement, an API answer, or a list of
-    them) or JSON lines, one measurement (or API answer) a line.
+    them) or JSON lines, one measurement (or API answer) a line. Lines that start
+    with ``//`` are comments (OONI's ``.jsonc`` test data): JSON text has no line
+    that starts so outside a string, and a string holds no raw line break.
     """
+    if "//" in text:
+        text = "\n".join(x for x in text.splitlines() if not x.lstrip().startswith("//"))
     try:
         docs: list[object] = [json.loads(text)]
     except json.JSONDecodeError as exc:

@@ -28,6 +28,44 @@ from probe.verdict.ooni import OoniVerdict, agrees, ooni_verdict
 ROOT: Final = Path(__file__).resolve().parent.parent
 SAMPLES: Final = ROOT.parent / "shared" / "data" / "ooni-samples"
 CASES_DIR: Final = "ooni-probe-cli/minipipeline-generated"
+#: Real field measurements of every older version (tests/data/ooni-real/README.md).
+REAL: Final = ROOT / "tests" / "data" / "ooni-real"
+#: What each web_connectivity version records, hence what evidence it offers our rules.
+VERSIONS: Final = (
+    (
+        "0.0.1",
+        "Measurement Kit (ooniprobe mobile/desktop 2016-2019): system-resolver `queries` "
+        "(A, CNAME), `tcp_connect` per address, `requests` (headers as a dict, values or bodies "
+        "sometimes `{format: base64}`), the TH's `control` (dns addrs, with CNAME names among "
+        "them; tcp_connect; http_request title/headers/status). No TLS handshake, no timings, no "
+        "DNS control: a plain-HTTP answer that matches the TH is ok at 0.7 only; TLS interference "
+        "shows only as a failed HTTPS request.",
+    ),
+    (
+        "0.1.0",
+        "Python ooniprobe 2.x: as 0.0.1, queries without `engine`, `response: null` when "
+        "none came, Twisted failure names (`response_never_received`, `connection_refused_error`, "
+        "mapped to df-007), a request retried (`retries`).",
+    ),
+    (
+        "0.3.x",
+        "Python ooniprobe 2.x: as 0.1.0; `requests` hold each hop of a redirect (the "
+        "last first), `body: null` for an empty body.",
+    ),
+    (
+        "0.4.x",
+        "Go (probe-engine/probe-cli 3.x): adds `tls_handshakes` (some without `address` "
+        "in probe-cli 3.14: left out or address unknown, the rest judged), `network_events`, "
+        "t/t0 timings, `headers_list`, `body_is_truncated`, the TH's `tls_handshake` (0.4.2+) "
+        "and `ip_info`; `x_status`.",
+    ),
+    (
+        "0.5.x",
+        "Go (probe-cli 3.17+): DNS over udp/DoH to public resolvers (DNS controls), "
+        "`x_dns_duplicate_responses` (injection), transaction ids tying steps together, "
+        "`x_blocking_flags` (OONI's finer verdict), TLS handshakes for http:// inputs too.",
+    ),
+)
 TARGET: Final = 0.9
 
 #: Why our verdict differs from OONI's, for every case where it does.
@@ -233,11 +271,55 @@ def rows(samples: Path) -> list[Row]:
     return out
 
 
+def real_rows(folder: Path = REAL) -> list[tuple[str, Row]]:
+    """(version, row) for each real measurement of tests/data/ooni-real."""
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        m = json.loads(path.read_text("utf-8"))
+        ours, theirs = verdict(m), ooni_verdict(m)
+        row = Row(path.stem, str(m.get("input")), theirs, "", ours, agrees(theirs, ours))
+        out.append((str(m.get("test_version")), row))
+    return out
+
+
+def _family(version: str) -> str:
+    return version if version.startswith(("0.0.", "0.1.")) else version.rsplit(".", 1)[0] + ".x"
+
+
+def per_version(table: list[Row], real: list[tuple[str, Row]]) -> list[str]:
+    """The agreement table per web_connectivity version, with what each version offers."""
+    by: dict[str, list[Row]] = {}
+    for version, row in [*(("0.5.28", r) for r in table), *real]:
+        by.setdefault(_family(version), []).append(row)
+    lines = [
+        "## Agreement per web_connectivity version\n",
+        "Real field measurements (tests/data/ooni-real, see its README) for the versions before "
+        "0.5; the 50 simulator QA cases for 0.5.\n",
+        "| version | measurements | agree | what it offers |",
+        "|---|---|---|---|",
+    ]
+    for version, offers in VERSIONS:
+        rows_ = by.get(version, [])
+        agreed = sum(r.agree for r in rows_)
+        lines.append(f"| {version} | {len(rows_)} | {agreed}/{len(rows_)} | {offers} |")
+    lines += ["", "| real measurement | version | input | OONI blocking / accessible | ours "
+              "| agree |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for version, r in real:
+        v = r.ours
+        ours = v.status + (f" {v.detail}" if v.detail else "") + f" ({v.confidence:.2f})"
+        theirs = f"{_js(r.ooni.blocking)} / {_js(r.ooni.accessible)}"
+        agree = "yes" if r.agree else "**no**"
+        lines.append(f"| {r.case} | {version} | `{r.input}` | {theirs} | {ours} | {agree} |")
+    lines += ["", *(f"* **{r.case}**: {r.ours.explanation}" for _, r in real), ""]
+    return lines
+
+
 def document(table: list[Row]) -> str:
     agreed = sum(r.agree for r in table)
     share = agreed / len(table)
     lines = [
         HEADER,
+        *per_version(table, real_rows()),
         "## Result\n",
         f"Agreement: {agreed}/{len(table)} ({share:.0%}; target {TARGET:.0%}).\n",
         "| case | input | OONI blocking / accessible / flags | oonipipeline expects | ours "

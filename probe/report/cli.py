@@ -82,12 +82,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ImportError:
         print(_NO_DUCKDB, file=sys.stderr)
         return 2
+    from probe.config import ConfigError, default_config_path, load
     from probe.report.html import render
+    from probe.report.scan import Roles
     from probe.report.tables import to_csv, to_json
     from probe.report.text import summary
-
-    from probe.config import ConfigError, default_config_path, load
-    from probe.report.scan import Roles
 
     try:
         config = load(args.config or default_config_path())

@@ -39,6 +39,7 @@ keeps its ``line``). :mod:`probe.report.engine` counts the rows.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -257,10 +258,8 @@ def _hosts(names: Iterable[str]) -> list[str]:
     out = []
     for name in names:
         out.append(name.lower().rstrip("."))
-        try:
+        with contextlib.suppress(UnicodeError):  # not ASCII, or not valid IDNA
             out.append(out[-1].encode("ascii").decode("idna"))
-        except UnicodeError:
-            pass
     return sorted(set(out))
 
 

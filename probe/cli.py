@@ -1,4 +1,5 @@
-"""The command line: argument parsing and the ``run``, ``schedule`` and ``consent`` commands.
+"""The command line: argument parsing and the ``run``, ``schedule``, ``upload`` and ``consent``
+commands.
 
 Exit codes: 0 when a run completed, whatever it found (or was skipped on purpose:
 a VPN, a backoff); 2 for bad input (an unusable config, an unknown domain, no
@@ -85,6 +86,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     sched.set_defaults(handler=cmd_schedule)
 
+    up = sub.add_parser(
+        "upload",
+        help="send the outbox's measurements to the collector "
+        "([upload] url); automatic after each unattended campaign",
+    )
+    up.add_argument("--config", type=Path, help=_CONFIG_HELP)
+    up.set_defaults(handler=cmd_upload, output=Path("results"))
+
     agree = sub.add_parser("consent", help="read the risks of running the probe, and consent")
     action = agree.add_mutually_exclusive_group()
     action.add_argument(
@@ -94,11 +103,13 @@ def _parser() -> argparse.ArgumentParser:
     action.add_argument("--withdraw", action="store_true", help="forget the recorded consent")
     agree.set_defaults(handler=cmd_consent)
 
+    from probe.collector.cli import add_parser as add_collector
     from probe.lab.cli import add_parser as add_lab
     from probe.report.cli import add_parser as add_report
 
     add_lab(sub)
     add_report(sub)
+    add_collector(sub)
     return parser
 
 
@@ -285,6 +296,26 @@ async def _schedule(runner: Runner, max_campaigns: int | None) -> int:
     count = await loop(runner, stop, progress=progress, max_campaigns=max_campaigns)
     log.info("stopped after %d campaign(s)", count)
     return 0
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    """Exit 0 when the outbox is empty after it (sent, or refused: logged), else 1."""
+    from probe.consent import state_dir
+    from probe.schedule import Runner
+
+    config = _config(args)
+    if config is None:
+        return 2
+    if not config.upload.url:
+        print(f"probe: no collector: set [upload] url in {config.path}", file=sys.stderr)
+        return 2
+    _logging()
+
+    async def work(runner: Runner) -> int:
+        found = await runner.vantage()  # the public address, for the last scrub check
+        return 1 if (await runner.upload(found)).left else 0
+
+    return _unattended(Runner(config, args.output, state_dir()), work)
 
 
 def cmd_consent(args: argparse.Namespace) -> int:

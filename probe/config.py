@@ -25,6 +25,7 @@ __all__ = [
     "Resolver",
     "Schedule",
     "Storage",
+    "Upload",
     "Vantage",
     "default_config_path",
     "is_ip",
@@ -92,6 +93,16 @@ class Storage:
 
 
 @dataclass(frozen=True, slots=True)
+class Upload:
+    url: str = ""  # the collector; "" = measurements stay on this machine
+    ca_bundle: str = ""  # pinned: only this CA vouches for the collector
+    proxy: str = ""  # socks5h://host:port (Tor), or ""
+    token: str = ""  # per-probe token, if the collector asks for one
+    timeout: float = 30.0
+    max_time: float = 120.0  # one upload run; what is left waits in the outbox
+
+
+@dataclass(frozen=True, slots=True)
 class Measurement:
     https_port: int = 443
     http_port: int = 80
@@ -128,6 +139,7 @@ class Config:
     timeouts: Timeouts = field(default_factory=Timeouts)
     schedule: Schedule = field(default_factory=Schedule)
     storage: Storage = field(default_factory=Storage)
+    upload: Upload = field(default_factory=Upload)
 
     def only(self, domains: tuple[str, ...]) -> Config:
         """The same config restricted to the targets ``domains`` (the controls always run)."""
@@ -275,6 +287,7 @@ class _Reader:
             "resolvers",
             "schedule",
             "storage",
+            "upload",
         )
         extra = sorted(set(data) - set(sections))
         if extra:
@@ -329,6 +342,14 @@ class _Reader:
         storage = self.section(
             data, "storage", Storage, {"max_mb": positive, "min_free_mb": _at_least(0)}
         )
+        upload = self.section(data, "upload", Upload, {
+            "url": (_collector_url, "expected an https:// URL (http:// only to a loopback host)"),
+            "ca_bundle": (lambda v: not v or _holds_certificates(v),
+                          "expected a readable PEM file of CA certificates"),
+            "proxy": (lambda v: not v or (urlsplit(v).scheme in ("socks5", "socks5h")
+                      and bool(urlsplit(v).hostname)), "expected socks5h://host:port"),
+            "timeout": positive, "max_time": positive,
+        })  # fmt: skip
         targets = self.table(data, "targets", {"x", "controls", "control_sni"})
         x = self.domains(targets, "x", required=True)
         controls = self.domains(targets, "controls", required=True)
@@ -350,6 +371,7 @@ class _Reader:
             timeouts,
             schedule,
             storage,
+            upload,
         )
 
 
@@ -360,6 +382,13 @@ def _holds_certificates(path: str) -> bool:
     except (OSError, ssl.SSLError):  # SSLError is an OSError; named for the reader
         return False
     return True
+
+
+def _collector_url(url: str) -> bool:
+    parts = urlsplit(url)
+    if not url or (parts.scheme == "https" and parts.hostname):
+        return True
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
 
 
 def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:

@@ -47,8 +47,8 @@ Risks:
 What is kept and published: the measurement files hold the results above, your
 network's ASN, country and name, and the time of each test. If you share them,
 they may be published. Your IP address is never stored: it is replaced by
-127.0.0.1 and scrubbed from every recorded answer. Nothing is uploaded by the
-probe itself.
+127.0.0.1 and scrubbed from every recorded answer. Nothing is uploaded unless the
+config names a collector ([upload] url): then every measurement is sent to it.
 
 You can stop at any time (stop the service, or `probe consent --withdraw`).
 """

@@ -40,7 +40,7 @@ from probe.records import (
     TlsHandshake,
 )
 
-__all__ = ["FORMAT_VERSION", "TEST_NAME", "TEST_VERSION", "measurements", "utc"]
+__all__ = ["FORMAT_VERSION", "TEST_NAME", "TEST_VERSION", "holds_address", "measurements", "utc"]
 
 #: 2: rcode is a number (OONI's), not a name. 3: the keys in an order a reader may rely on:
 #: what a report reads first (so it parses only a line's head), ``x_format_version`` last
@@ -276,9 +276,24 @@ def measurements(
         out.append(_measurement(d, observed, result, who, report_id, annotations or {}))
     if not scrub:
         return out
-    pattern = "|".join(_alone(a) for a in sorted(scrub))
-    text, raw = re.compile(pattern), re.compile(pattern.encode())
+    text, raw = _patterns(scrub)
     return [_scrub(m, text, raw) for m in out]
+
+
+def _patterns(scrub: Iterable[str]) -> tuple[re.Pattern[str], re.Pattern[bytes]]:
+    pattern = "|".join(_alone(a) for a in sorted(scrub))
+    return re.compile(pattern), re.compile(pattern.encode())
+
+
+def holds_address(measurement: Mapping[str, Any], scrub: frozenset[str]) -> bool:
+    """Whether the measurement still holds the probe's address: a ``probe_ip`` other than
+    127.0.0.1, or one of ``scrub`` where the scrub would replace it (the upload's last check)."""
+    if measurement.get("probe_ip") != "127.0.0.1":
+        return True
+    if not scrub:
+        return False
+    text, raw = _patterns(scrub)
+    return bool(_scrub(measurement, text, raw) != measurement)
 
 
 def _measurement(

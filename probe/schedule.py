@@ -46,7 +46,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, TypeVar
 
-from probe import campaign, normalize, rotate, store
+from probe import campaign, normalize, rotate, store, upload
 from probe.config import Config
 from probe.identity import Discovery, discover
 from probe.summary import with_verdicts
@@ -272,7 +272,16 @@ class Runner:
         )
         path = store.day_file(self.output, result.start_time)
         store.append(path, ms)
+        if self.config.upload.url:
+            upload.enqueue(self.state, ms)
         return Outcome(ms, path, statuses(ms))
+
+    async def upload(self, found: Discovery) -> upload.Sent:
+        """Send the outbox ([upload]); one log line. Never raises for a network outcome."""
+        sent = await upload.send(self.state, self.config.upload, found.scrub)
+        log.info("upload to %s: %d sent, %d refused, %d left in the outbox",
+                 self.config.upload.url, sent.sent, sent.refused, sent.left)  # fmt: skip
+        return sent
 
 
 def statuses(measurements: Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -389,6 +398,9 @@ async def loop(
             break
         failures = 0
         log.info("campaign %d done: %s", campaigns, summary(outcome, clock() - started))
+        uploading = runner.config.upload.url
+        if uploading and await _guarded(runner.upload(found), stop, policy.stop_grace) is None:
+            break
         before = bursting(states, clock())
         states = track(states, outcome.statuses, clock(), policy.burst_duration)
         for target in sorted(set(bursting(states, clock())) - set(before)):
@@ -435,6 +447,8 @@ async def once(runner: Runner, now: float | None = None) -> int:
         return 1
     (runner.state / BACKOFF_FILE).unlink(missing_ok=True)  # a success ends any backoff
     log.info("campaign done: %s", summary(outcome, time.monotonic() - started))
+    if runner.config.upload.url:
+        await runner.upload(found)
     return 0
 
 

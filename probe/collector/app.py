@@ -34,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-import fastjsonschema
+import jsonschema_rs
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -72,7 +72,7 @@ class Refused(Exception):
 
 def _validator() -> Any:
     text = resources.files("probe").joinpath("schema/measurement.schema.json").read_text()
-    return fastjsonschema.compile(json.loads(text))
+    return jsonschema_rs.validator_for(json.loads(text))
 
 
 def token_hash(token: str) -> str:
@@ -224,10 +224,10 @@ class _Collector:
         if body.get("format", "json") != "json" or not isinstance(content, dict):
             raise Refused(400, "content: expected a JSON object (format json)", "content")
         try:
-            self.validate(content)
-        except fastjsonschema.JsonSchemaValueException as exc:
-            field = ".".join(exc.path[1:]) if exc.path else None
-            raise Refused(400, f"content: {exc.message}", field) from None
+            self.validate.validate(content)
+        except jsonschema_rs.ValidationError as exc:
+            field = ".".join(map(str, exc.instance_path)) or None
+            raise Refused(400, f"content: {exc.message[:300]}", field) from None
         except RecursionError:  # nested deeper than the validator goes: no measurement is
             raise Refused(400, "content: nested too deep") from None
         for name in ("report_id", "probe_asn", "probe_cc", "test_name"):

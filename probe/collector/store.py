@@ -67,6 +67,14 @@ class Entry:
     line: bytes
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _partition(path: Path) -> str:
     """``AS64496/2026-12-05``: where a measurement's line is (``.jsonl`` or ``.jsonl.gz``)."""
     return f"{path.parent.name}/{path.name.split('.', 1)[0]}"
@@ -166,17 +174,22 @@ class Store:
     def _append(self, path: Path, lines: list[bytes]) -> None:
         if not lines:
             return
-        path.parent.mkdir(exist_ok=True)
+        new = not path.exists()
+        if new:
+            path.parent.mkdir(exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             data = b"".join(line + b"\n" for line in lines)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            os.fdatasync(fd)  # the data and the size, what reading the lines back needs
             size = os.fstat(fd).st_size
         finally:
             os.close(fd)
+        if new:  # the new file's name (and a new ASN folder's) survives a power cut too
+            _fsync_dir(path.parent)
+            _fsync_dir(path.parent.parent)
         self._checkpoint(path, size)
 
     def _checkpoint(self, path: Path, size: int) -> None:

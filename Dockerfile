@@ -8,6 +8,13 @@
 #   docker run -d --name probe --restart unless-stopped \
 #       -v probe-state:/var/lib/probe -v probe-results:/results probe
 #
+# The same image runs a collector (docs/collector.md) when built with the collector extra:
+#   docker build --build-arg EXTRAS=collector -t probe-collector .
+#   docker run -d --name collector --restart unless-stopped -p 8443:8443 \
+#       -v collector-data:/var/lib/probe -v /etc/probe-collector:/tls:ro probe-collector \
+#       probe collector serve --data /var/lib/probe/collector --host 0.0.0.0 --port 8443 \
+#       --tls-cert /tls/cert.pem --tls-key /tls/key.pem
+#
 # `docker stop` sends SIGTERM: the current campaign gets [schedule] stop_grace seconds (5,
 # under docker's 10) to finish, else it is abandoned; everything already written stays intact.
 FROM python:3.11-slim
@@ -21,7 +28,8 @@ WORKDIR /opt/probe
 COPY pyproject.toml README.md ./
 COPY probe ./probe
 COPY configs ./configs
-RUN pip install . \
+ARG EXTRAS=""
+RUN pip install ".${EXTRAS:+[$EXTRAS]}" \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/probe --create-home probe \
     && mkdir -p /results \
     && chown probe:probe /results /var/lib/probe

@@ -27,9 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from collectorlib import Collector, measurement  # noqa: E402
-
 import httpx  # noqa: E402
+from collectorlib import Collector, measurement  # noqa: E402
 
 
 def request(port: int, path: str, body: bytes) -> bytes:
@@ -92,17 +91,19 @@ def main() -> None:
             first = measurement()
             keys = ("probe_asn", "probe_cc", "test_name", "software_name", "software_version",
                     "test_version", "data_format_version")  # fmt: skip
+            opening = {"format": "json", **{k: first[k] for k in keys}}
             reports = [
-                httpx.post(f"{c.url}/report", json={"format": "json", **{k: first[k] for k in keys}})
-                .json()["report_id"]
+                httpx.post(f"{c.url}/report", json=opening).json()["report_id"]
                 for _ in range(args.probes)
-            ]  # fmt: skip
+            ]
             work, size = [], 0
             for i in range(args.count):
                 report = reports[i % len(reports)]
                 content = json.dumps({"format": "json", "content": measurement(report_id=report)})
                 size += len(content)
-                work.append(request(c.port, f"/report/{report}", gzip.compress(content.encode(), 5)))
+                work.append(
+                    request(c.port, f"/report/{report}", gzip.compress(content.encode(), 5))
+                )
             assert c.proc is not None
             cpu0 = cpu_seconds(c.proc.pid)
             seconds, latencies = asyncio.run(drive(c.port, work, args.connections))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from probe.__main__ import main
 from probe.config import Upload
 from probe.upload import OUTBOX, REFUSED, enqueue, pending, send
 
+ROOT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "x.toml"
 RECORDS = {"x.com": {"A": ["127.0.0.1"]}, "www.example.com": {"A": ["127.0.0.1"]}}
 
 
@@ -72,9 +74,9 @@ def test_upload_sends_everything_once_and_a_resend_adds_nothing(
     )
     assert collector.indexed() == 40
     day = time.strftime("%Y-%m-%d", time.gmtime())
-    assert {p.relative_to(collector.data).as_posix() for p in store.iter_files([collector.data])} == {
-        f"archive/AS64500/{day}.jsonl", f"archive/AS64501/{day}.jsonl"
-    }
+    assert {
+        p.relative_to(collector.data).as_posix() for p in store.iter_files([collector.data])
+    } == {f"archive/AS64500/{day}.jsonl", f"archive/AS64501/{day}.jsonl"}
     # the collector's report id replaces the probe's (bk-003): one report per probe report
     assert len({m["report_id"] for m in archived}) == 4
 
@@ -137,7 +139,9 @@ def test_rate_per_report_is_limited(tmp_path: Path) -> None:
         ]  # fmt: skip
         assert codes[:3] == [200] * 3 and 429 in codes[3:]
         other = open_report(c, m)  # another report has its own budget
-        r = post(f"{c.url}/report/{other}", {"format": "json", "content": measurement(report_id=other)})
+        r = post(
+            f"{c.url}/report/{other}", {"format": "json", "content": measurement(report_id=other)}
+        )
         assert r.status_code == 200
     finally:
         c.stop()
@@ -217,11 +221,13 @@ def test_probes_upload_through_a_collector_killed_mid_campaign(
         # a big backlog streams while the collector is SIGKILLed and restarted
         backlog = tmp_path / "AS64500"
         enqueue(backlog, [measurement("AS64500", f"r{i % 7}") for i in range(600)])
-        killer = threading.Thread(target=kill_when, args=(c, 200))
+        killed_at: list[int] = []
+        killer = threading.Thread(target=kill_when, args=(c, 200, killed_at))
         killer.start()
         sent = asyncio.run(send(backlog, Upload(url=c.url, max_time=60)))
         killer.join()
         assert sent.left == 0 and sent.refused == 0
+        assert 16 + 200 <= killed_at[0] < 616  # the kill came in the middle of the stream
         made = [m for s in probes.values() for m in store.read([s / "results"])]
         archived = c.archived()
         assert len(made) == 16 and len(archived) == 616 == c.indexed()
@@ -237,12 +243,33 @@ def test_probes_upload_through_a_collector_killed_mid_campaign(
         c.stop()
 
 
-def kill_when(c: Collector, count: int) -> None:
+def kill_when(c: Collector, count: int, killed_at: list[int]) -> None:
     """SIGKILL the collector once it has ``count`` more lines, then start it again."""
     before = c.indexed()
     deadline = time.monotonic() + 30
     while c.indexed() < before + count and time.monotonic() < deadline:
         time.sleep(0.01)
     c.kill()
+    killed_at.append(c.indexed())
     time.sleep(0.5)
     c.start()
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ('url = "http://collector.example.org"', "upload.url: expected an https:// URL"),
+        ('proxy = "http://127.0.0.1:9050"', "upload.proxy: expected socks5h://"),
+        ('ca_bundle = "/nonexistent.pem"', "upload.ca_bundle: expected a readable PEM"),
+    ],
+)
+def test_upload_config_is_checked(tmp_path: Path, line: str, problem: str) -> None:
+    from probe.config import ConfigError, load
+
+    key = line.split()[0]  # the [upload] key's line in the shipped config becomes ``line``
+    head, upload = ROOT_CONFIG.read_text().split("[upload]\n")
+    text = head + "[upload]\n" + re.sub(rf"^{key} = .*$", line, upload, count=1, flags=re.M)
+    path = tmp_path / "x.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=problem.replace(".", r"\.", 1)):
+        load(path)

@@ -306,7 +306,9 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         pytest.skip("systemd-analyze is not installed (apt package systemd)")
     packaging = ROOT / "packaging"
     units = sorted([*packaging.glob("*.service"), *packaging.glob("*.timer")])
-    assert {u.name for u in units} == {"probe.service", "probe-once.service", "probe-once.timer"}
+    assert {u.name for u in units} == {
+        "probe.service", "probe-once.service", "probe-once.timer", "probe-collector.service"
+    }
     for unit in units:  # verify checks ExecStart exists: point it at an executable that does
         text = unit.read_text().replace("/opt/probe/venv/bin/probe", sys.executable)
         (tmp_path / unit.name).write_text(text)

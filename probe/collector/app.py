@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import json
 import re
+import sqlite3
 import time
 import zlib
 from collections.abc import AsyncIterator, Mapping
@@ -260,8 +261,8 @@ def _endpoint(method: Any) -> Any:
                 body["field"] = exc.field
             headers = {"Retry-After": "1"} if exc.status == 429 else None
             return JSONResponse(body, exc.status, headers=headers)
-        except OSError as exc:  # the store cannot write (a full disk): say so, keep serving
-            return JSONResponse({"error": f"storage: {exc.strerror or exc}"}, 503)
+        except (OSError, sqlite3.Error) as exc:  # a full disk, a lock held too long: retry
+            return JSONResponse({"error": f"storage: {exc}"}, 503)
 
     return endpoint
 

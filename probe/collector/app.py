@@ -49,6 +49,7 @@ __all__ = ["Limits", "create_app"]
 _NAME: Final = re.compile(r"^[0-9A-Za-z_.+-]{1,64}$")  # software_name/version, test_version
 _TEST: Final = re.compile(r"^[a-zA-Z0-9_\- ]{1,64}$")
 _CC: Final = re.compile(r"^[A-Z]{2}$")
+_CACHED: Final = 100_000  # reports (and their rate budgets) kept in memory
 _FIELDS: Final = {
     "probe_asn": ASN, "probe_cc": _CC, "test_name": _TEST, "software_name": _NAME,
     "software_version": _NAME, "test_version": _NAME, "data_format_version": _NAME,
@@ -191,6 +192,8 @@ class _Collector:
             report = await loop.run_in_executor(self.meta_pool, self.meta.report, report_id)
         if report is None or report.token != who:  # another probe's report looks absent
             raise Refused(404, "no such report")
+        if len(self.reports) >= _CACHED:  # bounded memory: the store still has them all
+            self.reports.clear()
         self.reports[report_id] = report
         return report
 
@@ -216,6 +219,8 @@ class _Collector:
         report = await self._report(request.path_params["report_id"], who)
         if report.closed:
             raise Refused(409, "report closed")
+        if len(self.buckets) >= _CACHED and report.id not in self.buckets:
+            self.buckets.clear()  # bounded memory; a report's budget restarts full at worst
         bucket = self.buckets.setdefault(report.id, _Bucket(self.limits.burst))
         wait = bucket.take(self.limits.rate, self.limits.burst)
         if wait:

@@ -6,7 +6,10 @@ measurement, ~8.6 KB of JSON, each with its own uid; gzip bodies built beforehan
 client costs little) over ``--connections`` keep-alive connections with a minimal HTTP/1.1
 client. Latency is from the first byte of a request to the last of its 200 (the line is
 fsynced in the archive by then). At the end the archive and the index must hold exactly
-``--count`` measurements. Client and server share this machine's cores.
+``--count`` measurements. Client and server share this machine's cores, and so do whatever
+else runs on it: the CPU time the server's processes (and the client) used per measurement
+is printed too, and what 2 cores could ingest at that cost, figures that do not depend on
+the neighbours as the wall-clock rate does.
 
 Run: ``python bench/collector.py [--count 20000] [--workers 2] [--connections 64]``.
 """
@@ -105,9 +108,10 @@ def main() -> None:
                     request(c.port, f"/report/{report}", gzip.compress(content.encode(), 5))
                 )
             assert c.proc is not None
-            cpu0 = cpu_seconds(c.proc.pid)
+            cpu0, client0 = cpu_seconds(c.proc.pid), time.process_time()
             seconds, latencies = asyncio.run(drive(c.port, work, args.connections))
             server_cpu = cpu_seconds(c.proc.pid) - cpu0
+            client_cpu = time.process_time() - client0
             archived, indexed = len(c.archived()), c.indexed()
         finally:
             c.stop()
@@ -121,6 +125,8 @@ def main() -> None:
         "ack_ms_max": round(latencies[-1] * 1000, 1), "archived": archived, "indexed": indexed,
         "server_cpu_ms_per_measurement": round(server_cpu / args.count * 1000, 3),
         "server_capacity_per_second_on_2_cores": round(2 * args.count / server_cpu),
+        "client_cpu_ms_per_measurement": round(client_cpu / args.count * 1000, 3),
+        "both_on_2_cores_per_second": round(2 * args.count / (server_cpu + client_cpu)),
         "load_average_after": os.getloadavg()[0],
     }, indent=1))  # fmt: skip
     if archived != args.count or indexed != args.count:

@@ -7,6 +7,7 @@ import secrets
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -36,14 +37,16 @@ class Collector:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> Collector:
+    def start(self, scheme: str = "http", ca: str = "") -> Collector:
         command = [sys.executable, "-m", "probe", "collector", "serve", "--data", str(self.data),
                    "--port", str(self.port), *self.extra]  # fmt: skip
         self.proc = subprocess.Popen(command, cwd=ROOT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                health = f"{scheme}://127.0.0.1:{self.port}/health"
+                verify = ssl.create_default_context(cafile=ca) if ca else True
+                if httpx.get(health, timeout=1, verify=verify).status_code == 200:
                     return self
             except httpx.TransportError:
                 time.sleep(0.05)

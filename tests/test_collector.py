@@ -273,3 +273,23 @@ def test_upload_config_is_checked(tmp_path: Path, line: str, problem: str) -> No
     path.write_text(text)
     with pytest.raises(ConfigError, match=problem.replace(".", r"\.", 1)):
         load(path)
+
+
+def test_tls_with_a_pinned_ca(tmp_path: Path) -> None:
+    from probe.lab.pki import Authority, write_pair
+
+    ca = Authority.create("collector CA")
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    cert, key = write_pair(ca.issue(["localhost"], ip_addresses=["127.0.0.1"]), tmp_path, "c")
+    c = Collector(tmp_path / "c", "--tls-cert", str(cert), "--tls-key", str(key))
+    c.start(scheme="https", ca=str(tmp_path / "ca.pem"))
+    try:
+        state = tmp_path / "state"
+        enqueue(state, [measurement()])
+        url = f"https://127.0.0.1:{c.port}"
+        unpinned = asyncio.run(send(state, Upload(url=url, max_time=2)))
+        assert unpinned.sent == 0 and unpinned.left == 1  # the system CAs do not vouch for it
+        pinned = asyncio.run(send(state, Upload(url=url, ca_bundle=str(tmp_path / "ca.pem"))))
+        assert pinned.sent == 1 and len(c.archived()) == 1
+    finally:
+        c.stop()

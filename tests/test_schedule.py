@@ -307,7 +307,10 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     packaging = ROOT / "packaging"
     units = sorted([*packaging.glob("*.service"), *packaging.glob("*.timer")])
     assert {u.name for u in units} == {
-        "probe.service", "probe-once.service", "probe-once.timer", "probe-collector.service"
+        "probe.service",
+        "probe-once.service",
+        "probe-once.timer",
+        "probe-collector.service",
     }
     for unit in units:  # verify checks ExecStart exists: point it at an executable that does
         text = unit.read_text().replace("/opt/probe/venv/bin/probe", sys.executable)

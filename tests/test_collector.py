@@ -293,3 +293,45 @@ def test_tls_with_a_pinned_ca(tmp_path: Path) -> None:
         assert pinned.sent == 1 and len(c.archived()) == 1
     finally:
         c.stop()
+
+
+async def socks5_server(seen: list[str]) -> asyncio.Server:
+    """A minimal SOCKS5 proxy on 127.0.0.1 (no auth, CONNECT) that records the names asked."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, methods = await reader.readexactly(2)
+        await reader.readexactly(methods)
+        writer.write(b"\x05\x00")
+        _, _, _, kind = await reader.readexactly(4)
+        assert kind == 3  # a name: socks5h leaves the resolving to the proxy
+        name = (await reader.readexactly((await reader.readexactly(1))[0])).decode()
+        port = int.from_bytes(await reader.readexactly(2), "big")
+        seen.append(name)
+        assert name == "localhost"  # the proxy resolves it; only to loopback here
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x05\x00\x00\x01" + bytes(6))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+def test_upload_through_a_socks5h_proxy(tmp_path: Path, collector: Collector) -> None:
+    state, seen = tmp_path / "state", []
+    enqueue(state, [measurement(), measurement()])
+
+    async def upload() -> int:
+        proxy = await socks5_server(seen)
+        port = proxy.sockets[0].getsockname()[1]
+        u = Upload(url=f"http://localhost:{collector.port}", proxy=f"socks5h://127.0.0.1:{port}")
+        sent = await send(state, u)
+        proxy.close()
+        return sent.sent
+
+    assert asyncio.run(upload()) == 2
+    assert seen and set(seen) == {"localhost"} and len(collector.archived()) == 2

@@ -124,7 +124,7 @@ class Timeouts:
     connect: float = 4.0
     tls: float = 4.0
     http: float = 8.0
-    throughput: float = 5.0
+    throughput: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

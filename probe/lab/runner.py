@@ -53,6 +53,8 @@ READY_TIMEOUT: Final = 30.0
 STOP_TIMEOUT: Final = 10.0
 LAB_TIMEOUT: Final = 2.0  # the probe's step timeouts in the lab (every host is one hop away)
 THROUGHPUT_BYTES: Final = 512 << 10  # the timed download: 0.5 MiB, ~30 ms unthrottled
+# long enough for a policer's plateau at the lab's lowest rate (probe.verdict.throttling)
+THROUGHPUT_TIMEOUT: Final = 8.0
 PID_FILE: Final = "daemon.pid"
 
 Progress = Callable[[str], None]
@@ -178,7 +180,7 @@ def probe_config(lab: Topology, net: IspNet, ca_bundle: Path) -> str:
         f"throughput_bytes = {THROUGHPUT_BYTES}",
         "[timeouts]",
         *(f"{step} = {LAB_TIMEOUT}" for step in ("dns", "connect", "tls")),
-        f"throughput = {2 * LAB_TIMEOUT}",
+        f"throughput = {THROUGHPUT_TIMEOUT}",
         f"http = {2 * LAB_TIMEOUT}",
     ]
     for resolver in resolvers:

@@ -79,16 +79,16 @@ compared, so a truncated body can never make a diff.
 
 **Throttling** (a shaper queues; a filter selects):
 
-* the target download's steady rate (second half, re-binned) is >= 10x below
-  the control download's and steady (coefficient of variation <= 0.5): a
-  policer converges to a flat rate, congestion is bursty;
+* the target download holds a rate plateau (:mod:`probe.verdict.throttling`:
+  bytes flowing in both halves of its settled part at a similar pace, record
+  granularity allowed for) >= 10x below the control download's rate over the
+  same path; a control that is as slow is congestion, never throttling;
 * or target steps time out on a *slow path*: a step to the target's addresses
   that succeeded took >= 0.9 s and >= 5x the slowest control step (no control
-  step: no baseline, no claim);
-* or TCP connects to an address succeed but TLS stalls there for every name
-  (the control SNI too) while the target SNI passes at a control address: the
-  path is starved, not filtered (a blackhole drops the SYN; an SNI stall lets
-  the control SNI through).
+  step: no baseline, no claim).
+* Silence is never throttling: a server that accepts and never speaks, or
+  stalls after the ServerHello (TLS stalls for every name, zero bytes) is a
+  timeout, judged by the TLS rules or left inconclusive.
 
 **A remote vantage point** (role ``remote``: OONI's test helper, see
 :mod:`probe.verdict.ooni`) did the same steps from another network. It
@@ -117,7 +117,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-from probe.verdict import ooni
+from probe.verdict import ooni, throttling
 from probe.verdict.bogons import Bogons, default_bogons
 from probe.verdict.fingerprints import Fingerprints, default_fingerprints
 from probe.verdict.observations import (
@@ -126,14 +126,13 @@ from probe.verdict.observations import (
     Handshake,
     HttpExchange,
     Observations,
-    Transfer,
     observations,
 )
 
 __all__ = ["ANALYSIS_VERSION", "Verdict", "judge", "summary_keys", "verdict"]
 
 #: The version of these rules; bump it whenever a rule changes.
-ANALYSIS_VERSION: Final = "4"
+ANALYSIS_VERSION: Final = "5"
 
 Status = Literal["ok", "blocked", "down", "inconclusive"]
 
@@ -160,10 +159,6 @@ SECURE_ENGINES: Final = frozenset({"doh", "dot", "th"})
 NEGATIVE: Final = frozenset({"dns_nxdomain_error", "dns_no_answer"})
 SLOW_SECONDS: Final = 0.9  # just under the 1 s initial SYN RTO: a retransmit, or a deep queue
 SLOW_FACTOR: Final = 5.0  # the target's path this many times slower than the controls'
-THROTTLE_RATIO: Final = 10.0
-THROTTLE_MAX_CV: Final = 0.5
-THROTTLE_SPAN: Final = 0.5  # seconds: the shortest span whose rate is compared
-THROTTLE_MIN_SPANS: Final = 3
 
 Kind = Literal["positive", "active", "silent"]
 
@@ -1000,30 +995,23 @@ def _throttle_stage(ctx: _Context) -> _Finding | None:
 
 
 def _steady_download(ctx: _Context) -> _Finding | None:
+    """A target download held at a plateau far below the control's (:mod:`.throttling`)."""
     controls = [t for t in ctx.obs.transfers if t.role == "control_site"]
-    control_rate = max((_mean_rate(t) for t in controls), default=0.0)
+    control_rate = max((throttling.mean_rate(t.samples) for t in controls), default=0.0)
     if control_rate <= 0:
         return None
     for t in ctx.obs.transfers:
-        if t.role != "target":
+        shape = throttling.plateau(t.samples) if t.role == "target" else None
+        if shape is None or shape.rate * throttling.RATIO > control_rate:
             continue
-        steady = _steady_rate(t)
-        if steady is None:
-            continue
-        rate, cv = steady
-        if rate * THROTTLE_RATIO > control_rate:
-            continue
-        shown = (
-            f"{t.ref}: steady {rate * 8 / 1000:.0f} kbit/s (cv {cv:.2f}) vs control "
-            f"{control_rate * 8 / 1000:.0f} kbit/s"
-        )
-        if cv > THROTTLE_MAX_CV:
-            ctx.notes.append(f"the download from {ctx.obs.domain} was slow but bursty ({shown})")
+        shown = f"{t.ref}: {shape.shown()} vs control {control_rate * 8 / 1000:.0f} kbit/s"
+        if not shape.steady:
+            ctx.notes.append(f"the download from {ctx.obs.domain} was slow but not steady ({shown})")
             continue
         return _Finding(
             "throttling", "throttling", "throughput", t.ip or None, (shown,), 0.8,
-            f"downloads from {ctx.obs.domain} run at a steady {rate * 8 / 1000:.0f} kbit/s, "
-            f"{control_rate / max(rate, 1e-9):.0f}x slower than from the control site",
+            f"downloads from {ctx.obs.domain} hold a steady {shape.rate * 8 / 1000:.0f} kbit/s, "
+            f"{control_rate / max(shape.rate, 1e-9):.0f}x slower than from the control site",
             "silent",
         )  # fmt: skip
     return None
@@ -1050,47 +1038,33 @@ def _cut_download(ctx: _Context) -> _Finding | None:
 
 
 def _starved_path(ctx: _Context) -> _Finding | None:
-    """Timeouts on a path that is slow, or that passes a SYN but starves every handshake.
+    """Timeouts on a path that is measurably slow: a shaper's queue.
 
     A shaper queues: what gets through to the target's addresses is slow, what
-    waits too long times out, whatever the name. A filter is selective: the
-    control SNI passes at once (SNI stall), or nothing passes, SYN included
-    (blackhole).
+    waits too long times out, whatever the name. Timeouts alone are not
+    throttling: a server (or a filter) that accepts the connection and then
+    stays silent, or stalls after the ServerHello, delivers no bytes at all,
+    and throttling needs bytes flowing at a low rate.
     """
     obs = ctx.obs
-    path = [
+    stalled = [
         h
         for h in obs.handshakes
-        if h.role in ("target", "control_sni") and h.failed_operation != "connect"
+        if h.role in ("target", "control_sni")
+        and h.failed_operation != "connect"
+        and h.failure == TIMEOUT
     ]
-    stalled = [h for h in path if h.failure == TIMEOUT]
     fetches = [x for x in obs.http if x.role == "target" and x.failure == TIMEOUT]
-    if not stalled and not fetches:
+    slow = _slow_path(ctx) if stalled or fetches else None
+    if slow is None:
         return None
-    slow = _slow_path(ctx)
     shown = tuple(map(_show_tls, stalled[:2])) + tuple(map(_show_http, fetches[:2]))
-    if slow is not None:
-        return _Finding(
-            "throttling", "throttling", "throughput", None, (slow, *shown), 0.6,
-            f"the path to {obs.domain}'s addresses is slow ({slow.split(': ', 1)[1]}) and "
-            f"{len(stalled) + len(fetches)} step(s) timed out: it is throttled",
-            "silent",
-        )  # fmt: skip
-    passing = [
-        h
-        for h in obs.handshakes
-        if h.role == "control_address" and (h.failure is None or h.failure in REACHED)
-    ]
-    if stalled and len(stalled) == len(path) and passing:
-        first = stalled[0]
-        return _Finding(
-            "throttling", "throttling", "tls_handshake", _addr(first.ip, first.port),
-            (*shown, _show_tls(passing[0])), 0.5,
-            f"TCP connects to {first.ip} succeed but TLS stalls there for every name while "
-            f"{obs.domain} passes at a control address: the path is starved, not filtered",
-            "silent",
-        )  # fmt: skip
-    return None
+    return _Finding(
+        "throttling", "throttling", "throughput", None, (slow, *shown), 0.6,
+        f"the path to {obs.domain}'s addresses is slow ({slow.split(': ', 1)[1]}) and "
+        f"{len(stalled) + len(fetches)} step(s) timed out: it is throttled",
+        "silent",
+    )  # fmt: skip
 
 
 def _slow_path(ctx: _Context) -> str | None:
@@ -1114,46 +1088,6 @@ def _slow_path(ctx: _Context) -> str | None:
     if slowest < SLOW_SECONDS or slowest < SLOW_FACTOR * reference:
         return None
     return f"slow path: up to {slowest:.2f} s to the target, {reference:.2f} s to the controls"
-
-
-def _mean_rate(t: Transfer) -> float:
-    """Bytes per second over the whole download."""
-    if not t.samples or t.samples[-1][0] <= 0:
-        return 0.0
-    return t.samples[-1][1] / t.samples[-1][0]
-
-
-def _steady_rate(t: Transfer) -> tuple[float, float] | None:
-    """(mean rate, coefficient of variation) after the first quarter of the download.
-
-    The first quarter (connection set-up, slow start) is left out; the rest is
-    cut into spans of at least :data:`THROTTLE_SPAN` seconds at sample
-    boundaries, and the rates of the spans compared,
-    weighted by length: a policer delivers at the same pace span after span,
-    congestion in bursts and pauses. Spans of whole samples, not fixed bins,
-    so the answer does not depend on TLS record size (a 16 KiB record at
-    128 kbit/s arrives once a second) nor on ACK pacing within a span.
-    """
-    samples = sorted(t.samples)
-    if len(samples) < 2 or samples[-1][0] <= 0:
-        return None
-    settled = samples[-1][0] / 4
-    spans: list[tuple[float, int]] = []
-    start = (0.0, 0)
-    for point in [(0.0, 0), *samples]:
-        if point[0] <= settled:
-            start = point
-        elif point[0] - start[0] >= THROTTLE_SPAN:
-            spans.append((point[0] - start[0], point[1] - start[1]))
-            start = point
-    if len(spans) < THROTTLE_MIN_SPANS:
-        return None
-    seconds = sum(d for d, _ in spans)
-    mean = sum(n for _, n in spans) / seconds
-    if mean <= 0:
-        return None
-    variance = sum(d * (n / d - mean) ** 2 for d, n in spans) / seconds
-    return mean, variance**0.5 / mean
 
 
 # --- evidence ------------------------------------------------------------------------------

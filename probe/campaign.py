@@ -10,9 +10,13 @@ The differential controls that separate the techniques are measured here:
 
 * every resolver in the config (the system resolver is what the volunteer's
   apps use; DoH and public resolvers are the DNS control),
-* the control SNI on each address of a target (``control_sni``): SNI
-  filtering resets the target name but not the control name,
-* the target SNI on a control site's address (``control_address``),
+* the control SNI on each address of a target (``control_sni``), always
+  before the target SNI there: SNI filtering resets the target name but not
+  the control name,
+* the target SNI on a control site's address (``control_address``): a dedicated
+  address (``measurement.control_address``), else a control site's once every
+  control site has been measured, so a censor that blocks an address after a
+  trigger cannot poison the health check,
 * a delayed re-test with the control SNI after a failed handshake
   (``residual``), when ``residual_delay`` > 0.
 
@@ -97,6 +101,7 @@ class _Campaign:
         self.ids = itertools.count(1)
         # The control sites' DNS, awaited by targets for their control_address handshake.
         self.control_dns: dict[str, asyncio.Task[tuple[DnsQuery, ...]]] = {}
+        self.controls_done = asyncio.Event()  # every control site measured (see spare())
 
     async def step(self, call: Callable[[int], Awaitable[T]]) -> T:
         """Run one primitive under the concurrency limit with a fresh transaction id."""
@@ -202,18 +207,19 @@ class _Campaign:
         )
         open_443 = [c.ip for c in connects if c.port == m.https_port and c.failure is None]
         open_80 = [c.ip for c in connects if c.port == m.http_port and c.failure is None]
-        steps: list[Awaitable[Observation]] = [self.handshake(ip, domain, tag) for ip in open_443]
+        steps: list[Awaitable[Observation | tuple[Observation, ...]]] = []
         if role == "target":
-            steps += [
-                self.handshake(ip, self.config.control_sni, ("control_sni",)) for ip in open_443
-            ]
-            steps += [
-                self.handshake(ip, domain, ("control_address",))
-                for ip in await self.control_address()
-            ]
+            # the control SNI first, then the target SNI: a stateful censor that blocks an
+            # address after a trigger must not fail the control with the target's doing
+            steps += [self.sni_pair(ip, domain) for ip in open_443]
+            steps += [self.handshake(ip, domain, ("control_address",)) for ip in await self.spare()]
+        else:
+            steps += [self.handshake(ip, domain, tag) for ip in open_443]
         if m.http:
             steps += [self.fetch("http", domain, ip, tag) for ip in open_80]
-        observed = list(await asyncio.gather(*steps))
+        observed = [
+            o for r in await asyncio.gather(*steps) for o in (r if isinstance(r, tuple) else (r,))
+        ]
         handshakes = [o for o in observed if isinstance(o, TlsHandshake) and o.tags == tag]
         working = [h.ip for h in handshakes if h.failure is None]
         if m.http:
@@ -225,6 +231,14 @@ class _Campaign:
         if role == "target":
             observed += await self.residual(handshakes)
         return DomainResult(domain, role, (*queries, *connects, *observed), t0, self.clock.now())
+
+    async def measure_controls(self) -> tuple[DomainResult, ...]:
+        try:
+            return tuple(
+                await asyncio.gather(*(self.measure(d, "control") for d in self.config.controls))
+            )
+        finally:
+            self.controls_done.set()
 
     async def download(self, domain: str, ip: str, tags: tuple[str, ...]) -> Observation:
         """A timed download of the configured fixed-size object (the throttling test)."""
@@ -243,8 +257,24 @@ class _Campaign:
             )
         )
 
-    async def control_address(self) -> tuple[str, ...]:
-        """The first usable address of the first control site that resolved."""
+    async def sni_pair(self, ip: str, domain: str) -> tuple[TlsHandshake, TlsHandshake]:
+        """The control SNI on a target's address, then (only then) the target SNI."""
+        control = await self.handshake(ip, self.config.control_sni, ("control_sni",))
+        return control, await self.handshake(ip, domain, ("target",))
+
+    async def spare(self) -> tuple[str, ...]:
+        """Where the target SNI is sent as a control: never a control site while it is checked.
+
+        A censor that blocks an address for a while after a target SNI (residual
+        blocking) would fail the control site's own checks, and the health gate
+        would call the network degraded. A dedicated ``control_address`` is never
+        checked; without one, the first control site's address is used once
+        every control site has been measured in this campaign.
+        """
+        dedicated = self.config.measurement.control_address
+        if dedicated:
+            return (dedicated,)
+        await self.controls_done.wait()
         for task in self.control_dns.values():
             found = addresses_of(await task, self.config.measurement.ip_versions)
             if found:
@@ -279,8 +309,9 @@ async def run(config: Config) -> CampaignResult:
         campaign.control_dns = {
             d: asyncio.create_task(campaign.resolve(d, ("control_site",))) for d in config.controls
         }
-        results = await asyncio.gather(
-            *(campaign.measure(d, "control") for d in config.controls),
-            *(campaign.measure(d, "target") for d in config.targets),
+        controls, targets = await asyncio.gather(
+            campaign.measure_controls(),
+            asyncio.gather(*(campaign.measure(d, "target") for d in config.targets)),
         )
+        results = (*controls, *targets)
     return CampaignResult(start, tuple(results), round(time.time() - start, 6))

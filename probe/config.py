@@ -113,6 +113,7 @@ class Measurement:
     body_cap: int = 65536
     dns_late_window: float = 0.3
     residual_delay: float = 0.0
+    control_address: str = ""  # where target SNIs go as a control ("": a control site's, after it)
     http: bool = True
     throughput_path: str = ""
     throughput_bytes: int = 1 << 20
@@ -306,6 +307,7 @@ class _Reader:
                 "ip_versions": (lambda v: v in (4, 6), "expected 4 and/or 6"),
                 "dns_late_window": (lambda v: v >= 0, "must be >= 0"),
                 "residual_delay": (lambda v: v >= 0, "must be >= 0"),
+                "control_address": (lambda v: not v or is_ip(v), "expected an IP address"),
                 "throughput_bytes": positive,
                 "throughput_path": (
                     lambda v: not v or v.startswith("/"),

@@ -1006,7 +1006,9 @@ def _steady_download(ctx: _Context) -> _Finding | None:
             continue
         shown = f"{t.ref}: {shape.shown()} vs control {control_rate * 8 / 1000:.0f} kbit/s"
         if not shape.steady:
-            ctx.notes.append(f"the download from {ctx.obs.domain} was slow but not steady ({shown})")
+            ctx.notes.append(
+                f"the download from {ctx.obs.domain} was slow but not steady ({shown})"
+            )
             continue
         return _Finding(
             "throttling", "throttling", "throughput", t.ip or None, (shown,), 0.8,

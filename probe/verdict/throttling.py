@@ -86,7 +86,9 @@ def plateau(samples: Sequence[tuple[float, int]]) -> Plateau | None:
     settle = first + (end - first) * _SETTLE
     middle = settle + (end - settle) / 2
     (since, base), (_, at_middle), total = (
-        _total_at(points, settle), _total_at(points, middle), points[-1][1]
+        _total_at(points, settle),
+        _total_at(points, middle),
+        points[-1][1],
     )
     # the largest delivery once settled (the initial burst is no measure of granularity)
     after = [n for t, n in arrivals if t > since]

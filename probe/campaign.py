@@ -102,6 +102,7 @@ class _Campaign:
         # The control sites' DNS, awaited by targets for their control_address handshake.
         self.control_dns: dict[str, asyncio.Task[tuple[DnsQuery, ...]]] = {}
         self.controls_done = asyncio.Event()  # every control site measured (see spare())
+        self.control_sni: dict[str, asyncio.Future[TlsHandshake]] = {}  # by address
 
     async def step(self, call: Callable[[int], Awaitable[T]]) -> T:
         """Run one primitive under the concurrency limit with a fresh transaction id."""
@@ -258,8 +259,19 @@ class _Campaign:
         )
 
     async def sni_pair(self, ip: str, domain: str) -> tuple[TlsHandshake, TlsHandshake]:
-        """The control SNI on a target's address, then (only then) the target SNI."""
-        control = await self.handshake(ip, self.config.control_sni, ("control_sni",))
+        """The control SNI on a target's address, then (only then) the target SNI.
+
+        X's names share addresses: the control SNI runs once per address and every
+        target there waits for it, so no target's SNI reaches an address before its
+        control handshake (another target's trigger would fail it).
+        """
+        task = self.control_sni.get(ip)
+        if task is None:
+            task = asyncio.ensure_future(
+                self.handshake(ip, self.config.control_sni, ("control_sni",))
+            )
+            self.control_sni[ip] = task
+        control = await asyncio.shield(task)
         return control, await self.handshake(ip, domain, ("target",))
 
     async def spare(self) -> tuple[str, ...]:

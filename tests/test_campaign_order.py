@@ -44,15 +44,20 @@ def test_control_sni_before_target_sni_and_no_target_sni_at_a_control_being_chec
     targets = _handshakes(result, "target")
     controls = [h for h in _handshakes(result, "control") if h.tags == ("control_site",)]
     assert controls and all(h.failure is None for h in targets + controls)
+    pairs = []
     for target in result.targets:
         steps = {o.tags: o for o in target.observations if isinstance(o, TlsHandshake)}
         # the control SNI on the target's address ended before the target SNI began
         assert steps[("control_sni",)].t <= steps[("target",)].t0
+        pairs.append(steps)
+    # both targets share the address: one control handshake there, before either target SNI
+    assert pairs[0][("control_sni",)] == pairs[1][("control_sni",)]
+    assert max(p[("control_sni",)].t for p in pairs) <= min(p[("target",)].t0 for p in pairs)
     spares = [h for h in targets if h.tags == ("control_address",)]
     assert {h.server_name for h in spares} == {"x.com", "twitter.com"}
     # the target SNIs at the control site's address only after the control site was measured
     assert min(h.t0 for h in spares) >= max(h.t for h in controls)
-    assert seen.index("www.example.com") < seen.index("x.com")
+    assert seen.index("www.example.com") < min(seen.index("x.com"), seen.index("twitter.com"))
 
 
 def test_a_dedicated_control_address_takes_the_target_sni(tmp_path: Path) -> None:

@@ -67,7 +67,11 @@ blocking.
 * ``ssl_unknown_authority`` / ``ssl_invalid_hostname`` on an address the DNS
   control confirms, while a control site validates (the trust store works)
   -> ``tls.interception``.
-* ``residual`` re-tests that fail are added to the evidence.
+* ``residual`` re-tests (the control SNI again, ``residual_delay`` s after a
+  failed handshake) that fail after the control SNI had passed before the
+  target SNI: the censor blocks the address for every name for a while
+  after a trigger -> ``tls.residual``, its own finding (the campaign sends the
+  control SNI first, so its own trigger cannot fail it).
 
 **HTTP**: a response (body or header) matching an HTTP fingerprint ->
 ``http.blockpage``; plain-HTTP requests reset after connecting while HTTPS to
@@ -795,8 +799,11 @@ def _tls_stage(ctx: _Context) -> _Finding | None:
     failed = [h for h in target if h.failure is not None]
     if not failed:
         return None
+    # a residual re-test refused at connect counts: residual blocking often drops the SYN
     residual = tuple(
-        _show_tls(h) for h in handshakes("residual") if h.failure and h.failure not in REACHED
+        _show_tls(h)
+        for h in obs.handshakes
+        if h.role == "residual" and h.failure and h.failure not in REACHED
     )
     resets = [h for h in failed if _kind(h.failure) == "reset"]
     stalls = [h for h in failed if _kind(h.failure) == "stall"]
@@ -839,8 +846,14 @@ def _tls_interference(
         if other_same:
             proofs.append(f"the same SNI is {what.split()[0]} at a control address too")
         confidence = (0.95 if sni_reached and other_same else 0.85) - (0.1 if mixed else 0.0)
+        # the control SNI passed before the trigger and fails after it: the censor holds
+        # the address for every name for a while (residual blocking), its own finding
+        lasting = bool(sni_reached and residual)
+        if lasting:
+            proofs.append("afterwards the control SNI fails there too (residual blocking)")
         return _Finding(
-            "tls", f"tls.sni_{kind}", "tls_handshake", _addr(first.ip, first.port),
+            "tls", "tls.residual" if lasting else f"tls.sni_{kind}", "tls_handshake",
+            _addr(first.ip, first.port),
             (*map(_show_tls, bad), *map(_show_tls, sni_reached[:1] + other_same[:1]), *residual),
             confidence,
             f"TLS connection {what} for SNI {obs.domain} on {first.ip}"

@@ -121,6 +121,7 @@ class HttpExchange:
     title: str | None  # x_title, else the body's <title>
     t0: float
     duration: float
+    body_sha256: str | None = None  # x_body_sha256: of the whole body received
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +346,7 @@ def _http(e: Mapping[str, Any], ref: str, domain: str, own: bool) -> HttpExchang
         title=_opt(response, "x_title", str) or _title(body),
         t0=t0,
         duration=t - t0,
+        body_sha256=_opt(response, "x_body_sha256", str),
     )
 
 

@@ -73,12 +73,20 @@ blocking.
   after a trigger -> ``tls.residual``, its own finding (the campaign sends the
   control SNI first, so its own trigger cannot fail it).
 
-**HTTP**: a response (body or header) matching an HTTP fingerprint ->
-``http.blockpage``; plain-HTTP requests reset after connecting while HTTPS to
+**Blockpages first** (before the TCP rule, which would call a censor that
+drops the HTTPS port and answers plain HTTP itself "IP blackholing"): a
+response (body or header) matching an HTTP fingerprint -> ``http.blockpage``,
+the strongest evidence; every connect to the TLS port failed while plain HTTP
+at a DNS-confirmed address answered with a page (2xx, not a redirect) that
+no reference contradicts -> ``http.diff`` with the page's title and hash
+(:mod:`probe.verdict.pages`; it rests on the TLS port's silence too, so it is
+gated like a timeout).
+
+**HTTP**: plain-HTTP requests reset after connecting while HTTPS to
 the target works -> ``http.reset`` (OONI's http-failure). ``http.diff`` is
-narrow, because the only control body in a measurement is the HTTPS page of
-the same URL: a plain-HTTP redirect to another site over plain HTTP, or a
-plain-HTTP page whose title differs from the HTTPS page's. Bodies are never
+otherwise narrow, because the only control body in a measurement is the HTTPS
+page of the same URL: a plain-HTTP redirect to another site over plain HTTP, or
+a plain-HTTP page whose title differs from the HTTPS page's. Bodies are never
 compared, so a truncated body can never make a diff.
 
 **Throttling** (a shaper queues; a filter selects):
@@ -121,7 +129,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-from probe.verdict import ooni, throttling
+from probe.verdict import ooni, pages, throttling
 from probe.verdict.bogons import Bogons, default_bogons
 from probe.verdict.fingerprints import Fingerprints, default_fingerprints
 from probe.verdict.observations import (
@@ -265,7 +273,9 @@ def judge(
     )
     health = _health(obs)
     held: Verdict | None = None  # a finding the gate refused: later, only fingerprints may win
-    stages: tuple[Stage, ...] = (_dns_stage, _tcp_stage, _tls_stage, _http_stage, _throttle_stage)
+    stages: tuple[Stage, ...] = (
+        _dns_stage, _page_stage, _tcp_stage, _tls_stage, _http_stage, _throttle_stage
+    )  # fmt: skip
     for stage in stages:
         result = stage(ctx)
         if isinstance(result, Verdict):
@@ -916,7 +926,13 @@ def _tls_interception(
 # --- HTTP ----------------------------------------------------------------------------------
 
 
-def _http_stage(ctx: _Context) -> _Finding | None:
+def _page_stage(ctx: _Context) -> _Finding | None:
+    """Before the TCP rule: a known blockpage, or a page served in the site's place.
+
+    A censor that drops the HTTPS port and answers plain HTTP itself shows its
+    hand in that answer: a fingerprint (the strongest evidence), or a page of
+    its own at the DNS-confirmed address (:mod:`probe.verdict.pages`).
+    """
     target = [x for x in ctx.obs.http if x.role == "target"]
     for x in target:
         fp = ctx.fingerprints.match_http(x.body, x.headers) if x.status is not None else None
@@ -927,6 +943,25 @@ def _http_stage(ctx: _Context) -> _Finding | None:
                 f"({fp.name})",
                 "positive", fp.name,
             )  # fmt: skip
+    remote = _remote_fetched(ctx)
+    reference = remote if remote is not None and remote.status and remote.status < 300 else None
+    port = next((h.port for h in ctx.obs.handshakes), 443)  # where the probe speaks TLS
+    sub = pages.substitute_page(ctx.obs.connects, target, port, ctx.dns.reference, reference)
+    if sub is None:
+        return None
+    x = sub.exchange
+    unreachable = [c for c in ctx.obs.connects if c.role == "target" and c.port == port]
+    return _Finding(
+        "http", "http.diff", "http", _addr(x.ip, x.port),
+        (sub.shown(), _show_http(x), *map(_show_connect, unreachable[:2]), _reference(ctx)), 0.7,
+        f"the plain-HTTP response for {x.url} from {x.ip} {sub.why}: a page served in the "
+        "site's place",
+        "silent",  # it rests on the HTTPS port's silence too: loss must not fake it
+    )  # fmt: skip
+
+
+def _http_stage(ctx: _Context) -> _Finding | None:
+    target = [x for x in ctx.obs.http if x.role == "target"]
     plain = [x for x in target if x.url.startswith("http://")]
     https_ok = [x for x in target if x.url.startswith("https://") and x.failure is None]
     fetched = _remote_fetched(ctx)

@@ -37,6 +37,7 @@ _DETAILS: Final = {
     "tls.sni_stall": "TLS SNI stall (ClientHello dropped)",
     "tls.reset": "TLS reset (SNI or address filtering)",
     "tls.stall": "TLS stall (SNI or address filtering)",
+    "tls.residual": "TLS SNI filtering with residual blocking of the address",
     "tls.interception": "TLS interception",
     "dns.injected": "DNS injection",
     "dns.blockpage": "DNS blockpage",

@@ -41,6 +41,8 @@ TECHNIQUE_CASE = {
     "sni_rst_injection": "sni_rst_injection",
     "http_blockpage": "http_blockpage",
     "throttle": "throttle",
+    "throttle_96": "throttle_bursty",
+    "throttle_512": "throttle",
     "outage": "outage",
     "lossy": "lossy",
 }

@@ -40,7 +40,9 @@ EXPECTED_METHOD: Final[Mapping[str, str | None]] = {
     "sni_stall": "tls",  # in-path proxy swallows the ClientHello
     "sni_rst_injection": "tls",  # on-path: scapy injects RSTs, real packets still flow
     "http_blockpage": "http",  # Host-header triggered blockpage on port 80
-    "throttle": "throttling",  # tc policer on X's addresses
+    "throttle": "throttling",  # tc policer on X's addresses, 128 kbit/s
+    "throttle_96": "throttling",  # the same at 96 kbit/s
+    "throttle_512": "throttling",  # the same at 512 kbit/s
     "outage": None,  # the ISP's uplink drops everything: "down", never "blocked"
     "lossy": None,  # random loss of 20-30% of packets: never "blocked"
 }
@@ -103,6 +105,8 @@ def _registry() -> Mapping[str, Callable[[], Technique]]:
         "sni_rst_injection": SniRstInjection,
         "http_blockpage": HttpBlockpage,
         "throttle": Throttle,
+        "throttle_96": lambda: Throttle(96, "throttle_96"),
+        "throttle_512": lambda: Throttle(512, "throttle_512"),
         "outage": Outage,
         "lossy": Lossy,
     }

@@ -9,7 +9,9 @@ each flow to Twitter, not Twitter as a whole, and a shared class would make
 the probe's concurrent handshakes time out instead of showing a slow,
 steady transfer. Unclassified traffic takes HTB's direct path, unshaped. The probe
 sees a steady low rate, the signature of a policer (Russia capped Twitter
-at ~130-150 kbit/s in 2021). Inactive: no qdisc at all. Every change is one
+at ~130-150 kbit/s in 2021). Scenarios pick the rate by name: ``throttle``
+(128 kbit/s), ``throttle_96`` and ``throttle_512``, so the detector is
+checked at several rates, not tuned to one. Inactive: no qdisc at all. Every change is one
 ``tc -batch`` run.
 """
 
@@ -29,9 +31,10 @@ _FIRST_CLASS: Final = 0x10
 class Throttle:
     name = "throttle"
 
-    def __init__(self, rate_kbit: int = 128) -> None:
+    def __init__(self, rate_kbit: int = 128, name: str = "throttle") -> None:
         if rate_kbit <= 0:
             raise ValueError(f"rate must be positive: {rate_kbit} kbit/s")
+        self.name = name
         self._rate = rate_kbit
         self._ctx: RouterContext | None = None
         self._installed = False

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,15 @@ pytestmark = pytest.mark.lab
 
 def lab(*args: str) -> list[str]:
     return [sys.executable, "-m", "probe.lab.cli", *args]
+
+
+@pytest.fixture(autouse=True)
+def torn_down() -> Iterator[None]:
+    """Whatever a test's assertions say, it leaves no lab behind for the next test: a run
+    that a failing test left up is stopped here (and the test has already failed)."""
+    yield
+    if lab_leftovers():
+        subprocess.run(lab("down"), cwd=ROOT, capture_output=True, timeout=120)
 
 
 def start_run(output: Path, duration: float, interval: float) -> subprocess.Popen[str]:
@@ -63,11 +73,14 @@ def wait_until_daemon_ready(process: subprocess.Popen[str]) -> None:
 
 
 def test_complete_run_measures_every_isp_writes_the_truth_and_cleans_up(tmp_path: Path) -> None:
-    process = start_run(tmp_path, duration=4, interval=2)
+    # A duration shorter than a round: exactly one round, however slow the machine is
+    # (a round always completes, and none starts after the duration).
+    process = start_run(tmp_path, duration=0.5, interval=2)
     _, progress = process.communicate(timeout=120)
     assert process.returncode == 0, progress
     assert "lab: up: smoke, 2 ISPs" in progress
-    assert "lab: round 2 done" in progress and "lab: down" in progress
+    assert "lab: round 1 done" in progress and "lab: down" in progress
+    assert "lab: round 2" not in progress
     assert lab_leftovers() == []
     for isp in ("sni", "clean"):
         lines = [line for f in (tmp_path / isp).rglob("*.jsonl") for line in f.open()]

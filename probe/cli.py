@@ -79,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         help="directory for the JSONL files (default: results)",
     )
     sched.add_argument(
-        "--interval", type=float, help="seconds between campaigns (>= 30; default: the config's)"
+        "--interval",
+        type=float,
+        help="seconds between campaigns (30 to 86400; default: the config's)",
     )
     sched.add_argument(
         "--max-campaigns", type=int, metavar="N", help="stop after N campaigns (default: never)"
@@ -255,15 +257,19 @@ def _unattended(runner: Runner, work: Callable[[Runner], Coroutine[object, objec
 def cmd_schedule(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from probe.config import DAY
     from probe.consent import state_dir
     from probe.schedule import Runner
 
     config = _config(args)
     if config is None:
         return 2
+    if args.max_campaigns is not None and args.max_campaigns < 1:
+        print("probe: --max-campaigns: must be >= 1", file=sys.stderr)
+        return 2
     if args.interval is not None:
-        if not args.interval >= 30:  # NaN too (it compares false)
-            print("probe: --interval: must be >= 30 seconds", file=sys.stderr)
+        if not 30 <= args.interval <= DAY:  # NaN and inf too
+            print(f"probe: --interval: must be in [30, {DAY:g}] seconds", file=sys.stderr)
             return 2
         config = replace(config, schedule=replace(config.schedule, interval=args.interval))
     _logging()

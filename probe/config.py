@@ -36,6 +36,8 @@ ENGINES: Final = ("system", "udp", "tcp", "doh")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
 _ASN = re.compile(r"^AS\d{1,10}$")
 _CC = re.compile(r"^[A-Z]{2}$")
+MIB: Final = 1 << 20
+DAY: Final = 86400.0
 
 T = TypeVar("T")
 
@@ -171,6 +173,8 @@ def load(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(f"{name}: no such file") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{name}: {exc}") from None
+    except RecursionError:  # tomllib recurses per nesting level: a hostile file, not a bug
+        raise ConfigError(f"{name}: nested too deeply") from None
     return _Reader(name).config(data)
 
 
@@ -294,7 +298,9 @@ class _Reader:
         if extra:
             raise self.fail(extra[0], "unknown section")
         port = (lambda p: 0 < p < 65536, "not a port")
-        positive = (lambda v: v > 0, "must be positive")
+        # Every number has a sane upper bound too: 1e308 seconds is a typo, never a wish.
+        seconds = _within(0, 600, low_open=True)
+        day = _within(0, DAY, low_open=True)
         measurement = self.section(
             data,
             "measurement",
@@ -302,13 +308,13 @@ class _Reader:
             {
                 "https_port": port,
                 "http_port": port,
-                "concurrency": positive,
-                "body_cap": positive,
+                "concurrency": _within(1, 1024),
+                "body_cap": _within(1, 16 * MIB),
                 "ip_versions": (lambda v: v in (4, 6), "expected 4 and/or 6"),
-                "dns_late_window": (lambda v: v >= 0, "must be >= 0"),
-                "residual_delay": (lambda v: v >= 0, "must be >= 0"),
+                "dns_late_window": _within(0, 10),
+                "residual_delay": _within(0, 600),
                 "control_address": (lambda v: not v or is_ip(v), "expected an IP address"),
-                "throughput_bytes": positive,
+                "throughput_bytes": _within(1, 1024 * MIB),
                 "throughput_path": (
                     lambda v: not v or v.startswith("/"),
                     "expected a path like /x",
@@ -323,7 +329,7 @@ class _Reader:
             data,
             "timeouts",
             Timeouts,
-            dict.fromkeys(("dns", "connect", "tls", "http", "throughput"), positive),
+            dict.fromkeys(("dns", "connect", "tls", "http", "throughput"), seconds),
         )
         vantage = self.section(
             data,
@@ -337,12 +343,15 @@ class _Reader:
             },
         )
         schedule = self.section(data, "schedule", Schedule, {
-            "interval": _at_least(30), "jitter": (lambda v: 0 <= v <= 0.5, "must be in [0, 0.5]"),
-            "budget": positive, "stop_grace": _at_least(0), "max_backoff": positive,
-            "burst_interval": _at_least(5), "burst_duration": _at_least(0),
+            "interval": _within(30, DAY), "jitter": _within(0, 0.5),
+            "budget": day, "stop_grace": _within(0, 600), "max_backoff": _within(0, 7 * DAY),
+            "burst_interval": _within(5, 3600), "burst_duration": _within(0, DAY),
         })  # fmt: skip
         storage = self.section(
-            data, "storage", Storage, {"max_mb": positive, "min_free_mb": _at_least(0)}
+            data,
+            "storage",
+            Storage,
+            {"max_mb": _within(1, 10**7), "min_free_mb": _within(0, 10**7)},
         )
         upload = self.section(data, "upload", Upload, {
             "url": (_collector_url, "expected an https:// URL (http:// only to a loopback host)"),
@@ -350,7 +359,7 @@ class _Reader:
                           "expected a readable PEM file of CA certificates"),
             "proxy": (lambda v: not v or (urlsplit(v).scheme in ("socks5", "socks5h")
                       and bool(urlsplit(v).hostname)), "expected socks5h://host:port"),
-            "timeout": positive, "max_time": positive,
+            "timeout": seconds, "max_time": day,
         })  # fmt: skip
         targets = self.table(data, "targets", {"x", "controls", "control_sni"})
         x = self.domains(targets, "x", required=True)
@@ -393,8 +402,13 @@ def _collector_url(url: str) -> bool:
     return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
 
 
-def _at_least(low: float) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: v >= low, f"must be >= {low:g}")
+def _within(
+    low: float, high: float, *, low_open: bool = False
+) -> tuple[Callable[[Any], bool], str]:
+    """A range check and its message; ``low_open``: ``low`` itself is refused."""
+    if low_open:
+        return (lambda v: low < v <= high, f"must be > {low:.10g} and <= {high:.10g}")
+    return (lambda v: low <= v <= high, f"must be in [{low:.10g}, {high:.10g}]")
 
 
 def is_ip(value: str) -> bool:

@@ -60,10 +60,14 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ("[measurement]\nbody_cap = -1\n", "measurement.body_cap: must be positive"),
+        ("[measurement]\nbody_cap = -1\n", "measurement.body_cap: must be in [1, 16777216]"),
+        ("[measurement]\ndns_late_window = 1e308\n", "measurement.dns_late_window: must be in"),
+        ("[schedule]\ninterval = 1e9\n", "schedule.interval: must be in [30, 86400]"),
+        ("[storage]\nmax_mb = 0\n", "storage.max_mb: must be in [1,"),
         ("[measurement]\nbody_cap = 'big'\n", "measurement.body_cap: expected int"),
         ("[measurement]\nbogus = 1\n", "measurement.bogus: unknown key"),
-        ("[timeouts]\ntls = 0\n", "timeouts.tls: must be positive"),
+        ("[timeouts]\ntls = 0\n", "timeouts.tls: must be > 0 and <= 600"),
+        ("[timeouts]\ntls = 601\n", "timeouts.tls: must be > 0 and <= 600"),
         ("[measurement]\nip_versions = [5]\n", "measurement.ip_versions: expected 4 and/or 6"),
         ("[measurement]\nca_bundle = '/nonexistent.pem'\n", "measurement.ca_bundle: expected a"),
         ("[measurement]\nca_bundle = '/etc/passwd'\n", "measurement.ca_bundle: expected a"),
@@ -92,16 +96,30 @@ def test_bad_config_names_file_key_and_problem(tmp_path: Path, extra: str, messa
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("interval", ["10", "nan"])
-def test_a_bad_interval_is_refused_before_anything_runs(
-    tmp_path: Path, interval: str, capsys: pytest.CaptureFixture[str],
+def test_a_config_nested_500_deep_is_a_config_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "x = " + "[" * 500 + "]" * 500 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load(path)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--interval", "10"], "--interval: must be in [30, 86400] seconds"),
+        (["--interval", "nan"], "--interval: must be in [30, 86400] seconds"),
+        (["--interval", "inf"], "--interval: must be in [30, 86400] seconds"),
+        (["--max-campaigns", "-1"], "--max-campaigns: must be >= 1"),
+    ],
+)
+def test_a_bad_schedule_flag_is_refused_before_anything_runs(
+    tmp_path: Path, flags: list[str], message: str, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     monkeypatch.setenv("PROBE_STATE_DIR", str(tmp_path / "no-consent"))  # if let through: no run
     config = str(write(tmp_path, MINIMAL))
     out = tmp_path / "out"
-    assert main(["schedule", "--interval", interval, "--config", config, "--output", str(out)]) == 2
-    assert "--interval: must be >= 30 seconds" in capsys.readouterr().err
+    assert main(["schedule", *flags, "--config", config, "--output", str(out)]) == 2
+    assert message in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -161,6 +161,24 @@ def _config(args: argparse.Namespace) -> Config | None:
     return config
 
 
+def _unwritable(folder: Path) -> bool:
+    """Say why ``folder`` cannot take results, if it cannot; tried for real (permission bits
+    do not tell: root, read-only mounts) in it or in the ancestor it would be made in; leaves
+    nothing behind."""
+    import tempfile
+
+    existing = folder.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".probe-write-test."):
+            pass
+    except OSError as exc:  # the machine refused: exit 1, before any packet is sent
+        print(f"probe: --output: {folder}: {exc.strerror or exc}", file=sys.stderr)
+        return True
+    return False
+
+
 NO_CONSENT = (
     "probe: no consent on record, nothing measured. Read what running the probe risks with "
     "`probe consent --show`, then give consent with `probe consent` (or `probe consent --yes`); "
@@ -193,6 +211,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)
     if config is None:
         return 2
+    if _unwritable(args.output):
+        return 1
     _logging()
     state = state_dir()
     if args.once:
@@ -261,16 +281,18 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from probe.consent import state_dir
     from probe.schedule import Runner
 
-    config = _config(args)
-    if config is None:
-        return 2
     if args.max_campaigns is not None and args.max_campaigns < 1:
         print("probe: --max-campaigns: must be >= 1", file=sys.stderr)
         return 2
+    if args.interval is not None and not 30 <= args.interval <= DAY:  # NaN and inf too
+        print(f"probe: --interval: must be in [30, {DAY:g}] seconds", file=sys.stderr)
+        return 2
+    config = _config(args)
+    if config is None:
+        return 2
+    if _unwritable(args.output):
+        return 1
     if args.interval is not None:
-        if not 30 <= args.interval <= DAY:  # NaN and inf too
-            print(f"probe: --interval: must be in [30, {DAY:g}] seconds", file=sys.stderr)
-            return 2
         config = replace(config, schedule=replace(config.schedule, interval=args.interval))
     _logging()
     return _unattended(
@@ -299,9 +321,11 @@ async def _schedule(runner: Runner, max_campaigns: int | None) -> int:
         round(s.jitter * 100),
         runner.output,
     )
-    count = await loop(runner, stop, progress=progress, max_campaigns=max_campaigns)
+    count, failed = await loop(runner, stop, progress=progress, max_campaigns=max_campaigns)
     log.info("stopped after %d campaign(s)", count)
-    return 0
+    if failed:  # e.g. --max-campaigns 1 on a full disk: a cron wrapper must see it
+        log.error("the last %d campaign(s) failed", failed)
+    return 1 if failed else 0
 
 
 def cmd_upload(args: argparse.Namespace) -> int:

@@ -338,8 +338,9 @@ async def loop(
     clock: Callable[[], float] = time.monotonic,
     progress: Callable[[str], None] | None = None,
     max_campaigns: int | None = None,
-) -> int:
-    """``probe schedule``: campaigns until ``stop`` (or ``max_campaigns``); return how many ran."""
+) -> tuple[int, int]:
+    """``probe schedule``: campaigns until ``stop`` (or ``max_campaigns``); how many ran, and
+    how many of the last ones failed in a row (0: the last campaign was measured and stored)."""
     policy = runner.config.schedule
     rng = rng or random.Random()
     longest = max(policy.max_backoff, policy.interval * (1 + policy.jitter))
@@ -411,7 +412,7 @@ async def loop(
                 policy.burst_interval,
                 policy.burst_duration,
             )
-    return campaigns
+    return campaigns, failures
 
 
 async def once(runner: Runner, now: float | None = None) -> int:

@@ -233,3 +233,4 @@ def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path: Path) -> Non
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr and "/proc/probe-results" in done.stderr
+    assert "probe: --output: /proc/probe-results: " in done.stderr  # before any measuring

@@ -330,3 +330,18 @@ def test_the_cron_line_runs_once_as_the_probe_user() -> None:
     minute, hour, dom, month, dow, user, *command = line.split()
     assert (minute, hour, dom, month, dow, user) == ("*/5", "*", "*", "*", "*", "probe")
     assert "run" in command and "--once" in command
+
+
+def test_schedule_exits_1_when_its_last_campaign_could_not_be_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    (out / f"{time.strftime('%Y-%m-%d', time.gmtime())}.jsonl").mkdir(parents=True)  # unwritable
+    with internet(tmp_path, RECORDS) as net:
+        path = tmp_path / "config.toml"
+        path.write_text(net.config(["x.com"], ["www.example.com"]))
+        argv = ["schedule", "--max-campaigns", "1", "--config", str(path), "--output", str(out)]
+        code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "campaign 1 could not be stored" in err and "the last 1 campaign(s) failed" in err

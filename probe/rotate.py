@@ -10,6 +10,10 @@
 * :func:`enforce_cap`: deletes whole days, oldest first, until the folder is under
   the cap; today's file is never deleted, whatever the cap.
 * :func:`low_disk`: less free space than the threshold means "stop measuring".
+* :func:`remove_stale_temps`: a compression killed mid-way (SIGKILL, power cut) leaves its
+  temporary ``.YYYY-MM-DD.jsonl.gz.<pid>.tmp``; the original is still there, so the temp
+  holds nothing of value. Under the run lock no compression is running: every such file
+  is stale. Until removed they count against the cap.
 
 Only files named like measurement days are touched. The scheduler calls these
 between campaigns, under the run lock, so no campaign writes while they run.
@@ -27,9 +31,17 @@ from typing import Final
 
 from probe import store
 
-__all__ = ["compress_past_days", "day_files", "enforce_cap", "free_bytes", "low_disk"]
+__all__ = [
+    "compress_past_days",
+    "day_files",
+    "enforce_cap",
+    "free_bytes",
+    "low_disk",
+    "remove_stale_temps",
+]
 
 _DAY: Final = re.compile(r"^(\d{4}-\d{2}-\d{2})\.jsonl(\.gz)?$")
+_TEMP: Final = re.compile(r"^\.\d{4}-\d{2}-\d{2}\.jsonl(\.gz)?\.\d+\.tmp$")
 _CHUNK: Final = 1 << 16
 
 
@@ -95,11 +107,26 @@ def _copy_readable(old: gzip.GzipFile, out: gzip.GzipFile) -> bytes:
         last = chunk[-1:]
 
 
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Delete the temporary files of killed compressions (call under the run lock)."""
+    stale = _temps(directory)
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def _temps(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if _TEMP.match(p.name))
+
+
 def enforce_cap(directory: Path, max_bytes: int, now: float | None = None) -> list[Path]:
-    """Delete the oldest day files until the folder's measurement files fit ``max_bytes``."""
+    """Delete the oldest day files until the folder's measurement files (and any temporary
+    files left by a crash) fit ``max_bytes``."""
     today = _today(now)
     files = day_files(directory)
-    total = sum(p.stat().st_size for _, p in files)
+    total = sum(p.stat().st_size for p in [*(p for _, p in files), *_temps(directory)])
     deleted = []
     for day, path in files:
         if total <= max_bytes or day >= today:

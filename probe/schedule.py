@@ -224,6 +224,8 @@ class Runner:
         """Compress past days, apply the cap; False while the disk is too full to measure."""
         s = self.config.storage
         try:
+            for path in rotate.remove_stale_temps(self.output):
+                log.warning("removed %s, left by a killed compression", path.name)
             if s.compress:
                 rotate.compress_past_days(self.output, now)
             for path in rotate.enforce_cap(self.output, s.max_mb << 20, now):

@@ -45,6 +45,7 @@ _JSON_ERRORS: Final = (ValueError, RecursionError)
 #: What reading a damaged file raises: OSError (a bad gzip header or CRC included), EOFError
 #: (a truncated .gz), zlib.error (a damaged deflate stream).
 READ_ERRORS: Final = (OSError, EOFError, zlib.error)
+_CHUNK: Final = 1 << 16
 
 
 def day_file(directory: str | os.PathLike[str], timestamp: float | None = None) -> Path:
@@ -69,13 +70,29 @@ def append(path: Path, measurements: Iterable[Mapping[str, Any]]) -> int:
 
 
 def _repair_tail(f: IO[bytes], path: Path) -> None:
-    """Start on a fresh line if a crash left the file without a final newline."""
-    size = path.stat().st_size
-    if size:
-        with open(path, "rb") as r:
-            r.seek(size - 1)
-            if r.read(1) != b"\n":
-                f.write(b"\n")
+    """Cut a torn last line (a crash mid-append) back to the last complete line.
+
+    The torn line was never a complete measurement, so nothing is lost; sealing it with a
+    newline instead would leave a permanent invalid line in the middle of the file.
+    """
+    size = end = path.stat().st_size
+    if not size:
+        return
+    with open(path, "rb") as r:
+        while end > 0:
+            start = max(0, end - _CHUNK)
+            r.seek(start)
+            chunk = r.read(end - start)
+            if start + len(chunk) == size and chunk.endswith(b"\n"):
+                return  # the usual case: the file ends with a complete line
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                end = start + newline + 1
+                break
+            end = start
+    f.truncate(end)
+    f.flush()
+    os.fsync(f.fileno())
 
 
 @dataclass(slots=True)

@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import subprocess
+import sys
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,3 +188,33 @@ def test_an_unusable_results_folder_is_not_called_a_full_disk(
         assert runner.housekeeping(NOW) is False
     said = " ".join(r.message for r in caplog.records)
     assert "cannot use the results folder" in said and "free" not in said
+
+
+def test_a_compression_killed_midway_leaves_a_temp_that_housekeeping_removes(
+    tmp_path: Path,
+) -> None:
+    """A real SIGKILL during compression: the day is intact, the temp counts against the cap
+    until the next housekeeping removes it."""
+    past = day(tmp_path, "2024-02-16", [{"pad": os.urandom(512).hex()} for _ in range(40_000)])
+    size = past.stat().st_size
+    compress = (
+        "import sys\nfrom pathlib import Path\nfrom probe import rotate\n"
+        f"rotate.compress_past_days(Path(sys.argv[1]), {NOW})\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", compress, str(tmp_path)])
+    deadline = time.monotonic() + 30
+    while sum(t.stat().st_size for t in tmp_path.glob(".2024-02-16.jsonl.gz.*.tmp")) < 1 << 16:
+        assert process.poll() is None and time.monotonic() < deadline, "no temp file seen"
+        time.sleep(0.001)
+    process.kill()
+    process.wait()
+    [temp] = tmp_path.glob(".2024-02-16.jsonl.gz.*.tmp")
+    assert past.stat().st_size == size  # the original is untouched
+    day(tmp_path, "2024-02-17", [{"today": 1}])
+    # The temp counts: a cap that the day files alone would fit deletes the past day.
+    assert rotate.enforce_cap(tmp_path, size + 30_000, NOW) == [past]
+    config = Config("c.toml", ("x.com",), ("www.example.com",), "www.example.com",
+                    (Resolver("udp", "127.0.0.1"),))  # fmt: skip
+    assert Runner(config, tmp_path, tmp_path).housekeeping(NOW) is True
+    assert not temp.exists()
+    assert [p.name for _, p in rotate.day_files(tmp_path)] == ["2024-02-17.jsonl"]

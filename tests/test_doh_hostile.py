@@ -7,11 +7,13 @@ with a gzip bomb, an oversized or endless body, or a one-byte-at-a-time drip.
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import socket
 import struct
 import time
 import tracemalloc
+import warnings
 import zlib
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from probe.lab.pki import Authority
 from probe.net.dns import doh_client, query_doh
 from probe.net.tls import make_context
 from probe.records import Clock, DnsQuery
-from tests.servers import Handler, HttpServer, TlsServer, fixed_response
+from tests.servers import Behaviour, Handler, HttpServer, TlsServer, fixed_response
 
 _GIB = 1 << 30
 _GIB_ZEROS_CRC32 = 0x5B64C2B0  # zlib.crc32(bytes(_GIB)): a constant, computing it takes a second
@@ -87,7 +89,9 @@ def _ask_http(handler: Handler) -> tuple[DnsQuery, float]:
         return record, time.monotonic() - start
 
 
-def _ask_https(handler: Handler, tmp_path: Path) -> tuple[DnsQuery, float]:
+def _ask_https(
+    handler: Handler, tmp_path: Path, behaviour: Behaviour = "ok"
+) -> tuple[DnsQuery, float]:
     """Through the probe's own client, pinned to loopback, over TLS."""
     authority = Authority.create()
     ca_file = tmp_path / "ca.pem"
@@ -101,7 +105,7 @@ def _ask_https(handler: Handler, tmp_path: Path) -> tuple[DnsQuery, float]:
                 clock=Clock(), timeout=TIMEOUT, transaction_id=1,
             )  # fmt: skip
 
-    with TlsServer(authority.issue(["dns.test"]), handler=handler) as server:
+    with TlsServer(authority.issue(["dns.test"]), behaviour, handler=handler) as server:
         start = time.monotonic()
         record = asyncio.run(main())
         return record, time.monotonic() - start
@@ -154,3 +158,13 @@ def test_a_trickle_meets_one_deadline_for_the_whole_exchange(tmp_path: Path) -> 
     record, elapsed = _ask_https(_trickle, tmp_path)
     assert (record.failure, record.raw_response) == ("generic_timeout_error", None)
     assert TIMEOUT <= elapsed < TIMEOUT * 1.1
+
+
+def test_a_stalled_handshake_meets_the_deadline_and_its_socket_is_closed(tmp_path: Path) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        record, elapsed = _ask_https(fixed_response(), tmp_path, "stall")
+        gc.collect()  # an unclosed transport says so when collected
+    assert (record.failure, record.raw_response) == ("generic_timeout_error", None)
+    assert TIMEOUT <= elapsed < TIMEOUT * 1.1
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []

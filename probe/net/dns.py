@@ -18,7 +18,9 @@ DoH is bounded whatever the server does: one deadline covers connect, TLS,
 request and body; we ask for ``Accept-Encoding: identity`` and read the raw
 bytes, so nothing is ever inflated; a body that is compressed anyway, or longer
 than a DNS message can be (64 KiB), is ``dns_server_misbehaving`` and is not
-read further. Memory stays at the cap plus one network read.
+read further. Memory stays at the cap plus one network read. An httpx trace
+hook hands us the TCP stream, closed after any failure: httpcore would leak the
+socket of a TLS handshake that the deadline cut.
 
 ``raw_response`` keeps the bytes as received; the probe's own address is
 scrubbed later by the normalizer, not here.
@@ -41,6 +43,7 @@ import dns.message
 import dns.rcode
 import dns.rdata
 import dns.rdatatype
+import httpcore
 import httpx
 from dns.rdtypes.ANY.CNAME import CNAME
 from dns.rdtypes.ANY.TXT import TXT
@@ -212,7 +215,15 @@ async def query_doh(
     query.id = 0  # RFC 8484 4.1: ID 0 keeps the request cache-friendly
     blank = _blank(hostname, query_type, "doh", url, clock.now(), transaction_id, tags)
     headers = {"content-type": _DOH_TYPE, "accept": _DOH_TYPE, "accept-encoding": "identity"}
-    request = client.build_request("POST", url, content=query.to_wire(), headers=headers)
+    streams: list[httpcore.AsyncNetworkStream] = []
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete":
+            streams.append(info["return_value"])
+
+    request = client.build_request(
+        "POST", url, content=query.to_wire(), headers=headers, extensions={"trace": trace}
+    )
     try:
         async with asyncio.timeout(timeout):
             response = await client.send(request, stream=True)
@@ -221,6 +232,8 @@ async def query_doh(
             finally:
                 await response.aclose()  # mid-body, this drops the connection: never reused
     except (OSError, httpx.HTTPError) as exc:
+        for stream in streams:  # httpcore leaks the socket of a TLS handshake our deadline cut
+            await stream.aclose()
         return replace(blank, failure=classify(exc), t=clock.now())
     if wire is None:
         return replace(blank, failure=DNS_MISBEHAVING, t=clock.now())

@@ -243,7 +243,7 @@ async def query_doh(
 async def _doh_body(response: httpx.Response) -> bytes | None:
     """The raw body of a 200, or None for anything that cannot be one DNS message.
 
-    Raw: a gzip body of a few hundred KB inflates to a GB, so a compressed one is
+    Raw: a megabyte of gzip inflates to a gigabyte, so a compressed body is
     refused, not decoded (we asked for identity). Reading stops one read past the cap.
     """
     if response.status_code != httpx.codes.OK:

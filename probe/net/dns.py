@@ -14,6 +14,14 @@ does); if nothing valid arrives the failure is ``generic_timeout_error``, as in
 OONI. The UDP socket is connected, so an ICMP port unreachable surfaces as
 ``connection_refused``.
 
+DoH is bounded whatever the server does: one deadline covers connect, TLS,
+request and body; we ask for ``Accept-Encoding: identity`` and read the raw
+bytes, so nothing is ever inflated; a body that is compressed anyway, or longer
+than a DNS message can be (64 KiB), is ``dns_server_misbehaving`` and is not
+read further. Memory stays at the cap plus one network read. An httpx trace
+hook hands us the TCP stream, closed after any failure: httpcore would leak the
+socket of a TLS handshake that the deadline cut.
+
 ``raw_response`` keeps the bytes as received; the probe's own address is
 scrubbed later by the normalizer, not here.
 """
@@ -35,6 +43,7 @@ import dns.message
 import dns.rcode
 import dns.rdata
 import dns.rdatatype
+import httpcore
 import httpx
 from dns.rdtypes.ANY.CNAME import CNAME
 from dns.rdtypes.ANY.TXT import TXT
@@ -205,15 +214,51 @@ async def query_doh(
     query = _make_query(hostname, query_type)
     query.id = 0  # RFC 8484 4.1: ID 0 keeps the request cache-friendly
     blank = _blank(hostname, query_type, "doh", url, clock.now(), transaction_id, tags)
-    headers = {"content-type": _DOH_TYPE, "accept": _DOH_TYPE}
+    headers = {"content-type": _DOH_TYPE, "accept": _DOH_TYPE, "accept-encoding": "identity"}
+    streams: list[httpcore.AsyncNetworkStream] = []
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event == "connection.connect_tcp.complete":
+            streams.append(info["return_value"])
+
+    request = client.build_request(
+        "POST", url, content=query.to_wire(), headers=headers, extensions={"trace": trace}
+    )
     try:
         async with asyncio.timeout(timeout):
-            response = await client.post(url, content=query.to_wire(), headers=headers)
+            response = await client.send(request, stream=True)
+            try:
+                wire = await _doh_body(response)
+            finally:
+                await response.aclose()  # mid-body, this drops the connection: never reused
     except (OSError, httpx.HTTPError) as exc:
+        for stream in streams:  # httpcore leaks the socket of a TLS handshake our deadline cut
+            await stream.aclose()
         return replace(blank, failure=classify(exc), t=clock.now())
-    if response.status_code != httpx.codes.OK:
+    if wire is None:
         return replace(blank, failure=DNS_MISBEHAVING, t=clock.now())
-    return _checked(blank, query, response.content, clock.now())
+    return _checked(blank, query, wire, clock.now())
+
+
+async def _doh_body(response: httpx.Response) -> bytes | None:
+    """The raw body of a 200, or None for anything that cannot be one DNS message.
+
+    Raw: a megabyte of gzip inflates to a gigabyte, so a compressed body is
+    refused, not decoded (we asked for identity). Reading stops one read past the cap.
+    """
+    if response.status_code != httpx.codes.OK:
+        return None
+    if response.headers.get("content-encoding", "identity").strip().lower() != "identity":
+        return None
+    length = response.headers.get("content-length", "0")
+    if not length.isdigit() or int(length) > _MAX_MESSAGE:  # refused before a byte is read
+        return None
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) > _MAX_MESSAGE:
+            return None
+    return bytes(body)
 
 
 def _make_query(hostname: str, query_type: str) -> dns.message.QueryMessage:

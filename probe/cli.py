@@ -315,12 +315,9 @@ async def _schedule(runner: Runner, max_campaigns: int | None) -> int:
             sys.stderr.flush()
 
     s = runner.config.schedule
-    log.info(
-        "measuring every %g s (+/- %d%%) into %s; stop with Ctrl-C or SIGTERM",
-        s.interval,
-        round(s.jitter * 100),
-        runner.output,
-    )
+    how = (f"every {s.interval:g} s on average, at random times" if s.sampling == "poisson"
+           else f"every {s.interval:g} s (+/- {round(s.jitter * 100)}%)")  # fmt: skip
+    log.info("measuring %s into %s; stop with Ctrl-C or SIGTERM", how, runner.output)
     count, failed = await loop(runner, stop, progress=progress, max_campaigns=max_campaigns)
     log.info("stopped after %d campaign(s)", count)
     if failed:  # e.g. --max-campaigns 1 on a full disk: a cron wrapper must see it

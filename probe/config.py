@@ -78,6 +78,7 @@ class Vantage:
 @dataclass(frozen=True, slots=True)
 class Schedule:
     interval: float = 300.0
+    sampling: str = "poisson"  # or "regular" (interval +/- jitter): see probe/schedule.py
     jitter: float = 0.1
     budget: float = 240.0
     stop_grace: float = 5.0
@@ -344,6 +345,7 @@ class _Reader:
         )
         schedule = self.section(data, "schedule", Schedule, {
             "interval": _within(30, DAY), "jitter": _within(0, 0.5),
+            "sampling": (lambda v: v in ("poisson", "regular"), "expected poisson or regular"),
             "budget": day, "stop_grace": _within(0, 600), "max_backoff": _within(0, 7 * DAY),
             "burst_interval": _within(5, 3600), "burst_duration": _within(0, DAY),
         })  # fmt: skip

@@ -55,6 +55,12 @@ def utc(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(timestamp))
 
 
+def utc_precise(timestamp: float) -> str:
+    """``YYYY-MM-DD HH:MM:SS.ffffff`` in UTC: OONI's whole seconds cannot time a censor's
+    window edges to less than a second, nor order a burst's samples."""
+    return f"{utc(timestamp)}.{round(timestamp % 1 * 1e6) % 1_000_000:06d}"
+
+
 def _endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
@@ -333,5 +339,6 @@ def _measurement(
         "test_runtime": round(d.t - d.t0, 6),
         "test_start_time": utc(result.start_time),
         "test_version": TEST_VERSION,
+        "x_measurement_start_time": utc_precise(result.start_time),
         "x_format_version": FORMAT_VERSION,
     }

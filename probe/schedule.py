@@ -2,8 +2,18 @@
 
 The decisions are pure functions of numbers, tested without a network or a clock:
 
-* :func:`jittered`: every wait is ``interval x (1 +/- jitter)``, uniform (RIPE Atlas
-  jitters its intervals too), so volunteers do not measure in lockstep.
+* :func:`poisson_wait` (the default, ``sampling = "poisson"``): the waits between regular
+  campaigns are exponential around the mean interval (shifted by a floor, capped), so
+  campaign times form a (nearly) Poisson process. A censor that is periodic -- blocked
+  20 s, open 10 s, or any period and duty -- cannot hide from it: with a non-lattice wait
+  distribution the phase of each sample within the censor's cycle becomes uniform
+  (Blackwell's renewal theorem), so the share of blocked samples converges to the
+  censor's blocked share of time (PASTA: Poisson arrivals see time averages). A fixed
+  interval, even jittered by +/- 10 %, samples the same phase again and again when the
+  period divides the interval, and reads "blocked 100 %" for a censor open a third of
+  the time.
+* :func:`jittered` (``sampling = "regular"``): every wait is ``interval x (1 +/- jitter)``,
+  uniform (RIPE Atlas's way), for comparisons with fixed-interval data.
 * :func:`backoff`: after ``n`` consecutive failures of the probe itself (an exception,
   a campaign over its time budget) the wait doubles, up to ``max_backoff``.
 * :func:`next_start`: a campaign that is late (an overrun, a suspend, a clock jumping
@@ -47,7 +57,7 @@ from types import TracebackType
 from typing import IO, Any, Final, TypeVar
 
 from probe import campaign, normalize, rotate, store, upload
-from probe.config import Config
+from probe.config import Config, Schedule
 from probe.identity import Discovery, discover
 from probe.summary import with_verdicts
 
@@ -67,6 +77,8 @@ __all__ = [
     "next_start",
     "once",
     "plan",
+    "poisson_wait",
+    "regular_wait",
     "statuses",
     "summary",
     "track",
@@ -80,6 +92,24 @@ log = logging.getLogger("probe")
 
 
 # -- pure decisions ------------------------------------------------------------------------
+
+
+POISSON_FLOOR: Final = 0.1  # x interval: never two regular campaigns back to back
+POISSON_CAP: Final = 5.0  # x interval: a volunteer's data never has a gap of hours
+
+
+def poisson_wait(interval: float, u: float) -> float:
+    """The wait for ``u`` uniform in [0, 1): ``interval x (FLOOR + (1 - FLOOR) x Exp(1))``,
+    at most ``CAP x interval``; the mean is the interval (less the cap's 0.7 %)."""
+    exponential = -math.log1p(-min(max(u, 0.0), 1.0 - 1e-12))
+    return interval * min(POISSON_FLOOR + (1.0 - POISSON_FLOOR) * exponential, POISSON_CAP)
+
+
+def regular_wait(schedule: Schedule, u: float) -> float:
+    """The wait before the next regular campaign, by the configured ``sampling``."""
+    if schedule.sampling == "poisson":
+        return poisson_wait(schedule.interval, u)
+    return jittered(schedule.interval, schedule.jitter, u)
 
 
 def jittered(interval: float, jitter: float, u: float) -> float:
@@ -345,7 +375,7 @@ async def loop(
     how many of the last ones failed in a row (0: the last campaign was measured and stored)."""
     policy = runner.config.schedule
     rng = rng or random.Random()
-    longest = max(policy.max_backoff, policy.interval * (1 + policy.jitter))
+    longest = max(policy.max_backoff, policy.interval * max(POISSON_CAP, 1 + policy.jitter))
     states: dict[str, TargetState] = {}
     failures = campaigns = 0
     regular_at = burst_at = clock()
@@ -361,7 +391,7 @@ async def loop(
         started, regular = clock(), step.targets is None
         burst_at = started + policy.burst_interval  # also when skipped: no busy loop
         if regular:
-            delay = jittered(policy.interval, policy.jitter, rng.random())
+            delay = regular_wait(policy, rng.random())
             regular_at = started + backoff(delay, failures, policy.max_backoff)
         if not runner.housekeeping():
             continue

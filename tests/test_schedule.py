@@ -38,6 +38,7 @@ from probe.schedule import (
     jittered,
     next_start,
     plan,
+    poisson_wait,
     track,
 )
 
@@ -56,6 +57,40 @@ def test_jitter_stays_within_its_bounds() -> None:
     waits = [jittered(300, 0.2, rng.random()) for _ in range(10_000)]
     assert 240 <= min(waits) < 245 and 355 < max(waits) <= 360
     assert jittered(300, 0.1, 7.0) == pytest.approx(330)  # out-of-range draws are clamped
+
+
+def test_poisson_waits_average_the_interval_within_floor_and_cap() -> None:
+    rng = random.Random(3)
+    waits = [poisson_wait(300, rng.random()) for _ in range(100_000)]
+    assert min(waits) >= 30 and max(waits) <= 1500
+    assert sum(waits) / len(waits) == pytest.approx(300, rel=0.02)
+    assert poisson_wait(300, 0.0) == 30 and poisson_wait(300, 1.0) == 1500  # clamped
+
+
+def sampled_blocked_share(waits: list[float], period: float, blocked: float, phase: float) -> float:
+    """Share of sample times inside the blocked part of a periodic censor's cycle."""
+    t, hits = phase, 0
+    for wait in waits:
+        t += wait
+        hits += (t % period) < blocked
+    return hits / len(waits)
+
+
+@pytest.mark.parametrize("period", [30.0, 15.0, 60.0, 27.0, 300.0, 100.0])
+@pytest.mark.parametrize("phase", [1.4, 5.3, 17.0])
+def test_a_periodic_censor_cannot_hide_from_poisson_sampling(period: float, phase: float) -> None:
+    """Whatever its period (the interval itself, a divisor, a multiple, unrelated) and phase,
+    the blocked share seen is the censor's blocked share of time (2/3), within 5 points;
+    the old fixed interval with +/- 10 % jitter reads 100 % blocked when the period is the
+    interval (the independent lab's finding)."""
+    rng = random.Random(int(period * 10 + phase))
+    waits = [poisson_wait(30, rng.random()) for _ in range(4_000)]
+    assert sampled_blocked_share(waits, period, period * 2 / 3, phase) == pytest.approx(
+        2 / 3, abs=0.05
+    )
+    if period == 30.0:
+        regular = [jittered(30, 0.0, rng.random()) for _ in range(4_000)]
+        assert sampled_blocked_share(regular, period, 20.0, phase) in (0.0, 1.0)
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:

@@ -1,9 +1,10 @@
 """``probe lab ...``: the censorship lab's commands.
 
-:func:`add_parser` mounts ``lab up|down|status|run|eval`` on the probe's command line; each
-subcommand sets ``handler(args) -> exit code``. :func:`main` runs the same commands without
-the probe's CLI (``python -m probe.lab.cli``). Heavy modules are imported in the handlers, so
-mounting costs nothing. Exit codes: 0 done, 1 the lab or a probe round failed, 2 bad input.
+:func:`add_parser` mounts ``lab up|down|status|run|eval|scenarios`` on the probe's command
+line; each subcommand sets ``handler(args) -> exit code``. :func:`main` runs the same commands
+without the probe's CLI (``python -m probe.lab.cli``). Heavy modules are imported in the
+handlers, so mounting costs nothing. Exit codes: 0 done, 1 the lab or a probe round failed,
+2 bad input.
 """
 
 from __future__ import annotations
@@ -67,13 +68,19 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     evaluate.add_argument("directory", type=Path, metavar="DIR")
     evaluate.set_defaults(handler=cmd_eval)
 
+    scenarios = sub.add_parser(
+        "scenarios", help="list the scenarios --scenario knows by name, and their files"
+    )
+    scenarios.set_defaults(handler=cmd_scenarios)
+
 
 def _scenario_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scenario",
         required=True,
         metavar="NAME",
-        help="a name in configs/scenarios/ (e.g. pakistan-2024) or a path",
+        help="a name (e.g. pakistan-2024: ./configs/scenarios/, else the installed ones; "
+        "see `probe lab scenarios`) or a path",
     )
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
 
@@ -145,8 +152,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return evaluate.main([str(args.directory)])
 
 
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from probe.lab.scenario import known
+
+    for name, path in known().items():
+        print(f"{name}\t{path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m probe.lab.cli up|down|status|run|eval ...`` (the same as ``probe lab``)."""
+    """``python -m probe.lab.cli COMMAND ...``: the same as ``probe lab COMMAND ...``."""
     parser = argparse.ArgumentParser(prog="python -m probe.lab.cli")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["lab", *(sys.argv[1:] if argv is None else argv)])

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from probe import needs_extra
+
 __all__ = ["add_parser", "factory"]
 
 _ENV = "PROBE_COLLECTOR"
@@ -67,7 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
     except ImportError:
-        print("probe: the collector needs: pip install 'probe[collector]'", file=sys.stderr)
+        print(needs_extra("the collector needs uvicorn", "collector"), file=sys.stderr)
         return 2
     if (args.tls_cert is None) != (args.tls_key is None):
         print("probe: --tls-cert and --tls-key go together", file=sys.stderr)

@@ -58,6 +58,21 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("dropped", "message"),
+    [
+        ('x = ["x.com"]\n', "targets.x: expected a non-empty list"),
+        ('controls = ["www.example.com"]\n', "targets.controls: expected a non-empty list"),
+        ('[[resolvers]]\nengine = "udp"\naddress = "127.0.0.1"\n', "resolvers: expected at least"),
+    ],
+)
+def test_the_three_required_keys(tmp_path: Path, dropped: str, message: str) -> None:
+    """configs/x.toml's opening comment: every other key may be left out (MINIMAL)."""
+    assert dropped in MINIMAL
+    with pytest.raises(ConfigError, match=message):
+        load(write(tmp_path, MINIMAL.replace(dropped, "")))
+
+
+@pytest.mark.parametrize(
     ("extra", "message"),
     [
         ("[measurement]\nbody_cap = -1\n", "measurement.body_cap: must be positive"),

@@ -145,8 +145,9 @@ def test_unparsable_and_missing(tmp_path: Path) -> None:
 
 def test_only_rejects_unknown_domain_and_control_sites(tmp_path: Path) -> None:
     config = load(write(tmp_path, MINIMAL))
-    with pytest.raises(ConfigError, match=r"not a target for --only: example\.net$"):
-        config.only(("example.net",))
+    with pytest.raises(ConfigError, match=r"--only: example\.net; the targets are x\.com$"):
+        config.only(("Example.NET",))
     with pytest.raises(ConfigError, match=r"www\.example\.com: control sites, in every run"):
         config.only(("www.example.com",))
     assert config.only(("x.com",)).targets == ("x.com",)
+    assert config.only(("X.Com",)).targets == ("x.com",)  # domain names ignore case

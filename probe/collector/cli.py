@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="folder of the archive (DATA/archive) and index (DATA/index.sqlite)",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate (chain) for HTTPS")
     serve.add_argument("--tls-key", type=Path, help="PEM private key for HTTPS")
@@ -43,7 +43,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve.add_argument(
         "--rate", type=float, default=50.0, help="measurements a second per report (per worker)"
     )
-    serve.add_argument("--burst", type=float, default=200.0)
+    serve.add_argument(
+        "--burst",
+        type=float,
+        default=200.0,
+        help="measurements a report may send at once before --rate applies (default 200)",
+    )
     serve.set_defaults(handler=cmd_serve)  # fmt: skip
 
 

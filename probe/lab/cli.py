@@ -46,7 +46,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     run = sub.add_parser("run", help="up, probe every ISP on an interval, then down")
     _scenario_arguments(run)
-    run.add_argument("--duration", type=float, required=True, metavar="SECONDS")
+    run.add_argument(
+        "--duration",
+        type=float,
+        required=True,
+        metavar="SECONDS",
+        help="how long the lab runs and the probes measure",
+    )
     run.add_argument(
         "--interval",
         type=float,
@@ -65,7 +71,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run.set_defaults(handler=cmd_run)
 
     evaluate = sub.add_parser("eval", help="score the verdicts of a `lab run` against its truth")
-    evaluate.add_argument("directory", type=Path, metavar="DIR")
+    evaluate.add_argument(
+        "directory", type=Path, metavar="DIR", help="the --output folder of a `lab run`"
+    )
     evaluate.set_defaults(handler=cmd_eval)
 
     scenarios = sub.add_parser(

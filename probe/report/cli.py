@@ -46,8 +46,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     export = subparsers.add_parser(
         "export", help="convert measurement files to one Parquet file for fast reports"
     )
-    export.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    export.add_argument("--parquet", type=Path, required=True, metavar="FILE")
+    export.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="measurement files (ours, OONI's) or folders of them")  # fmt: skip
+    export.add_argument("--parquet", type=Path, required=True, metavar="FILE",
+                        help="the Parquet file to write (`probe report` reads it)")  # fmt: skip
     export.set_defaults(handler=cmd_export)
 
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from probe import needs_extra
+from probe.extras import needs_extra
 
 __all__ = ["add_parser", "factory"]
 

@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from probe import needs_extra
+from probe.extras import needs_extra
 
 __all__ = ["add_parser", "parse_time"]
 

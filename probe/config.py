@@ -146,13 +146,18 @@ class Config:
     upload: Upload = field(default_factory=Upload)
 
     def only(self, domains: tuple[str, ...]) -> Config:
-        """The same config restricted to the targets ``domains`` (the controls always run)."""
-        unknown = [d for d in domains if d not in self.targets]
+        """The same config restricted to the targets ``domains`` (the controls always run).
+        Domain names are case-insensitive; the config's are lower case (``_DOMAIN``)."""
+        wanted = tuple(d.lower() for d in domains)
+        unknown = [d for d in wanted if d not in self.targets]
         if unknown:
             controls = [d for d in unknown if d in self.controls]
             why = f" ({', '.join(controls)}: control sites, in every run)" if controls else ""
-            raise ConfigError(f"{self.path}: not a target for --only: {', '.join(unknown)}{why}")
-        return replace(self, targets=tuple(d for d in self.targets if d in domains))
+            raise ConfigError(
+                f"{self.path}: not a target for --only: {', '.join(unknown)}{why}; "
+                f"the targets are {', '.join(self.targets)}"
+            )
+        return replace(self, targets=tuple(d for d in self.targets if d in wanted))
 
 
 def default_config_path() -> Path:

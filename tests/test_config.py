@@ -58,6 +58,21 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("dropped", "message"),
+    [
+        ('x = ["x.com"]\n', "targets.x: expected a non-empty list"),
+        ('controls = ["www.example.com"]\n', "targets.controls: expected a non-empty list"),
+        ('[[resolvers]]\nengine = "udp"\naddress = "127.0.0.1"\n', "resolvers: expected at least"),
+    ],
+)
+def test_the_three_required_keys(tmp_path: Path, dropped: str, message: str) -> None:
+    """configs/x.toml's opening comment: every other key may be left out (MINIMAL)."""
+    assert dropped in MINIMAL
+    with pytest.raises(ConfigError, match=message):
+        load(write(tmp_path, MINIMAL.replace(dropped, "")))
+
+
+@pytest.mark.parametrize(
     ("extra", "message"),
     [
         ("[measurement]\nbody_cap = -1\n", "measurement.body_cap: must be in [1, 16777216]"),
@@ -148,8 +163,9 @@ def test_unparsable_and_missing(tmp_path: Path) -> None:
 
 def test_only_rejects_unknown_domain_and_control_sites(tmp_path: Path) -> None:
     config = load(write(tmp_path, MINIMAL))
-    with pytest.raises(ConfigError, match=r"not a target for --only: example\.net$"):
-        config.only(("example.net",))
+    with pytest.raises(ConfigError, match=r"--only: example\.net; the targets are x\.com$"):
+        config.only(("Example.NET",))
     with pytest.raises(ConfigError, match=r"www\.example\.com: control sites, in every run"):
         config.only(("www.example.com",))
     assert config.only(("x.com",)).targets == ("x.com",)
+    assert config.only(("X.Com",)).targets == ("x.com",)  # domain names ignore case

@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import duckdb
 import pytest
 
-pytest.importorskip("duckdb", reason="the report needs the probe[report] extra (duckdb)")
+pytest.importorskip("duckdb", reason="the report needs the project's [report] extra (duckdb)")
 
 from probe import store
 from probe.__main__ import main
@@ -352,3 +353,16 @@ def test_parquet_of_older_rules_is_re_scored_from_its_lines(report_dir: Path,
     assert (again.targets, again.rescored) == (720, 720)
     # The lines were read and scored: with no observations in them, the rules say inconclusive.
     assert sum(s.inconclusive for s in again.series if s.family == "X") == 720
+
+
+def test_without_duckdb_the_hint_installs_this_projects_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not ``pip install 'probe[report]'``: a ``probe`` on PyPI is an unrelated project."""
+    monkeypatch.setitem(sys.modules, "duckdb", None)  # None: the import raises ImportError
+    monkeypatch.delitem(sys.modules, "probe.report.engine")
+    for command in (["report", str(tmp_path)], ["export", str(tmp_path), "--parquet", "x.pq"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "pip install -e '.[report]'" in err
+        assert "pip install '/path/to/checkout[report]'" in err

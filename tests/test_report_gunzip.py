@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("duckdb", reason="the report needs the probe[report] extra")
-pytest.importorskip("isal", reason="the report needs the probe[report] extra")
-pytest.importorskip("fsspec", reason="the report needs the probe[report] extra")
+pytest.importorskip("duckdb", reason="the report needs the project's [report] extra")
+pytest.importorskip("isal", reason="the report needs the project's [report] extra")
+pytest.importorskip("fsspec", reason="the report needs the project's [report] extra")
 
 from test_report import measurement
 

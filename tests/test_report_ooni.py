@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("duckdb", reason="the report needs the probe[report] extra (duckdb)")
+pytest.importorskip("duckdb", reason="the report needs the project's [report] extra (duckdb)")
 
 from test_report import measurement
 

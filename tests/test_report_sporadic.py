@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("duckdb", reason="the report needs the probe[report] extra (duckdb)")
+pytest.importorskip("duckdb", reason="the report needs the project's [report] extra (duckdb)")
 
 import duckdb
 

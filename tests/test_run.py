@@ -121,7 +121,7 @@ def test_only_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
             tmp_path,
             net.config(["x.com", "t.co"], ["www.example.com"]),
             "--only",
-            "x.com",
+            "X.com",  # domain names ignore case
             "--json",
         )
     assert code == 0
@@ -144,7 +144,7 @@ def test_unknown_only_domain_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
             tmp_path, net.config(["x.com"], ["www.example.com"]), "--only", "nope.example"
         )
     assert code == 2
-    assert "not a target for --only: nope.example" in capsys.readouterr().err
+    assert "not a target for --only: nope.example; the targets are x.com" in capsys.readouterr().err
 
 
 def scrubbed(tmp_path: Path, scrub: str, *records: DnsQuery | HttpRequest) -> dict[str, Any]:

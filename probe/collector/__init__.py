@@ -2,5 +2,5 @@
 
 :mod:`probe.collector.app` is the HTTP API (Starlette, served by uvicorn), and
 :mod:`probe.collector.store` the write-ahead archive and its SQLite index. Both need the
-``probe[collector]`` extra; docs/collector.md says how to run one.
+project's ``collector`` extra; docs/collector.md says how to run one.
 """

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from probe.extras import needs_extra
+
 __all__ = ["add_parser", "factory"]
 
 _ENV = "PROBE_COLLECTOR"
@@ -29,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="folder of the archive (DATA/archive) and index (DATA/index.sqlite)",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
     serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate (chain) for HTTPS")
     serve.add_argument("--tls-key", type=Path, help="PEM private key for HTTPS")
@@ -41,7 +43,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve.add_argument(
         "--rate", type=float, default=50.0, help="measurements a second per report (per worker)"
     )
-    serve.add_argument("--burst", type=float, default=200.0)
+    serve.add_argument(
+        "--burst",
+        type=float,
+        default=200.0,
+        help="measurements a report may send at once before --rate applies (default 200)",
+    )
     serve.set_defaults(handler=cmd_serve)  # fmt: skip
 
 
@@ -67,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
     except ImportError:
-        print("probe: the collector needs: pip install 'probe[collector]'", file=sys.stderr)
+        print(needs_extra("the collector needs uvicorn", "collector"), file=sys.stderr)
         return 2
     if (args.tls_cert is None) != (args.tls_key is None):
         print("probe: --tls-cert and --tls-key go together", file=sys.stderr)

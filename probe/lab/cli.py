@@ -1,9 +1,10 @@
 """``probe lab ...``: the censorship lab's commands.
 
-:func:`add_parser` mounts ``lab up|down|status|run|eval`` on the probe's command line; each
-subcommand sets ``handler(args) -> exit code``. :func:`main` runs the same commands without
-the probe's CLI (``python -m probe.lab.cli``). Heavy modules are imported in the handlers, so
-mounting costs nothing. Exit codes: 0 done, 1 the lab or a probe round failed, 2 bad input.
+:func:`add_parser` mounts ``lab up|down|status|run|eval|scenarios`` on the probe's command
+line; each subcommand sets ``handler(args) -> exit code``. :func:`main` runs the same commands
+without the probe's CLI (``python -m probe.lab.cli``). Heavy modules are imported in the
+handlers, so mounting costs nothing. Exit codes: 0 done, 1 the lab or a probe round failed,
+2 bad input.
 """
 
 from __future__ import annotations
@@ -45,7 +46,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     run = sub.add_parser("run", help="up, probe every ISP on an interval, then down")
     _scenario_arguments(run)
-    run.add_argument("--duration", type=float, required=True, metavar="SECONDS")
+    run.add_argument(
+        "--duration",
+        type=float,
+        required=True,
+        metavar="SECONDS",
+        help="how long the lab runs and the probes measure",
+    )
     run.add_argument(
         "--interval",
         type=float,
@@ -64,8 +71,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run.set_defaults(handler=cmd_run)
 
     evaluate = sub.add_parser("eval", help="score the verdicts of a `lab run` against its truth")
-    evaluate.add_argument("directory", type=Path, metavar="DIR")
+    evaluate.add_argument(
+        "directory", type=Path, metavar="DIR", help="the --output folder of a `lab run`"
+    )
     evaluate.set_defaults(handler=cmd_eval)
+
+    scenarios = sub.add_parser(
+        "scenarios", help="list the scenarios --scenario knows by name, and their files"
+    )
+    scenarios.set_defaults(handler=cmd_scenarios)
 
 
 def _scenario_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,7 +87,8 @@ def _scenario_arguments(parser: argparse.ArgumentParser) -> None:
         "--scenario",
         required=True,
         metavar="NAME",
-        help="a name in configs/scenarios/ (e.g. pakistan-2024) or a path",
+        help="a name (e.g. pakistan-2024: ./configs/scenarios/, else the installed ones; "
+        "see `probe lab scenarios`) or a path",
     )
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
 
@@ -145,8 +160,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return evaluate.main([str(args.directory)])
 
 
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from probe.lab.scenario import known
+
+    for name, path in known().items():
+        print(f"{name}\t{path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m probe.lab.cli up|down|status|run|eval ...`` (the same as ``probe lab``)."""
+    """``python -m probe.lab.cli COMMAND ...``: the same as ``probe lab COMMAND ...``."""
     parser = argparse.ArgumentParser(prog="python -m probe.lab.cli")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["lab", *(sys.argv[1:] if argv is None else argv)])

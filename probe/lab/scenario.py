@@ -26,20 +26,26 @@ from probe import config
 from probe.lab.censors import EXPECTED_METHOD
 
 __all__ = [
-    "SCENARIO_DIR",
+    "SCENARIO_DIRS",
     "Isp",
     "Scenario",
     "ScenarioError",
     "TechniqueSpec",
     "Window",
     "find",
+    "known",
     "load",
     "schedule",
 ]
 
 REPO: Final = Path(__file__).resolve().parents[2]
-SCENARIO_DIR: Final = REPO / "configs" / "scenarios"
-DEFAULT_CONFIG: Final = REPO / "configs" / "x.toml"
+# The copies installed with the package (links to the checkout's configs/, pyproject.toml's
+# package-data), so a probe installed with pip finds its scenarios and its targets.
+PACKAGED: Final = Path(__file__).resolve().parents[1] / "configs"
+# Where a scenario name is looked up, first match wins: the working folder's configs/ (a
+# checkout, or scenarios of one's own), then the packaged copy.
+SCENARIO_DIRS: Final = (Path("configs") / "scenarios", PACKAGED / "scenarios")
+DEFAULT_CONFIG: Final = PACKAGED / "x.toml"
 SCHEDULES: Final = ("always", "sporadic")
 ASN_RANGE: Final = range(64496, 64512)  # RFC 5398 documentation ASNs
 PERIOD: Final = (10.0, 60.0)  # seconds: bounds of a sporadic on/off period
@@ -96,11 +102,21 @@ class Window:
 
 
 def find(name: str) -> Path:
-    """A scenario by name (``configs/scenarios/<name>.toml``) or by path."""
+    """A scenario by path, or by name: ``<name>.toml`` in the first of :data:`SCENARIO_DIRS`
+    that has it (the packaged copy when none has: :func:`load` then lists the known names)."""
     path = Path(name)
     if path.suffix == ".toml" or path.exists():
         return path
-    return SCENARIO_DIR / f"{name}.toml"
+    candidates = [directory / f"{name}.toml" for directory in SCENARIO_DIRS]
+    return next((c for c in candidates if c.is_file()), candidates[-1])
+
+
+def known() -> dict[str, Path]:
+    """Every scenario :func:`find` resolves by name, name -> file, sorted by name."""
+    found: dict[str, Path] = {}
+    for directory in reversed(SCENARIO_DIRS):  # the first directory overrides
+        found.update((p.stem, p) for p in directory.glob("*.toml"))
+    return dict(sorted(found.items()))
 
 
 def load(path: str | Path, probe_config: str | Path = DEFAULT_CONFIG) -> Scenario:
@@ -110,8 +126,8 @@ def load(path: str | Path, probe_config: str | Path = DEFAULT_CONFIG) -> Scenari
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except FileNotFoundError:
-        known = ", ".join(sorted(p.stem for p in SCENARIO_DIR.glob("*.toml")))
-        raise ScenarioError(f"{name}: no such scenario (known: {known})") from None
+        names = ", ".join(known())
+        raise ScenarioError(f"{name}: no such scenario (known: {names})") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ScenarioError(f"{name}: {exc}") from None
     probe = config.load(probe_config)

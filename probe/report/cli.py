@@ -1,7 +1,7 @@
 """``probe report`` and ``probe export``: the report's commands.
 
 :func:`add_parser` mounts both on the probe's command line. DuckDB (the
-``probe[report]`` extra) is imported inside the handlers, so mounting costs
+project's ``report`` extra) is imported inside the handlers, so mounting costs
 nothing and a probe installed without the extra still runs; the commands then
 say how to install it. Exit codes: 0 done (also over zero measurements, which
 the summary says), 2 bad input (a bad time or bucket, a missing path, no DuckDB).
@@ -15,9 +15,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from probe.extras import needs_extra
+
 __all__ = ["add_parser", "parse_time"]
 
-_NO_DUCKDB = "probe: the report needs DuckDB: pip install 'probe[report]'"
+_NO_DUCKDB = needs_extra("the report needs DuckDB", "report")
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,8 +46,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     export = subparsers.add_parser(
         "export", help="convert measurement files to one Parquet file for fast reports"
     )
-    export.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    export.add_argument("--parquet", type=Path, required=True, metavar="FILE")
+    export.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                        help="measurement files (ours, OONI's) or folders of them")  # fmt: skip
+    export.add_argument("--parquet", type=Path, required=True, metavar="FILE",
+                        help="the Parquet file to write (`probe report` reads it)")  # fmt: skip
     export.set_defaults(handler=cmd_export)
 
 

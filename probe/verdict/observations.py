@@ -273,6 +273,8 @@ def _dns(e: Mapping[str, Any], ref: str, domain: str, own: bool) -> DnsResponse:
         if not isinstance(answer, dict):
             raise _Bad("an answer is not an object")
         kind = _get(answer, "answer_type", str)
+        if "x_owner" in answer:  # another name's record: not this name's answer
+            continue
         if kind in ("A", "AAAA"):
             addresses.append(_get(answer, "ipv4" if kind == "A" else "ipv6", str))
         elif kind == "CNAME":

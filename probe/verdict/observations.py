@@ -76,6 +76,7 @@ class DnsResponse:
     role: str  # "target" or "control_site"
     control: bool  # tagged resolver_control: the DNS control
     late: bool  # tagged late_response: a further UDP response to the same query
+    oversized: bool = False  # x_oversized: more address records than any real name has
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +293,7 @@ def _dns(e: Mapping[str, Any], ref: str, domain: str, own: bool) -> DnsResponse:
         role=_role(tags, hostname == domain, own),
         control="resolver_control" in tags,
         late="late_response" in tags,
+        oversized=_opt(e, "x_oversized", bool) or False,
     )
 
 

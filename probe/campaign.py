@@ -4,7 +4,9 @@ For each domain the steps run in order (resolve -> connect -> TLS -> HTTP),
 while all domains, resolvers and addresses run concurrently under one
 semaphore (``measurement.concurrency``). Each step has its own timeout inside
 its primitive, so a blackholed target costs at most its timeouts and delays
-nothing else.
+nothing else. A name's addresses are the resolvers' answers (never a record
+owned off the query's CNAME chain), at most ``MAX_ADDRESSES_PER_FAMILY`` per
+family: a resolver cannot make the probe connect wherever it likes.
 
 The differential controls that separate the techniques are measured here:
 

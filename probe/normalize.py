@@ -48,6 +48,9 @@ __all__ = ["FORMAT_VERSION", "TEST_NAME", "TEST_VERSION", "holds_address", "meas
 FORMAT_VERSION: Final = "3"
 TEST_NAME: Final = "x_reachability"
 TEST_VERSION: Final = "0.1.0"
+#: More address records than any real name has (large CDNs answer a handful): an answer past
+#: this is flagged ``x_oversized`` as evidence of a misbehaving resolver.
+OVERSIZED_ANSWER: Final = 64
 
 
 def utc(timestamp: float) -> str:
@@ -82,6 +85,7 @@ def _query(q: DnsQuery) -> dict[str, Any]:
         )
         answers.append(
             {"answer_type": a.answer_type, key: a.value, "ttl": a.ttl, "asn": 0, "as_org_name": ""}
+            | ({"x_owner": a.owner} if a.owner is not None else {})
         )
     return {
         "answers": answers,
@@ -94,6 +98,8 @@ def _query(q: DnsQuery) -> dict[str, Any]:
         "resolver_address": q.resolver_address,
         **_common(q),
         "x_dns_id": q.dns_id,
+        "x_truncated": q.truncated,
+        "x_oversized": sum(a.answer_type in ("A", "AAAA") for a in q.answers) > OVERSIZED_ANSWER,
     }
 
 

@@ -63,6 +63,9 @@ class DnsAnswer:
     answer_type: str  # "A", "AAAA", "CNAME", "TXT"
     value: str  # an address, a hostname or the TXT text
     ttl: int | None
+    # The record's owner name when it is neither the query's name nor on its CNAME chain:
+    # not an answer to the question (kept as evidence, never connected to). None otherwise.
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,9 @@ class DnsQuery:
     transaction_id: int
     tags: tuple[str, ...] = ()
     dns_id: int | None = None  # the DNS message ID of the response
+    # Some of this query's addresses were not connected to: the name had more than
+    # the campaign's cap in their family (set by the campaign, not by the primitive).
+    truncated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from servers import Behaviour, HttpServer, TlsServer, fixed_response
 
-from probe.lab.dnsserver import DnsServer, Zone, serve
+from probe.lab.dnsserver import DnsServer, Handler, Zone, serve
 from probe.lab.pki import Authority
 
 T = TypeVar("T")
@@ -89,9 +89,14 @@ port = {self.dns_port}
 
 @contextmanager
 def internet(
-    tmp: Path, records: Mapping[str, Mapping[str, list[str]]], tls: Behaviour = "ok"
+    tmp: Path,
+    records: Mapping[str, Mapping[str, list[str]]],
+    tls: Behaviour = "ok",
+    dns: Handler | None = None,
 ) -> Iterator[Internet]:
-    """Serve ``records`` over DNS and every name over HTTPS (``tls``) and HTTP on 127.0.0.1."""
+    """Serve ``records`` over DNS and every name over HTTPS (``tls``) and HTTP on 127.0.0.1.
+
+    ``dns`` answers instead of the zone of ``records`` (a misbehaving resolver)."""
     ca = Authority.create()
     ca_file = tmp / "ca.pem"
     ca_file.write_bytes(ca.cert_pem)
@@ -102,6 +107,6 @@ def internet(
         stack.callback(background.close)
         tls_server = stack.enter_context(TlsServer(cert, tls, handler=page))
         http = stack.enter_context(HttpServer(page))
-        server: DnsServer = background.call(serve("127.0.0.1", 0, Zone(records)))
+        server: DnsServer = background.call(serve("127.0.0.1", 0, dns or Zone(records)))
         stack.callback(lambda: background.call(server.close()))
         yield Internet(server.port, tls_server.port, http.port, ca_file, tls_server, http)

@@ -40,6 +40,7 @@ from typing import Any, Final
 
 import dns.exception
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdata
 import dns.rdatatype
@@ -327,20 +328,51 @@ def _checked(blank: DnsQuery, query: dns.message.Message, wire: bytes, t: float)
 
 
 def _answered(blank: DnsQuery, wire: bytes, response: dns.message.Message, t: float) -> DnsQuery:
+    chain = _chain(blank.hostname, response)
     answers = tuple(
-        DnsAnswer(dns.rdatatype.to_text(rrset.rdtype), _value(rdata), rrset.ttl)
+        DnsAnswer(
+            dns.rdatatype.to_text(rrset.rdtype), _value(rdata), rrset.ttl,
+            None if _name(rrset.name) in chain else _name(rrset.name),
+        )
         for rrset in response.answer
         if dns.rdatatype.to_text(rrset.rdtype) in _ANSWER_TYPES
         for rdata in rrset
-    )
+    )  # fmt: skip
     rcode = dns.rcode.to_text(response.rcode())
     failure = failure_for_rcode(rcode)
-    if failure is None and all(a.answer_type != blank.query_type for a in answers):
+    if failure is None and all(
+        a.answer_type != blank.query_type or a.owner is not None for a in answers
+    ):
         failure = DNS_NO_ANSWER
     return replace(
         blank, answers=answers, rcode=rcode, raw_response=wire, failure=failure, t=t,
         dns_id=response.id,
     )  # fmt: skip
+
+
+def _name(name: dns.name.Name) -> str:
+    return name.to_text(omit_final_dot=True).lower()
+
+
+def _chain(hostname: str, response: dns.message.Message) -> set[str]:
+    """The query's name and every name its CNAMEs lead to: the owners an answer may have.
+
+    A record of another owner (a resolver slipping in an unrelated name's address) does
+    not answer the question, whatever its type.
+    """
+    chain = {hostname.rstrip(".").lower()}
+    cnames = [r for r in response.answer if r.rdtype == dns.rdatatype.CNAME]
+    grew = True
+    while grew:  # at most one pass per CNAME: each pass adds a name or stops
+        grew = False
+        for rrset in cnames:
+            if _name(rrset.name) in chain:
+                for rdata in rrset:
+                    target = _name(rdata.target)
+                    if target not in chain:
+                        chain.add(target)
+                        grew = True
+    return chain
 
 
 def _value(rdata: dns.rdata.Rdata) -> str:

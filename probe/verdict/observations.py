@@ -76,6 +76,7 @@ class DnsResponse:
     role: str  # "target" or "control_site"
     control: bool  # tagged resolver_control: the DNS control
     late: bool  # tagged late_response: a further UDP response to the same query
+    oversized: bool = False  # x_oversized: more address records than any real name has
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +274,8 @@ def _dns(e: Mapping[str, Any], ref: str, domain: str, own: bool) -> DnsResponse:
         if not isinstance(answer, dict):
             raise _Bad("an answer is not an object")
         kind = _get(answer, "answer_type", str)
+        if "x_owner" in answer:  # another name's record: not this name's answer
+            continue
         if kind in ("A", "AAAA"):
             addresses.append(_get(answer, "ipv4" if kind == "A" else "ipv6", str))
         elif kind == "CNAME":
@@ -290,6 +293,7 @@ def _dns(e: Mapping[str, Any], ref: str, domain: str, own: bool) -> DnsResponse:
         role=_role(tags, hostname == domain, own),
         control="resolver_control" in tags,
         late="late_response" in tags,
+        oversized=_opt(e, "x_oversized", bool) or False,
     )
 
 

@@ -268,9 +268,17 @@ def judge(
     if obs.problems:
         reason = "; ".join(obs.problems[:3]) + ("; ..." if len(obs.problems) > 3 else "")
         return _inconclusive(f"the measurement cannot be read: {reason}", obs.problems)
+    # an absurd answer (thousands of records) decides nothing, but the verdict says so
+    absurd = [
+        f"{q.ref}: {q.engine} {q.resolver or 'system'} answered {len(q.addresses)} address "
+        f"records for {q.hostname}, more than any real name has"
+        for q in obs.dns
+        if q.oversized
+    ]
     ctx = _Context(
-        obs, fingerprints or default_fingerprints(), bogons or default_bogons(), _dns_facts(obs), []
-    )
+        obs, fingerprints or default_fingerprints(), bogons or default_bogons(), _dns_facts(obs),
+        absurd,
+    )  # fmt: skip
     health = _health(obs)
     held: Verdict | None = None  # a finding the gate refused: later, only fingerprints may win
     stages: tuple[Stage, ...] = (
@@ -1142,6 +1150,8 @@ def _slow_path(ctx: _Context) -> str | None:
 
 # --- evidence ------------------------------------------------------------------------------
 
+_SHOWN: Final = 8  # the answer values one evidence line lists: a flood of records stays short
+
 
 def _addr(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
@@ -1160,7 +1170,9 @@ def _reference(ctx: _Context) -> str:
 
 
 def _show_dns(q: DnsResponse) -> str:
-    said = q.failure or ", ".join(q.addresses + q.names) or "no answer"
+    values = q.addresses + q.names
+    shown = values if len(values) <= _SHOWN else (*values[:_SHOWN], f"{len(values) - _SHOWN} more")
+    said = q.failure or ", ".join(shown) or "no answer"
     return f"{q.ref}: {q.engine} {q.resolver or 'system'} {q.hostname} -> {said}"
 
 

@@ -30,6 +30,8 @@ import dns.message
 import dns.resolver
 import httpx
 
+from probe.printable import printable
+
 __all__ = [
     "FAILURES",
     "OPERATIONS",
@@ -168,8 +170,7 @@ def detail(exc: BaseException) -> str:
     unprintable character (a terminal escape from a server) becomes ``?``, and
     the text stops at :data:`DETAIL_LIMIT` characters.
     """
-    text = scrub_addresses(f"{type(exc).__name__}: {exc}".strip())
-    return "".join(c if c.isprintable() else "?" for c in text)[:DETAIL_LIMIT]
+    return printable(scrub_addresses(f"{type(exc).__name__}: {exc}".strip()))[:DETAIL_LIMIT]
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

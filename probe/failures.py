@@ -9,8 +9,11 @@ Exceptions are walked through ``__cause__`` / ``__context__`` because httpx
 wraps an OS error twice (httpx -> httpcore -> OSError) and asyncio wraps
 timeouts; the innermost recognisable cause wins.
 
-An error nobody foresaw becomes ``unknown_failure: <text>``, with any IP
-address in the text scrubbed, so that a surprise is recorded, not raised.
+An error nobody foresaw becomes ``unknown_failure``, so that a surprise is
+recorded, not raised. What it said goes into :func:`detail` instead (bounded,
+addresses scrubbed, printable), never into the failure string: its text can
+hold bytes a server chose (``illegal status line: bytearray(b'HTTP/1.1 2OO
+OK')``), and the failure string is a closed set a report groups by.
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ import dns.message
 import dns.resolver
 import httpx
 
+from probe.printable import printable
+
 __all__ = [
     "FAILURES",
     "OPERATIONS",
     "Operation",
     "classify",
+    "detail",
     "failure_for_rcode",
     "scrub_addresses",
 ]
@@ -57,9 +63,11 @@ SSL_INVALID_HOSTNAME: Final = "ssl_invalid_hostname"
 SSL_UNKNOWN_AUTHORITY: Final = "ssl_unknown_authority"
 SSL_INVALID_CERTIFICATE: Final = "ssl_invalid_certificate"
 SSL_FAILED_HANDSHAKE: Final = "ssl_failed_handshake"
-UNKNOWN_PREFIX: Final = "unknown_failure"
+UNKNOWN_FAILURE: Final = "unknown_failure"
+#: The most characters of an unknown failure's :func:`detail`.
+DETAIL_LIMIT: Final = 200
 
-#: The closed set (plus ``unknown_failure: ...``, which is open by design).
+#: The closed set.
 FAILURES: Final[frozenset[str]] = frozenset(
     {
         CONNECTION_REFUSED,
@@ -83,6 +91,7 @@ FAILURES: Final[frozenset[str]] = frozenset(
         SSL_UNKNOWN_AUTHORITY,
         SSL_INVALID_CERTIFICATE,
         SSL_FAILED_HANDSHAKE,
+        UNKNOWN_FAILURE,
     }
 )
 
@@ -151,8 +160,17 @@ def classify(exc: BaseException) -> str:
         failure = _classify_one(cause)
         if failure is not None:
             return failure
-    text = f"{type(exc).__name__}: {exc}".strip()
-    return f"{UNKNOWN_PREFIX}: {scrub_addresses(text)}"
+    return UNKNOWN_FAILURE
+
+
+def detail(exc: BaseException) -> str:
+    """What an exception said, for a record's ``x_failure_detail``: scrubbed and bounded.
+
+    Addresses are scrubbed (a record must not hold the probe's own), every
+    unprintable character (a terminal escape from a server) becomes ``?``, and
+    the text stops at :data:`DETAIL_LIMIT` characters.
+    """
+    return printable(scrub_addresses(f"{type(exc).__name__}: {exc}".strip()))[:DETAIL_LIMIT]
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -157,6 +157,7 @@ def _http(r: HttpRequest) -> dict[str, Any]:
         "alpn": r.alpn,
         "failure": r.failure,
         "x_failed_operation": r.failed_operation,
+        "x_failure_detail": r.failure_detail,
         "request": {
             "url": r.url,
             "method": r.method,

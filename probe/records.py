@@ -150,6 +150,7 @@ class HttpRequest:
     body_is_truncated: bool = False
     title: str | None = None
     alpn: str | None = None
+    failure_detail: str | None = None  # what an unknown_failure said (probe.failures.detail)
 
 
 @dataclass(frozen=True, slots=True)

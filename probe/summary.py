@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from probe.printable import printable
 from probe.verdict import summary_keys, verdict
 
 __all__ = ["step_words", "table", "with_verdicts"]
@@ -59,7 +60,7 @@ def step_words(test_keys: Mapping[str, Any]) -> dict[str, str]:
 
 
 def table(measurements: Iterable[Mapping[str, Any]]) -> str:
-    """A fixed-width table: target, DNS, TCP, TLS, HTTP, verdict."""
+    """A fixed-width table: target, DNS, TCP, TLS, HTTP, verdict; printable (for a terminal)."""
     rows: list[tuple[str, ...]] = [("TARGET", "DNS", "TCP", "TLS", "HTTP", "VERDICT")]
     notes = []
     for m in measurements:
@@ -68,10 +69,11 @@ def table(measurements: Iterable[Mapping[str, Any]]) -> str:
         tk = m["test_keys"]
         words = step_words(tk)
         v = tk.get("x_verdict") or {}
-        domain = str(m.get("input", "")).removeprefix("https://").rstrip("/")
-        rows.append((domain, *(words[s] for s, _ in _STEPS), str(v.get("status", "-"))))
+        domain = printable(str(m.get("input", "")).removeprefix("https://").rstrip("/"))
+        cells = (*(words[s] for s, _ in _STEPS), str(v.get("status", "-")))
+        rows.append((domain, *map(printable, cells)))
         if v.get("status") not in (None, "ok"):
-            notes.append(f"{domain}: {v.get('explanation', '')}")
+            notes.append(f"{domain}: {printable(str(v.get('explanation', '')))}")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines + (["", *notes] if notes else []))

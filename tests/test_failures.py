@@ -77,6 +77,8 @@ CASES = [
      "connection_refused"),
     # a stalled TLS handshake cancelled by a timeout: the WantRead context is not the failure
     (wrapped(ssl.SSLWantReadError(2, "want read"), TimeoutError), "generic_timeout_error"),
+    (httpx.RemoteProtocolError("illegal status line: bytearray(b'HTTP/1.1 2OO OK')"),
+     "unknown_failure"),
 ]  # fmt: skip
 
 
@@ -102,7 +104,10 @@ def test_rcodes() -> None:
     assert failure_for_rcode("NOTIMP") == "dns_server_misbehaving"
 
 
-def test_unknown_errors_are_recorded_with_addresses_scrubbed() -> None:
-    got = classify(ValueError("odd thing from 203.0.113.7 and 2001:db8::1 port 443"))
-    assert got == "unknown_failure: ValueError: odd thing from [scrubbed] and [scrubbed] port 443"
+def test_unknown_errors_are_closed_with_the_detail_apart_scrubbed_and_bounded() -> None:
+    exc = ValueError("odd thing from 203.0.113.7 and 2001:db8::1 port 443\x1b[2J")
+    assert classify(exc) == "unknown_failure"
+    got = failures.detail(exc)
+    assert got == "ValueError: odd thing from [scrubbed] and [scrubbed] port 443?[2J"
+    assert failures.detail(ValueError("x" * 1000)) == ("ValueError: " + "x" * 1000)[:200]
     assert scrub_addresses("a 10.0.0.1 b") == "a [scrubbed] b"

@@ -29,6 +29,7 @@ from servers import (
     reset,
 )
 
+from probe import normalize
 from probe.lab.pki import Authority
 from probe.net.http import ALPN, download, get
 from probe.net.tls import make_context
@@ -260,6 +261,18 @@ def test_connection_refused() -> None:
 def test_close_without_response_is_eof() -> None:
     record = fetch(HttpServer(lambda _request, _conn: None))
     assert (record.failure, record.failed_operation) == ("eof_error", "http_round_trip")
+
+
+def test_a_broken_status_line_is_unknown_failure_with_the_detail_apart() -> None:
+    def handler(_request: bytes, conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n")
+
+    record = fetch(HttpServer(handler))
+    assert (record.failure, record.failed_operation) == ("unknown_failure", "http_round_trip")
+    assert record.failure_detail == (
+        "RemoteProtocolError: illegal status line: bytearray(b'HTTP/1.1 2OO OK')"
+    )
+    assert normalize._http(record)["x_failure_detail"] == record.failure_detail
 
 
 def test_reset_before_response() -> None:

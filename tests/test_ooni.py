@@ -236,6 +236,20 @@ def test_redirect_to_a_blocked_domain_is_judged_on_that_hop() -> None:
     assert v.explanation.startswith("blocked: t.co redirects to x.com; every TCP connect")
 
 
+def test_a_redirect_to_no_url_ends_the_chain() -> None:
+    m = wc(url="https://t.co/abc")
+    for q in m["test_keys"]["queries"]:
+        q["hostname"] = "t.co"
+    m["test_keys"]["tls_handshakes"][0]["server_name"] = "t.co"
+    m["test_keys"]["requests"][0]["response"].update(
+        code=301, headers={"Location": "http://[evil]/"}
+    )
+    assert [h.domain for h in chain(m)] == ["t.co"]
+    assert verdict(m).explanation == (
+        "ok: t.co completed a valid TLS handshake and an HTTPS response on 203.0.113.10:443"
+    )
+
+
 def test_idna_input_matches_punycode_queries() -> None:
     m = wc(url="http://Яндекс.рф/")
     (obs, *_) = chain(m)

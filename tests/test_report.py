@@ -35,7 +35,7 @@ from probe.report.model import ALL, choose_bucket, parse_bucket
 from probe.report.scan import _FAST, _SAFE, connect, reader_sql, stage
 from probe.report.tables import CSV_COLUMNS, to_csv, to_json
 from probe.report.text import sentences, summary
-from probe.summary import with_verdicts
+from probe.summary import table, with_verdicts
 from probe.verdict import ANALYSIS_VERSION
 
 T0 = datetime(2024, 2, 17, 10, 0, tzinfo=UTC)
@@ -143,6 +143,26 @@ def test_counts_of_what_was_read_and_skipped(report_dir: Path) -> None:
 
 def test_one_sentence_per_isp(report_dir: Path) -> None:
     assert sentences(build([report_dir])) == EXPECTED
+
+
+def test_escape_sequences_in_network_names_never_reach_the_terminal(tmp_path: Path) -> None:
+    m = measurement("a", 0, "x.com", "blocked")
+    m["probe_network_name"] = "Evil\x1b]0;pwned\x07\x1b[2J ISP\u202e"
+    (tmp_path / "a.jsonl").write_text(json.dumps(m) + "\n")
+    text = summary(build([tmp_path]))
+    assert "AS64500 Evil?]0;pwned??[2J ISP?: X blocked 100% of the time" in text
+    assert all(c.isprintable() for line in text.splitlines() for c in line)
+
+
+def test_the_run_table_shows_escape_sequences_as_question_marks() -> None:
+    m = measurement("a", 0, "x.com\x1b[2J", "blocked")
+    m["test_keys"]["x_verdict"]["explanation"] = "blocked: \x1b]0;pwned\x07"
+    assert table([m]).splitlines() == [
+        "TARGET     DNS  TCP  TLS  HTTP  VERDICT",
+        "x.com?[2J  -    -    -    -     blocked",
+        "",
+        "x.com?[2J: blocked: ?]0;pwned?",
+    ]
 
 
 def test_the_stale_verdict_is_replaced_by_the_current_rules(report_dir: Path) -> None:

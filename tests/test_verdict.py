@@ -371,6 +371,25 @@ def test_unreadable_measurements_are_inconclusive_with_the_reason(change: Any, r
     assert reason in v.explanation
 
 
+@pytest.mark.parametrize("location", ["http://[evil]/", "http://[scrubbed]/", "http://[::1/"])
+def test_a_redirect_to_no_url_is_the_servers_bug_not_a_rule_failure(location: str) -> None:
+    m = load("http_diff_redirect")
+    response = m["test_keys"]["requests"][1]["response"]
+    response.update(headers={"Location": location}, headers_list=[["Location", location]])
+    assert summary_keys(verdict(m))["x_verdict"] == {
+        "status": "ok", "method": None, "detail": None, "step": None,
+        "address": "203.0.113.10:443",
+        "evidence": [
+            "tls_handshakes[0]: TLS x.com @ 203.0.113.10:443 (target) -> ok after 0.028 s",
+            "requests[0]: GET https://x.com/ @ 203.0.113.10:443 (target) -> 200",
+        ],
+        "confidence": 0.9,
+        "explanation": "ok: x.com completed a valid TLS handshake and an HTTPS response on "
+        "203.0.113.10:443",
+        "fingerprint": None,
+    }  # fmt: skip
+
+
 @pytest.mark.parametrize("thing", [None, [], "measurement", 42])
 def test_not_a_measurement_at_all(thing: Any) -> None:
     v = verdict(thing)

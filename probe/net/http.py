@@ -50,7 +50,7 @@ from typing import Any, Final
 import httpcore
 import httpx
 
-from probe.failures import GENERIC_TIMEOUT, Operation, classify
+from probe.failures import GENERIC_TIMEOUT, UNKNOWN_FAILURE, Operation, classify, detail
 from probe.records import Clock, HttpRequest, Throughput
 
 __all__ = ["ALPN", "download", "get"]
@@ -102,6 +102,7 @@ class _Exchange:
     operation: Operation = "connect"
     failure: str | None = None
     failed_operation: Operation | None = None
+    failure_detail: str | None = None
     tcp: httpcore.AsyncNetworkStream | None = None  # the connection, closed whatever happens
 
     async def trace(self, event: str, info: dict[str, Any]) -> None:
@@ -165,6 +166,8 @@ async def _exchange(
         except (httpx.HTTPError, OSError) as exc:  # TimeoutError and ssl errors are OSErrors
             result.failure = classify(exc)
             result.failed_operation = result.operation
+            if result.failure == UNKNOWN_FAILURE:
+                result.failure_detail = detail(exc)
     if result.tcp is not None:
         # httpcore leaks the socket when a TLS handshake is cancelled (by our deadline);
         # closing it again after a normal close is harmless.
@@ -230,6 +233,7 @@ async def get(
         host=target.host,
         failure=result.failure,
         failed_operation=result.failed_operation,
+        failure_detail=result.failure_detail,
         t0=t0,
         t=clock.now(),
         transaction_id=transaction_id,

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Final
 
+from probe.printable import printable
 from probe.report.model import ALL, Report, Series
 
 __all__ = [
@@ -182,7 +183,11 @@ def sentences(report: Report) -> list[str]:
 
 
 def summary(report: Report) -> str:
-    """The terminal summary: what was read, one sentence per ISP, what was skipped."""
+    """The terminal summary: what was read, one sentence per ISP, what was skipped.
+
+    Each line is :func:`~probe.printable.printable`: network names and families come
+    from measurement files, and their escape sequences must not reach the terminal.
+    """
     per_source = ", ".join(
         f"{n} {SOURCE_NAMES.get(source, source)}" for source, n in report.sources.items()
     )
@@ -199,8 +204,8 @@ def summary(report: Report) -> str:
         lines.append(f"Skipped: {parts}.")
     if not report.targets or report.start is None or report.end is None:
         lines.append("No target measurements to report.")
-        return "\n".join(lines)
+        return "\n".join(map(printable, lines))
     lines.append(f"From {utc(report.start)} to {utc(report.end)}, buckets of "
                  f"{duration(report.bucket)}:")  # fmt: skip
     lines += [f"  {s}" for s in sentences(report)]
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))

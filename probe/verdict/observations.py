@@ -29,8 +29,8 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Final, NamedTuple, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 import dns.rcode
 
@@ -43,8 +43,10 @@ __all__ = [
     "HttpExchange",
     "Observations",
     "Transfer",
+    "Url",
     "domain_of",
     "observations",
+    "parse_url",
 ]
 
 #: ``x_format_version`` values this reader understands.
@@ -164,7 +166,7 @@ def observations(measurement: Mapping[str, Any]) -> Observations:
     if not isinstance(measurement, dict):
         return _unreadable("the measurement is not a JSON object")
     version = measurement.get("x_format_version")
-    if version not in KNOWN_FORMAT_VERSIONS:
+    if not isinstance(version, str) or version not in KNOWN_FORMAT_VERSIONS:
         return _unreadable(f"unknown x_format_version {version!r}")
     domain = domain_of(measurement.get("input"))
     if domain is None:
@@ -231,15 +233,35 @@ def _unreadable(problem: str) -> Observations:
     return Observations("", (), (), (), (), (), (problem,))
 
 
-def domain_of(url: object) -> str | None:
-    """The lower-case host name of a URL, or None when it is not one."""
+class Url(NamedTuple):
+    text: str  # the URL, resolved against the base when one was given
+    scheme: str
+    host: str  # lower-case, without the trailing dot; "" when the URL names none
+
+
+def parse_url(url: object, base: str = "") -> Url | None:
+    """A URL (resolved against ``base``) in parts, or None when it is not one.
+
+    Every URL the rules read goes through here: ``urlsplit`` raises ValueError
+    on a bracketed host that is no IPv6 address (a server's ``Location:
+    http://[evil]/``, the scrubber's own ``http://[scrubbed]/``), and a
+    measurement's bytes must never cost its verdict.
+    """
     if not isinstance(url, str):
         return None
     try:
-        host = urlsplit(url).hostname
+        text = urljoin(base, url) if base else url
+        parts = urlsplit(text)
+        host = parts.hostname or ""
     except ValueError:
         return None
-    return host.rstrip(".").lower() if host else None
+    return Url(text, parts.scheme, host.rstrip(".").lower())
+
+
+def domain_of(url: object) -> str | None:
+    """The lower-case host name of a URL, or None when it is not one."""
+    parts = parse_url(url)
+    return parts.host if parts is not None and parts.host else None
 
 
 def _connect_of(
@@ -251,14 +273,14 @@ def _connect_of(
 
 def _handshake_of(x: HttpExchange) -> Handshake | None:
     """The TLS step inside an HTTPS request, when the request says how far it got."""
-    url = urlsplit(x.url)
-    if url.scheme != "https" or x.failed_operation == "connect":
+    url = parse_url(x.url)
+    if url is None or url.scheme != "https" or x.failed_operation == "connect":
         return None
     if x.failure is not None and x.failed_operation is None:
         return None  # failed somewhere: whether TLS worked is unknown
     failure = x.failure if x.failed_operation == "tls_handshake" else None
     op = "tls_handshake" if failure is not None else None
-    name = (url.hostname or "").rstrip(".").lower()
+    name = url.host
     # the request's time is the handshake's only when the handshake was its last step
     duration = x.duration if failure is not None else 0.0
     return Handshake(x.ref, x.ip, x.port, name, failure, op, x.role, x.t0, duration)

@@ -51,7 +51,6 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
-from urllib.parse import urljoin
 
 import dns.rcode
 
@@ -70,6 +69,7 @@ from probe.verdict.observations import (
     _parse_entries,
     _title,
     domain_of,
+    parse_url,
 )
 
 if TYPE_CHECKING:
@@ -300,10 +300,12 @@ def _hops(domain: str, requests: list[Any]) -> list[tuple[int, tuple[str, str]]]
             location = next(
                 (v for k, v in _headers(response.get("headers")) if k.lower() == "location"), ""
             )
-            target = urljoin(url, location) if location else ""
-            name = _idna(domain_of(target) or "")
-            if name and name not in {h for h, _ in hops} and len(hops) < MAX_HOPS:
-                hops.append((name, target))
+            target = parse_url(location, url) if location else None
+            if target is None or not target.host:
+                continue
+            name = _idna(target.host)
+            if name not in {h for h, _ in hops} and len(hops) < MAX_HOPS:
+                hops.append((name, target.text))
     return list(enumerate(hops))
 
 

@@ -127,7 +127,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit
 
 from probe.verdict import ooni, pages, throttling
 from probe.verdict.bogons import Bogons, default_bogons
@@ -139,6 +138,7 @@ from probe.verdict.observations import (
     HttpExchange,
     Observations,
     observations,
+    parse_url,
 )
 
 __all__ = ["ANALYSIS_VERSION", "Verdict", "judge", "summary_keys", "verdict"]
@@ -1018,11 +1018,11 @@ def _http_diff(
             continue
         if 300 <= x.status < 400:
             location = next((v for k, v in x.headers if k.lower() == "location"), "")
-            parts = urlsplit(location)
+            parts = parse_url(location)
             # no host (a broken Location) is the server's own bug, not another site
-            if parts.scheme != "http" or not parts.hostname:
+            if parts is None or parts.scheme != "http" or not parts.host:
                 continue
-            if _same_site(parts.hostname, ctx.obs.domain):
+            if _same_site(parts.host, ctx.obs.domain):
                 continue
             why = f"redirects to {location}"
         elif reference is not None and x.title and reference.title and x.title != reference.title:

@@ -19,7 +19,8 @@ reuse it):
 The public address lives in memory only (:attr:`Discovery.address`, for the
 normalizer's ``scrub``): never logged, never written. The cache file
 (``identity.json`` in the state dir) holds AS names by ASN and the last identity
-without any address or prefix; a corrupt cache is ignored and rewritten. When
+without any address or prefix (the names, which come from DNS, are scrubbed of the address
+in every form before they are written); a corrupt cache is ignored and rewritten. When
 discovery fails the identity falls back to the declared values, then to a cache
 younger than :data:`CACHE_TTL`, then to ``AS0``/``ZZ``, each time with a warning.
 The primitives are :mod:`probe.net.dns`'s; every failure is a warning, never an exception.
@@ -39,6 +40,7 @@ from probe import store, vpn
 from probe.config import Config, Vantage, is_ip
 from probe.net import dns
 from probe.records import Clock
+from probe.scrub import Scrubber
 
 __all__ = ["CACHE_FILE", "CACHE_TTL", "Discovery", "Identity", "discover", "isp_resolver"]
 
@@ -151,9 +153,13 @@ def _read_cache(state: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _write_cache(state: Path, identity: Identity, names: Mapping[str, str], now: float) -> None:
-    kept = dict(list(names.items())[-_MAX_NAMES:])
-    data = {"checked": now, "identity": asdict(identity), "names": kept}
+def _write_cache(
+    state: Path, identity: Identity, names: Mapping[str, str], now: float, address: str
+) -> None:
+    # The names come from DNS answers: a server could write the address into them, in any form.
+    scrubber = Scrubber({address})
+    kept = {asn: scrubber.text(n) for asn, n in list(names.items())[-_MAX_NAMES:]}
+    data = {"checked": now, "identity": scrubber.measurement(asdict(identity)), "names": kept}
     store.atomic_write(state / CACHE_FILE, json.dumps(data, sort_keys=True).encode() + b"\n")
 
 
@@ -233,7 +239,7 @@ async def _identity(
         # address would be the resolver's own, the one Google's servers see asking.
         address = await asker.address(WHOAMI, "TXT")
     origin = await asker.origin(address) if address else None
-    if origin is None:
+    if origin is None or address is None:  # (the second for mypy: no origin without address)
         fallback = declared if declared.source == "config" else _cached_identity(cache, now)
         fallback = fallback or declared
         step = "the public address" if address is None else "the network of the public address"
@@ -249,7 +255,8 @@ async def _identity(
         seen = await _Asker(*resolver, config.timeouts.dns).address(WHOAMI, "TXT")
         where = await asker.origin(seen) if seen else None
         if seen and where:
-            public = where.asn != origin.asn and seen != address
+            same = ipaddress.ip_address(seen) == ipaddress.ip_address(address)  # any spelling
+            public = where.asn != origin.asn and not same
             resolver_name = await asker.as_name(where.asn, names)
             identity = replace(
                 identity,
@@ -257,5 +264,5 @@ async def _identity(
                 resolver_ip=seen if public else "",
                 resolver_network_name=resolver_name,
             )
-    _write_cache(state, identity, names, now)
+    _write_cache(state, identity, names, now, address)
     return identity, address, warnings

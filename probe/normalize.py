@@ -5,9 +5,9 @@ copied into every target's ``test_keys`` (tagged ``control_site``) so each
 measurement is self-contained: its verdict is a pure function of it alone.
 
 The probe's own public address never leaves the machine: ``probe_ip`` is
-always ``127.0.0.1`` and wherever one of the ``scrub`` addresses stands alone in a
-string of the measurement (or in the text of a base64 body) it is replaced with
-``[scrubbed]``; a longer address that contains it is left intact.
+always ``127.0.0.1`` and each of the ``scrub`` addresses is removed from the whole
+measurement in every form a server can echo it in (:mod:`probe.scrub`): dotted, dashed,
+reversed, packed, base64, inside DNS packets, certificates and binary bodies.
 
 Who measured (``probe_asn``, ``probe_cc``, ``probe_network_name``, ``resolver_*``)
 is the ``identity`` discovered before the campaign (:mod:`probe.identity`), else
@@ -17,7 +17,6 @@ what the config declares.
 from __future__ import annotations
 
 import base64
-import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -39,6 +38,7 @@ from probe.records import (
     Throughput,
     TlsHandshake,
 )
+from probe.scrub import Scrubber
 
 __all__ = ["FORMAT_VERSION", "TEST_NAME", "TEST_VERSION", "holds_address", "measurements", "utc"]
 
@@ -241,29 +241,6 @@ def group_test_keys(observations: Iterable[Observation]) -> dict[str, list[dict[
     return keys
 
 
-def _alone(address: str) -> str:
-    """A regex of ``address`` standing alone, not inside a longer address or number
-    (``139.45.1.75`` holds ``39.45.1.7``): digits around an IPv4, hex digits and colons
-    around an IPv6 (a sentence's full stop after it is fine)."""
-    if ":" in address:
-        return rf"(?<![0-9A-Fa-f:]){re.escape(address)}(?![0-9A-Fa-f:])"
-    return rf"(?<![0-9])(?<![0-9]\.){re.escape(address)}(?![0-9])(?!\.[0-9])"
-
-
-def _scrub(value: Any, text: re.Pattern[str], raw: re.Pattern[bytes]) -> Any:
-    if isinstance(value, str):
-        return text.sub("[scrubbed]", value)
-    if isinstance(value, dict):
-        if value.get("format") == "base64" and isinstance(value.get("data"), str):
-            # a body that is no UTF-8 (_body) can still echo the address as text
-            body = raw.sub(b"[scrubbed]", base64.b64decode(value["data"]))
-            return value | {"data": _b64(body)}
-        return {k: _scrub(v, text, raw) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, text, raw) for v in value]
-    return value
-
-
 def measurements(
     result: CampaignResult,
     config: Config,
@@ -287,26 +264,17 @@ def measurements(
         if d.role == "target":
             observed += controls
         out.append(_measurement(d, observed, result, who, report_id, annotations or {}))
-    if not scrub:
-        return out
-    text, raw = _patterns(scrub)
-    return [_scrub(m, text, raw) for m in out]
-
-
-def _patterns(scrub: Iterable[str]) -> tuple[re.Pattern[str], re.Pattern[bytes]]:
-    pattern = "|".join(_alone(a) for a in sorted(scrub))
-    return re.compile(pattern), re.compile(pattern.encode())
+    scrubber = Scrubber(scrub)
+    return [scrubber.measurement(m) for m in out]
 
 
 def holds_address(measurement: Mapping[str, Any], scrub: frozenset[str]) -> bool:
     """Whether the measurement still holds the probe's address: a ``probe_ip`` other than
-    127.0.0.1, or one of ``scrub`` where the scrub would replace it (the upload's last check)."""
+    127.0.0.1, or one of ``scrub`` in any form the scrub would replace (the upload's last
+    check)."""
     if measurement.get("probe_ip") != "127.0.0.1":
         return True
-    if not scrub:
-        return False
-    text, raw = _patterns(scrub)
-    return bool(_scrub(measurement, text, raw) != measurement)
+    return bool(Scrubber(scrub).measurement(measurement) != measurement)
 
 
 def _measurement(

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from servers import Behaviour, HttpServer, TlsServer, fixed_response
+from servers import Handler as Page
 
 from probe.lab.dnsserver import DnsServer, Handler, Zone, serve
 from probe.lab.pki import Authority
@@ -92,21 +93,26 @@ def internet(
     tmp: Path,
     records: Mapping[str, Mapping[str, list[str]]],
     tls: Behaviour = "ok",
+    *,
     dns: Handler | None = None,
+    https_page: Page | None = None,
+    http_page: Page | None = None,
+    cert_ips: Sequence[str] = ("127.0.0.1",),
 ) -> Iterator[Internet]:
-    """Serve ``records`` over DNS and every name over HTTPS (``tls``) and HTTP on 127.0.0.1.
-
-    ``dns`` answers instead of the zone of ``records`` (a misbehaving resolver)."""
+    """Serve ``records`` over DNS and every name over HTTPS (``tls``) and HTTP on 127.0.0.1,
+    with the X replica page unless another is given; the certificate names every name of
+    ``records`` and ``cert_ips``. ``dns`` answers instead of the zone of ``records`` (a
+    misbehaving resolver)."""
     ca = Authority.create()
     ca_file = tmp / "ca.pem"
     ca_file.write_bytes(ca.cert_pem)
-    cert = ca.issue(sorted(records), ip_addresses=["127.0.0.1"])
+    cert = ca.issue(sorted(records), ip_addresses=list(cert_ips))
     page = fixed_response(PAGE, headers=[("Content-Type", "text/html")])
     background = BackgroundLoop()
     with ExitStack() as stack:
         stack.callback(background.close)
-        tls_server = stack.enter_context(TlsServer(cert, tls, handler=page))
-        http = stack.enter_context(HttpServer(page))
+        tls_server = stack.enter_context(TlsServer(cert, tls, handler=https_page or page))
+        http = stack.enter_context(HttpServer(http_page or page))
         server: DnsServer = background.call(serve("127.0.0.1", 0, dns or Zone(records)))
         stack.callback(lambda: background.call(server.close()))
         yield Internet(server.port, tls_server.port, http.port, ca_file, tls_server, http)

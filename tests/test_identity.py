@@ -142,6 +142,22 @@ def test_resolver_ip_inside_the_probes_own_asn_is_not_kept(tmp_path: Path) -> No
     assert found.identity.resolver_asn == "AS64500" and found.identity.resolver_ip == ""
 
 
+def test_the_cache_never_holds_the_address_even_when_the_names_echo_it(tmp_path: Path) -> None:
+    # A hostile Cymru answer names the AS after the asker: dashed, reversed, base64.
+    echo = "ISP ec2-203-0-113-77 77.113.0.203.in-addr.arpa MjAzLjAuMTEzLjc3"
+    hostile = {**CYMRU, "as64500.asn.cymru.com": {"TXT": [f"64500 | PK | x | y | {echo}, PK"]}}
+    with resolvers(Zone({"myip.opendns.com": {"A": [PUBLIC]}, **hostile})) as (port,):
+        found = run(config(port), tmp_path)
+    assert found.identity.network_name == echo  # in memory; the measurement scrubs it
+    cache = (tmp_path / CACHE_FILE).read_text()
+    for form in ("203.0.113", "203-0-113-77", "77.113.0.203", "MjAzLjAuMTEzLjc3"):
+        assert form not in cache
+    assert (
+        json.loads(cache)["names"]["AS64500"]
+        == "ISP ec2-[scrubbed] [scrubbed].in-addr.arpa [scrubbed]"
+    )
+
+
 def test_the_lab_resolver_serves_the_identity_names(tmp_path: Path) -> None:
     with resolvers(LabResolver(WHOAMI_ONLY_ZONE)) as (port,):
         found = run(config(port), tmp_path)

@@ -22,7 +22,10 @@ The differential controls that separate the techniques are measured here:
 * a delayed re-test with the control SNI after a failed handshake
   (``residual``), when ``residual_delay`` > 0.
 
-The campaign returns records only; it does not write, judge or print.
+The campaign hands each domain's records to a ``sink`` as soon as they are complete
+(:func:`stream`): a control site's when every control site is done, a target's when it
+and the control sites are (its verdict needs them), so a caller can write it at once and
+keep nothing: memory does not grow with the target list. It does not write, judge or print.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from probe.config import Config, Resolver
 from probe.net import dns, http, tcp, tls
 from probe.records import Clock, DnsQuery, Observation, TcpConnect, TlsHandshake
 
-__all__ = ["CampaignResult", "DomainResult", "run"]
+__all__ = ["CampaignResult", "DomainResult", "Sink", "run", "stream"]
 
 T = TypeVar("T")
 
@@ -70,6 +73,10 @@ class CampaignResult:
     @property
     def controls(self) -> tuple[DomainResult, ...]:
         return tuple(d for d in self.domains if d.role == "control")
+
+
+#: Takes one domain's result (and, for a target, the control sites'), e.g. to write it.
+Sink = Callable[[DomainResult, tuple[DomainResult, ...]], Awaitable[None]]
 
 
 def _usable(address: str, versions: Iterable[int]) -> bool:
@@ -269,13 +276,22 @@ class _Campaign:
             observed += await self.residual(handshakes)
         return DomainResult(domain, role, (*queries, *connects, *observed), t0, self.clock.now())
 
-    async def measure_controls(self) -> tuple[DomainResult, ...]:
+    async def measure_controls(self, sink: Sink) -> tuple[DomainResult, ...]:
         try:
-            return tuple(
+            controls = tuple(
                 await asyncio.gather(*(self.measure(d, "control") for d in self.config.controls))
             )
         finally:
             self.controls_done.set()
+        for c in controls:
+            await sink(c, ())
+        return controls
+
+    async def measure_target(
+        self, domain: str, controls: asyncio.Future[tuple[DomainResult, ...]], sink: Sink
+    ) -> None:
+        result = await self.measure(domain, "target")
+        await sink(result, await asyncio.shield(controls))
 
     async def download(self, domain: str, ip: str, tags: tuple[str, ...]) -> Observation:
         """A timed download of the configured fixed-size object (the throttling test)."""
@@ -343,9 +359,9 @@ class _Campaign:
         )
 
 
-async def run(config: Config) -> CampaignResult:
-    """Measure every target and control site of ``config`` once."""
-    start = time.time()
+async def stream(config: Config, sink: Sink) -> None:
+    """Measure every target and control site of ``config`` once, each handed to ``sink``
+    (with the control sites, for a target) as soon as it can be judged."""
     doh_context = tls.make_context(config.measurement.ca_bundle or None, alpn=http.ALPN)
     pins = {
         urlsplit(r.url).hostname or "": r.address
@@ -357,9 +373,22 @@ async def run(config: Config) -> CampaignResult:
         campaign.control_dns = {
             d: asyncio.create_task(campaign.resolve(d, ("control_site",))) for d in config.controls
         }
-        controls, targets = await asyncio.gather(
-            campaign.measure_controls(),
-            asyncio.gather(*(campaign.measure(d, "target") for d in config.targets)),
+        controls = asyncio.ensure_future(campaign.measure_controls(sink))
+        await asyncio.gather(
+            controls, *(campaign.measure_target(d, controls, sink) for d in config.targets)
         )
-        results = (*controls, *targets)
-    return CampaignResult(start, tuple(results), round(time.time() - start, 6))
+
+
+async def run(config: Config) -> CampaignResult:
+    """Measure every target and control site of ``config`` once, and keep every record
+    (for tests and small campaigns; :func:`stream` keeps none)."""
+    start = time.time()
+    domains: list[DomainResult] = []
+
+    async def keep(d: DomainResult, controls: tuple[DomainResult, ...]) -> None:
+        domains.append(d)
+
+    await stream(config, keep)
+    order = {d: n for n, d in enumerate((*config.controls, *config.targets))}
+    domains.sort(key=lambda d: order[d.domain])
+    return CampaignResult(start, tuple(domains), round(time.time() - start, 6))

@@ -29,7 +29,7 @@ from probe import __version__
 
 if TYPE_CHECKING:
     from probe.config import Config
-    from probe.schedule import Runner
+    from probe.schedule import Outcome, Runner
 
 __all__ = ["main"]
 
@@ -228,32 +228,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     runner = Runner(config, args.output, state)
 
-    async def manual() -> tuple[int, list[dict[str, object]], Path | None]:
+    def show(m: dict[str, object]) -> None:  # as each measurement is written
+        print(json.dumps(m, ensure_ascii=False), flush=True)
+
+    async def manual() -> Outcome | None:
         found = await runner.vantage()
         if found.vpn:
             logging.getLogger("probe").warning(
                 "%s: measurements tagged as made through a VPN", found.vpn
             )
         try:
-            outcome = await runner.measure(found, "manual")
+            return await runner.measure(found, "manual", each=show if args.json else None)
         except TimeoutError:
             print(
                 f"probe: campaign over its {config.schedule.budget:g} s budget "
-                "([schedule] budget): nothing written",
+                "([schedule] budget): only the measurements it finished are written",
                 file=sys.stderr,
             )
-            return 1, [], None
-        return 0, outcome.measurements, outcome.path
+            return None
 
-    code, measurements, path = asyncio.run(manual())
-    if code:
-        return code
-    if args.json:
-        for m in measurements:
-            print(json.dumps(m, ensure_ascii=False))
-    else:
-        print(table(measurements))
-    print(f"{len(measurements)} measurements appended to {path}", file=sys.stderr)
+    outcome = asyncio.run(manual())
+    if outcome is None:
+        return 1
+    if not args.json:
+        print(table(outcome.rows))
+    print(f"{outcome.count} measurements appended to {outcome.path}", file=sys.stderr)
     return 0
 
 

@@ -40,7 +40,17 @@ from probe.records import (
 )
 from probe.scrub import Scrubber
 
-__all__ = ["FORMAT_VERSION", "TEST_NAME", "TEST_VERSION", "holds_address", "measurements", "utc"]
+__all__ = [
+    "FORMAT_VERSION",
+    "TEST_NAME",
+    "TEST_VERSION",
+    "holds_address",
+    "identity_of",
+    "measurement",
+    "measurements",
+    "new_report_id",
+    "utc",
+]
 
 #: 2: rcode is a number (OONI's), not a name. 3: the keys in an order a reader may rely on:
 #: what a report reads first (so it parses only a line's head), ``x_format_version`` last
@@ -241,6 +251,37 @@ def group_test_keys(observations: Iterable[Observation]) -> dict[str, list[dict[
     return keys
 
 
+def new_report_id(start_time: float, who: Identity) -> str:
+    """OONI's shape: ``<start>_<test>_<cc>_<asn number>_n1_<random>``."""
+    start = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(start_time))
+    return f"{start}_{TEST_NAME}_{who.cc}_{who.asn.removeprefix('AS')}_n1_{secrets.token_hex(8)}"
+
+
+def identity_of(config: Config, identity: Identity | None = None) -> Identity:
+    """Who measured: the discovered ``identity``, else what the config declares."""
+    v = config.vantage
+    return identity or Identity(v.asn, v.cc, v.network_name)
+
+
+def measurement(
+    d: DomainResult,
+    controls: Iterable[DomainResult],
+    start_time: float,
+    who: Identity,
+    report_id: str,
+    *,
+    annotations: Mapping[str, str] | None = None,
+    scrub: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """The OONI-format measurement of one domain; a target's holds the control sites' too."""
+    observed: list[Observation] = list(d.observations)
+    if d.role == "target":
+        observed += [o for c in controls for o in c.observations]
+    out = _measurement(d, observed, start_time, who, report_id, annotations or {})
+    scrubbed: dict[str, Any] = Scrubber(scrub).measurement(out)
+    return scrubbed
+
+
 def measurements(
     result: CampaignResult,
     config: Config,
@@ -250,22 +291,14 @@ def measurements(
     scrub: frozenset[str] = frozenset(),
     identity: Identity | None = None,
 ) -> list[dict[str, Any]]:
-    """One OONI-format measurement per domain (targets and control sites)."""
-    v = config.vantage
-    who = identity or Identity(v.asn, v.cc, v.network_name)
-    if report_id is None:  # OONI's shape: <start>_<test>_<cc>_<asn number>_n1_<random>
-        start = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(result.start_time))
-        asn = who.asn.removeprefix("AS")
-        report_id = f"{start}_{TEST_NAME}_{who.cc}_{asn}_n1_{secrets.token_hex(8)}"
-    controls = [o for d in result.controls for o in d.observations]
-    out = []
-    for d in result.domains:
-        observed: list[Observation] = list(d.observations)
-        if d.role == "target":
-            observed += controls
-        out.append(_measurement(d, observed, result, who, report_id, annotations or {}))
-    scrubber = Scrubber(scrub)
-    return [scrubber.measurement(m) for m in out]
+    """One OONI-format measurement per domain (targets and control sites) of a whole result."""
+    who = identity_of(config, identity)
+    rid = report_id or new_report_id(result.start_time, who)
+    return [
+        measurement(d, result.controls, result.start_time, who, rid,
+                    annotations=annotations, scrub=scrub)
+        for d in result.domains
+    ]  # fmt: skip
 
 
 def holds_address(measurement: Mapping[str, Any], scrub: frozenset[str]) -> bool:
@@ -280,7 +313,7 @@ def holds_address(measurement: Mapping[str, Any], scrub: frozenset[str]) -> bool
 def _measurement(
     d: DomainResult,
     observed: list[Observation],
-    result: CampaignResult,
+    start_time: float,
     who: Identity,
     report_id: str,
     annotations: Mapping[str, str],
@@ -293,7 +326,7 @@ def _measurement(
         # x_role in defaults for its place (first), again last so no annotation overrides it
         "annotations": defaults | dict(annotations) | {"x_role": d.role},
         "input": f"https://{d.domain}/",
-        "measurement_start_time": utc(result.start_time),
+        "measurement_start_time": utc(start_time),
         "measurement_uid": secrets.token_hex(16),
         "probe_asn": who.asn,
         "probe_network_name": who.network_name,
@@ -312,8 +345,8 @@ def _measurement(
         "software_version": __version__,
         "test_helpers": {},
         "test_runtime": round(d.t - d.t0, 6),
-        "test_start_time": utc(result.start_time),
+        "test_start_time": utc(start_time),
         "test_version": TEST_VERSION,
-        "x_measurement_start_time": utc_precise(result.start_time),
+        "x_measurement_start_time": utc_precise(start_time),
         "x_format_version": FORMAT_VERSION,
     }

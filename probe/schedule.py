@@ -31,8 +31,9 @@ folder (:mod:`probe.rotate`), the low-disk guard, identity and VPN check
 (:mod:`probe.identity`), the campaign under its time budget, verdicts, storage.
 :func:`loop` is ``probe schedule``: it sleeps on the monotonic clock, so wall-clock
 changes do not move it, and stops on :class:`Stop`: the first signal lets the current
-campaign finish within ``stop_grace`` seconds, a second one abandons it at once. An
-abandoned campaign writes nothing; a finished one has every line fsynced.
+campaign finish within ``stop_grace`` seconds, a second one abandons it at once. Each
+measurement is written (fsynced) as soon as it is complete, so an abandoned campaign (a
+stop, its budget, a crash) leaves the measurements it finished, and no partial one.
 :class:`RunLock` (``flock`` on ``run.lock`` in the state dir) keeps two unattended runs
 from measuring at the same time; the kernel drops it when its process dies, so a
 stale or garbled lock file is simply reused.
@@ -59,7 +60,7 @@ from typing import IO, Any, Final, TypeVar
 from probe import campaign, normalize, rotate, store, upload
 from probe.config import Config, Schedule
 from probe.identity import Discovery, discover
-from probe.summary import with_verdicts
+from probe.summary import Row, row, with_verdicts
 
 __all__ = [
     "Lock",
@@ -79,7 +80,6 @@ __all__ = [
     "plan",
     "poisson_wait",
     "regular_wait",
-    "statuses",
     "summary",
     "track",
 ]
@@ -238,9 +238,71 @@ class Stop:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    measurements: list[dict[str, Any]]
+    count: int  # measurements written
     path: Path
-    statuses: dict[str, str]  # target -> verdict status (:func:`statuses`)
+    rows: tuple[Row, ...]  # the targets', in the config's order: what `probe run` prints
+
+    @property
+    def statuses(self) -> dict[str, str]:
+        """Target domain -> verdict status ("inconclusive" when there is no verdict)."""
+        return {r.domain: "inconclusive" if r.status == "-" else r.status for r in self.rows}
+
+
+class _Writer:
+    """A campaign's sink: each domain's measurement, with its verdict, appended (fsynced) to
+    the day file the moment it is complete, and to the upload outbox; only its table row is
+    kept, so memory does not grow with the target list."""
+
+    def __init__(
+        self,
+        config: Config,
+        found: Discovery,
+        trigger: str,
+        output: Path,
+        outbox: upload.Batch | None,
+        each: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        self.config, self.found, self.outbox, self.each = config, found, outbox, each
+        self.start = time.time()
+        self.who = normalize.identity_of(config, found.identity)
+        self.report_id = normalize.new_report_id(self.start, self.who)
+        self.annotations = {**found.annotations, "x_trigger": trigger}
+        self.path = store.day_file(output, self.start)
+        self.count = 0
+        self.rows: dict[str, Row] = {}
+        self.error: OSError | None = None  # the first failure to store: the campaign's
+        self._lock = asyncio.Lock()  # one append at a time (each repairs the file's tail)
+
+    async def __call__(
+        self, d: campaign.DomainResult, controls: tuple[campaign.DomainResult, ...]
+    ) -> None:
+        if self.error is not None:
+            return
+        [m] = with_verdicts([
+            normalize.measurement(
+                d, controls, self.start, self.who, self.report_id,
+                annotations=self.annotations, scrub=self.found.scrub,
+            )
+        ])  # fmt: skip
+        async with self._lock:
+            try:  # fsync off the event loop: a slow disk must not stall the timed steps
+                await asyncio.to_thread(store.append, self.path, [m])
+                if self.outbox is not None:
+                    self.outbox.add(m)
+            except OSError as exc:
+                self.error = exc
+                return
+        self.count += 1
+        if (r := row(m)) is not None:
+            self.rows[r.domain] = r
+        if self.each is not None:
+            self.each(m)
+
+    def outcome(self) -> Outcome:
+        if self.error is not None:
+            raise self.error
+        rows = tuple(self.rows[t] for t in self.config.targets if t in self.rows)
+        return Outcome(self.count, self.path, rows)
 
 
 class Runner:
@@ -287,26 +349,28 @@ class Runner:
         return found
 
     async def measure(
-        self, found: Discovery, trigger: str, targets: tuple[str, ...] | None = None
+        self,
+        found: Discovery,
+        trigger: str,
+        targets: tuple[str, ...] | None = None,
+        each: Callable[[dict[str, Any]], None] | None = None,
     ) -> Outcome:
-        """Measure (``targets`` only, if given) within the budget; store and return the result.
+        """Measure (``targets`` only, if given) within the budget, each measurement written
+        as soon as it is complete (then handed to ``each``); what was written.
 
-        Raises ``TimeoutError`` over budget and ``OSError`` when storing fails.
+        Raises ``TimeoutError`` over budget (what was complete by then is written) and
+        ``OSError`` when storing fails.
         """
         config = self.config.only(targets) if targets is not None else self.config
-        async with asyncio.timeout(self.config.schedule.budget):
-            result = await campaign.run(config)
-        annotations = {**found.annotations, "x_trigger": trigger}
-        ms = with_verdicts(
-            normalize.measurements(
-                result, config, annotations=annotations, scrub=found.scrub, identity=found.identity
-            )
-        )
-        path = store.day_file(self.output, result.start_time)
-        store.append(path, ms)
-        if self.config.upload.url:
-            upload.enqueue(self.state, ms)
-        return Outcome(ms, path, statuses(ms))
+        outbox = upload.Batch(self.state) if self.config.upload.url else None
+        writer = _Writer(config, found, trigger, self.output, outbox, each)
+        try:
+            async with asyncio.timeout(self.config.schedule.budget):
+                await campaign.stream(config, writer)
+        finally:
+            if outbox is not None:  # what was written is sent too, of an abandoned campaign
+                outbox.close()
+        return writer.outcome()
 
     async def upload(self, found: Discovery) -> upload.Sent:
         """Send the outbox ([upload]); one log line. Never raises for a network outcome."""
@@ -314,18 +378,6 @@ class Runner:
         log.info("upload to %s: %d sent, %d refused, %d left in the outbox",
                  self.config.upload.url, sent.sent, sent.refused, sent.left)  # fmt: skip
         return sent
-
-
-def statuses(measurements: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Target domain -> verdict status ("inconclusive" when there is no verdict)."""
-    out = {}
-    for m in measurements:
-        if m.get("annotations", {}).get("x_role") == "target":
-            verdict = m.get("test_keys", {}).get("x_verdict") or {}
-            out[str(m["input"]).removeprefix("https://").rstrip("/")] = verdict.get(
-                "status", "inconclusive"
-            )
-    return out
 
 
 def summary(outcome: Outcome, seconds: float) -> str:
@@ -336,7 +388,7 @@ def summary(outcome: Outcome, seconds: float) -> str:
     words = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no targets"
     return (
         f"{len(outcome.statuses)} targets ({words}) in {seconds:.1f} s; "
-        f"{len(outcome.measurements)} measurements appended to {outcome.path}"
+        f"{outcome.count} measurements appended to {outcome.path}"
     )
 
 
@@ -352,7 +404,7 @@ async def _guarded(work: Awaitable[T], stop: Stop, grace: float) -> T | None:
             await asyncio.wait({task, urgent}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
         if not task.done():
             task.cancel()
-            log.warning("stopping: current campaign abandoned (nothing of it written)")
+            log.warning("stopping: current campaign abandoned (what it finished is written)")
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             return None

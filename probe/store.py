@@ -32,6 +32,7 @@ __all__ = [
     "atomic_file",
     "atomic_write",
     "day_file",
+    "fsync_folder",
     "iter_files",
     "parse_line",
     "read",
@@ -174,9 +175,14 @@ def atomic_file(path: Path) -> Iterator[IO[bytes]]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    directory = os.open(path.parent, os.O_RDONLY)
+    fsync_folder(path.parent)  # the rename itself survives a power cut
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` survive a power cut."""
+    directory = os.open(folder, os.O_RDONLY)
     try:
-        os.fsync(directory)  # the rename itself survives a power cut
+        os.fsync(directory)
     finally:
         os.close(directory)
 

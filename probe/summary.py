@@ -7,12 +7,13 @@ and of stored files.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from probe.printable import printable
 from probe.verdict import summary_keys, verdict
 
-__all__ = ["step_words", "table", "with_verdicts"]
+__all__ = ["Row", "row", "step_words", "table", "with_verdicts"]
 
 _STEPS = (
     ("DNS", "queries"),
@@ -59,21 +60,41 @@ def step_words(test_keys: Mapping[str, Any]) -> dict[str, str]:
     return words
 
 
-def table(measurements: Iterable[Mapping[str, Any]]) -> str:
+@dataclass(frozen=True, slots=True)
+class Row:
+    """What the table shows of one target: all a run keeps of a measurement once written."""
+
+    domain: str
+    words: tuple[str, ...]  # one per step of _STEPS
+    status: str  # the verdict's, "-" without one
+    explanation: str
+
+
+def row(m: Mapping[str, Any]) -> Row | None:
+    """The table row of a target's measurement; None for a control site's."""
+    if m.get("annotations", {}).get("x_role") != "target":
+        return None
+    tk = m["test_keys"]
+    words = step_words(tk)
+    v = tk.get("x_verdict") or {}
+    domain = str(m.get("input", "")).removeprefix("https://").rstrip("/")
+    return Row(
+        domain,
+        tuple(words[s] for s, _ in _STEPS),
+        str(v.get("status", "-")),
+        str(v.get("explanation", "")),
+    )
+
+
+def table(rows: Iterable[Row]) -> str:
     """A fixed-width table: target, DNS, TCP, TLS, HTTP, verdict; printable (for a terminal)."""
-    rows: list[tuple[str, ...]] = [("TARGET", "DNS", "TCP", "TLS", "HTTP", "VERDICT")]
+    cells: list[tuple[str, ...]] = [("TARGET", "DNS", "TCP", "TLS", "HTTP", "VERDICT")]
     notes = []
-    for m in measurements:
-        if m.get("annotations", {}).get("x_role") != "target":
-            continue
-        tk = m["test_keys"]
-        words = step_words(tk)
-        v = tk.get("x_verdict") or {}
-        domain = printable(str(m.get("input", "")).removeprefix("https://").rstrip("/"))
-        cells = (*(words[s] for s, _ in _STEPS), str(v.get("status", "-")))
-        rows.append((domain, *map(printable, cells)))
-        if v.get("status") not in (None, "ok"):
-            notes.append(f"{domain}: {printable(str(v.get('explanation', '')))}")
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    for r in rows:
+        domain = printable(r.domain)
+        cells.append((domain, *map(printable, (*r.words, r.status))))
+        if r.status not in ("-", "ok"):
+            notes.append(f"{domain}: {printable(r.explanation)}")
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines + (["", *notes] if notes else []))

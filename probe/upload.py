@@ -1,7 +1,8 @@
 """Upload: an on-disk outbox of measurements, sent to a collector (OONI's protocol).
 
-:func:`enqueue` writes a campaign's measurements as one file ``outbox/<time>-<random>.jsonl``
-in the state folder, atomically (fsynced, renamed). :func:`send` sends what is there: per
+:class:`Batch` writes a campaign's measurements, as they are made, to one file
+``outbox/<time>-<random>.jsonl`` in the state folder, published atomically (fsynced, renamed)
+when the campaign ends (:func:`enqueue`: a list at once). :func:`send` sends what is there: per
 probe report id one collector report (``POST /report``), each measurement in it (``POST
 /report/{id}``, gzip JSON, its ``report_id`` the collector's, as bk-003 asks), then ``POST
 /report/{id}/close``. Every acknowledged uid is appended (fsynced) to ``<file>.done``; a
@@ -36,7 +37,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import httpx
 
@@ -44,7 +45,7 @@ from probe import store
 from probe.config import Upload
 from probe.normalize import holds_address
 
-__all__ = ["OUTBOX", "Sent", "enqueue", "pending", "send"]
+__all__ = ["OUTBOX", "Batch", "Sent", "enqueue", "pending", "send"]
 
 OUTBOX: Final = "outbox"
 REFUSED: Final = "refused.jsonl"
@@ -71,17 +72,42 @@ class _Reopen(Exception):
     """The collector does not know (or closed) the report: open another."""
 
 
+class Batch:
+    """One outbox file written a measurement at a time while a campaign runs, published
+    (fsynced, renamed to ``outbox/<time>-<random>.jsonl``) by :meth:`close`: :func:`send`
+    never sees a half-written file; a crash before the close leaves a hidden temporary file
+    (the results folder has those measurements)."""
+
+    def __init__(self, state: Path) -> None:
+        self.path = state / OUTBOX / f"{time.time_ns()}-{secrets.token_hex(4)}.jsonl"
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._file: IO[bytes] | None = None
+
+    def add(self, m: Mapping[str, Any]) -> None:
+        if self._file is None:
+            self._tmp.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self._tmp, "wb")  # noqa: SIM115  # open until close()
+        self._file.write(json.dumps(m, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+
+    def close(self) -> Path | None:
+        """Publish what was added; None when nothing was."""
+        f, self._file = self._file, None
+        if f is None:
+            return None
+        with f:
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(self._tmp, self.path)
+        store.fsync_folder(self.path.parent)
+        return self.path
+
+
 def enqueue(state: Path, measurements: Iterable[Mapping[str, Any]]) -> Path | None:
     """Put measurements in the outbox (one fsynced file); None when there were none."""
-    data = b"".join(
-        json.dumps(m, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-        for m in measurements
-    )
-    if not data:
-        return None
-    path = state / OUTBOX / f"{time.time_ns()}-{secrets.token_hex(4)}.jsonl"
-    store.atomic_write(path, data)
-    return path
+    batch = Batch(state)
+    for m in measurements:
+        batch.add(m)
+    return batch.close()
 
 
 def pending(state: Path) -> list[Path]:

@@ -35,7 +35,7 @@ from probe.report.model import ALL, choose_bucket, parse_bucket
 from probe.report.scan import _FAST, _SAFE, connect, reader_sql, stage
 from probe.report.tables import CSV_COLUMNS, to_csv, to_json
 from probe.report.text import sentences, summary
-from probe.summary import table, with_verdicts
+from probe.summary import row, table, with_verdicts
 from probe.verdict import ANALYSIS_VERSION
 
 T0 = datetime(2024, 2, 17, 10, 0, tzinfo=UTC)
@@ -157,7 +157,7 @@ def test_escape_sequences_in_network_names_never_reach_the_terminal(tmp_path: Pa
 def test_the_run_table_shows_escape_sequences_as_question_marks() -> None:
     m = measurement("a", 0, "x.com\x1b[2J", "blocked")
     m["test_keys"]["x_verdict"]["explanation"] = "blocked: \x1b]0;pwned\x07"
-    assert table([m]).splitlines() == [
+    assert table(filter(None, [row(m)])).splitlines() == [
         "TARGET     DNS  TCP  TLS  HTTP  VERDICT",
         "x.com?[2J  -    -    -    -     blocked",
         "",

@@ -106,12 +106,14 @@ def _parser() -> argparse.ArgumentParser:
     agree.set_defaults(handler=cmd_consent)
 
     from probe.collector.cli import add_parser as add_collector
+    from probe.config_show import add_parser as add_config
     from probe.lab.cli import add_parser as add_lab
     from probe.report.cli import add_parser as add_report
 
     add_lab(sub)
     add_report(sub)
     add_collector(sub)
+    add_config(sub)
     return parser
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "Storage",
     "Upload",
     "Vantage",
+    "config_source",
     "default_config_path",
     "is_ip",
     "load",
@@ -163,10 +164,17 @@ class Config:
 def default_config_path() -> Path:
     """``$PROBE_CONFIG``, else ``configs/x.toml`` under the working directory (a checkout),
     else the copy installed with the package (``pip install``, ``pipx``: no checkout)."""
+    return config_source()[0]
+
+
+def config_source() -> tuple[Path, str]:
+    """The default config's path and why it is that one (said by ``probe config show``)."""
     if "PROBE_CONFIG" in os.environ:
-        return Path(os.environ["PROBE_CONFIG"])
+        return Path(os.environ["PROBE_CONFIG"]), "$PROBE_CONFIG"
     here = Path("configs/x.toml")
-    return here if here.exists() else Path(__file__).with_name("configs") / "x.toml"
+    if here.exists():
+        return here, "configs/x.toml in the working folder"
+    return Path(__file__).with_name("configs") / "x.toml", "the copy installed with the package"
 
 
 def load(path: str | os.PathLike[str]) -> Config:

@@ -70,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=cmd_run)
 
-    sched = sub.add_parser("schedule", help="measure every N seconds until SIGTERM/SIGINT")
+    sched = sub.add_parser(
+        "schedule", help="measure every N seconds on average, at random times, until SIGTERM/SIGINT"
+    )
     sched.add_argument("--config", type=Path, help=_CONFIG_HELP)
     sched.add_argument(
         "--output",
@@ -81,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     sched.add_argument(
         "--interval",
         type=float,
-        help="seconds between campaigns (30 to 86400; default: the config's)",
+        help="mean seconds between campaign starts (30 to 86400; default: the config's "
+        "[schedule] interval); with sampling = poisson (the default) each wait is random, "
+        "0.1 to 5 times N; with regular, N +/- jitter",
     )
     sched.add_argument(
         "--max-campaigns", type=int, metavar="N", help="stop after N campaigns (default: never)"
@@ -315,15 +319,27 @@ async def _schedule(runner: Runner, max_campaigns: int | None) -> int:
             sys.stderr.write(f"\r\x1b[K{text}")
             sys.stderr.flush()
 
-    s = runner.config.schedule
-    how = (f"every {s.interval:g} s on average, at random times" if s.sampling == "poisson"
-           else f"every {s.interval:g} s (+/- {round(s.jitter * 100)}%)")  # fmt: skip
-    log.info("measuring %s into %s; stop with Ctrl-C or SIGTERM", how, runner.output)
+    log.info(
+        "measuring: %s, into %s; stop with Ctrl-C or SIGTERM", _how(runner.config), runner.output
+    )
     count, failed = await loop(runner, stop, progress=progress, max_campaigns=max_campaigns)
     log.info("stopped after %d campaign(s)", count)
     if failed:  # e.g. --max-campaigns 1 on a full disk: a cron wrapper must see it
         log.error("the last %d campaign(s) failed", failed)
     return 1 if failed else 0
+
+
+def _how(config: Config) -> str:
+    """When campaigns start, in the words of what the scheduler does (its own waits)."""
+    from probe.schedule import regular_wait
+
+    s = config.schedule
+    low, high = regular_wait(s, 0.0), regular_wait(s, 1.0)
+    if s.sampling == "poisson":
+        return (
+            f"a campaign every {s.interval:g} s on average, at random ({low:g} to {high:g} s apart)"
+        )
+    return f"a campaign every {s.interval:g} s ({low:g} to {high:g} s apart)"
 
 
 def cmd_upload(args: argparse.Namespace) -> int:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
-from probe.cli import _parser
+from probe.cli import _how, _parser
+from probe.config import load
 
 
 def _parsers(
@@ -30,3 +33,18 @@ def test_every_action_has_help() -> None:
         # Renders, too: a stray % in a help string raises only when --help is asked for.
         assert parser.format_help().startswith(f"usage: {path}")
     assert missing == []
+
+
+def test_the_schedule_says_the_interval_it_really_keeps() -> None:
+    config = load(Path(__file__).resolve().parent.parent / "configs" / "x.toml")
+    assert config.schedule.sampling == "poisson"  # the default: random waits, mean = interval
+    assert _how(config) == "a campaign every 300 s on average, at random (30 to 1500 s apart)"
+    regular = replace(config.schedule, sampling="regular", interval=60.0, jitter=0.1)
+    assert _how(replace(config, schedule=regular)) == "a campaign every 60 s (54 to 66 s apart)"
+    helps = {a.dest: a.help or "" for a in _subparser("schedule")._actions}
+    assert "mean seconds between campaign starts" in helps["interval"]
+    assert "random" in helps["interval"]
+
+
+def _subparser(name: str) -> argparse.ArgumentParser:
+    return next(p for path, p in _parsers(_parser(), "probe") if path == f"probe {name}")

@@ -58,7 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=float,
         default=20.0,
         metavar="SECONDS",
-        help="seconds between probe runs in each vantage point (default: 20)",
+        help="a round (a probe run in every ISP, started over half the interval) begins every "
+        "SECONDS, or when the previous round ends if that took longer (default: 20)",
     )
     run.add_argument(
         "--output",
@@ -132,6 +133,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.output is None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         args.output = Path("results") / f"lab-{Path(args.scenario).stem}-{stamp}"
+    print(
+        f"lab: {args.duration:g} s, a round every {args.interval:g} s (later when a round "
+        "takes longer: each round waits for every ISP's probe run)",
+        file=sys.stderr,
+    )
     try:
         failures = runner.run(
             args.scenario,

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
-from probe.lab import netns, topology
+from probe.lab import netns, ticker, topology
 from probe.lab.daemon import CA_FILE, Settings
 from probe.lab.scenario import REPO, find, load, schedule
 from probe.lab.topology import DOH, DOH_NAME, PUBLIC_RESOLVERS, IspNet, Topology
@@ -350,7 +350,7 @@ def run(
                     # Staggered over half the interval, as independent volunteers would be:
                     # a synchronized start of every probe only measures the lab's own load.
                     time.sleep(interval / 2 / len(lab.topology.isps))
-                codes = [p.wait() for p in probes]
+                codes = ticker.finished(probes, f"round {round_number}")
                 failed = [n.isp.id for n, c in zip(lab.topology.isps, codes, strict=True) if c]
                 failures += bool(failed)
                 progress(
@@ -361,7 +361,10 @@ def run(
                     progress("the lab daemon died: see logs/daemon.log; stopping")
                     failures += 1
                     break
-                time.sleep(max(0.0, min(began + interval, t0 + duration) - time.monotonic()))
+                following = (
+                    f"round {round_number + 1}" if began + interval < t0 + duration else "the end"
+                )
+                ticker.countdown(min(began + interval, t0 + duration) - time.monotonic(), following)
         except (KeyboardInterrupt, Interrupted) as exc:
             progress(f"interrupted ({exc.__class__.__name__}): tearing down")
             interrupted = True

@@ -133,11 +133,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.output is None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         args.output = Path("results") / f"lab-{Path(args.scenario).stem}-{stamp}"
-    print(
-        f"lab: {args.duration:g} s, a round every {args.interval:g} s (later when a round "
-        "takes longer: each round waits for every ISP's probe run)",
-        file=sys.stderr,
-    )
     try:
         failures = runner.run(
             args.scenario,

@@ -17,7 +17,16 @@ import json
 from typing import Any, Final
 
 from probe.report.model import ALL, METHODS, Report
-from probe.report.text import SOURCE_NAMES, by_isp, duration, isp_label, method_words, sentence, utc
+from probe.report.text import (
+    SOURCE_NAMES,
+    blocked_time,
+    by_isp,
+    duration,
+    isp_label,
+    method_words,
+    sentence,
+    utc,
+)
 
 __all__ = ["render"]
 
@@ -48,19 +57,64 @@ function mix(share) {  // open (pale green) -> blocked (red)
   return 'rgb(' + a.map((x, i) => Math.round(x + (b[i] - x) * share)).join(',') + ')';
 }
 function fmt(t) { return new Date(t * 1000).toISOString().slice(0, 16).replace('T', ' '); }
-const LABEL = 250, ROW = 18;
-function axis(svg, y, cw) {
-  const step = Math.max(1, Math.ceil(80 / cw));
+const ROW = 18, GAP = 14, PAD = 6;
+// Ticks say no more than the buckets can tell apart: seconds for 10 s buckets, the day for
+// days; the date of a short run is said once, at the axis' left.
+function tick(t) {
+  const iso = new Date(t * 1000).toISOString(), span = D.columns * D.bucket;
+  if (D.bucket < 60) return iso.slice(11, 19);
+  if (span <= 2 * 86400 && D.bucket < 86400) return iso.slice(11, 16);
+  if (D.bucket < 86400) return iso.slice(5, 16).replace('T', ' ');
+  return span > 300 * 86400 ? iso.slice(0, 10) : iso.slice(5, 10);
+}
+function textWidth(svg, text) {
+  const t = el('text', {x: 0, y: -100}, svg, text);
+  const w = t.getComputedTextLength();
+  svg.removeChild(t);
+  return w;
+}
+function fit(svg, text, room) {  // the text, shortened with an ellipsis to fit room px
+  if (textWidth(svg, text) <= room) return text;
+  let n = text.length;
+  while (n > 1 && textWidth(svg, text.slice(0, n) + '\u2026') > room) n--;
+  return text.slice(0, n) + '\u2026';
+}
+// An SVG as wide as its box (drawn 1:1, redrawn on resize): a label column as wide as the
+// widest ISP label (at most 40% of the width), the plot in the rest.
+function frame(id) {
+  const box = document.getElementById(id);
+  box.textContent = '';
+  const width = Math.max(240, box.clientWidth), height = D.isps.length * ROW + 30;
+  const svg = el('svg', {width: '100%', height: height, viewBox: '0 0 ' + width + ' ' + height,
+                         role: 'img'}, box);
+  const widest = Math.max(textWidth(svg, 'UTC 0000-00-00'),
+                          ...D.isps.map(isp => textWidth(svg, isp.label)));
+  const label = Math.min(Math.ceil(widest) + GAP, Math.floor(0.4 * width));
+  D.isps.forEach((isp, r) => {
+    const t = el('text', {x: 0, y: r * ROW + 13, class: 'label'}, svg,
+                 fit(svg, isp.label, label - GAP));
+    el('title', {}, t, isp.label);
+  });
+  return {svg: svg, x0: label, plot: width - label - PAD};
+}
+function axis(f) {
+  const y = D.isps.length * ROW + 14, cw = f.plot / Math.max(1, D.columns);
+  const span = D.columns * D.bucket;
+  el('text', {x: 0, y: y, class: 'tick'}, f.svg,
+     span <= 2 * 86400 ? 'UTC ' + new Date(D.start * 1000).toISOString().slice(0, 10) : 'UTC');
+  const room = textWidth(f.svg, tick(D.start)) + GAP;  // every tick is as long as the first
+  const step = Math.max(1, Math.ceil(room / cw));
+  let last = '';
   for (let i = 0; i < D.columns; i += step) {
-    el('text', {x: LABEL + i * cw, y: y}, svg, fmt(D.start + i * D.bucket).slice(5));
+    const text = tick(D.start + i * D.bucket), x = f.x0 + i * cw;
+    if (text === last || x + room - GAP > f.x0 + f.plot) continue;
+    el('line', {x1: x, x2: x, y1: y - 11, y2: y - 8, stroke: '#777'}, f.svg);
+    el('text', {x: x, y: y, class: 'tick'}, f.svg, text);
+    last = text;
   }
 }
 function heatmap(family) {
-  const box = document.getElementById('heatmap');
-  box.textContent = '';
-  const cw = Math.max(2, Math.min(16, Math.floor(1100 / Math.max(1, D.columns))));
-  const svg = el('svg', {width: LABEL + D.columns * cw + 10, height: D.isps.length * ROW + 30,
-                         role: 'img'}, box);
+  const f = frame('heatmap'), svg = f.svg, cw = f.plot / Math.max(1, D.columns);
   const defs = el('defs', {}, svg);
   const p = el('pattern', {id: 'nodata', width: 4, height: 4, patternUnits: 'userSpaceOnUse'},
                defs);
@@ -69,11 +123,10 @@ function heatmap(family) {
   let cells = 0;
   D.isps.forEach((isp, r) => {
     const y = r * ROW;
-    el('text', {x: 0, y: y + 13}, svg, isp.label.slice(0, 38));
     const row = isp.cells[family] || [];
     for (let i = 0; i < D.columns; i++) {
       const c = row[i];
-      const x = LABEL + i * cw;
+      const x = f.x0 + i * cw;
       let fill = 'url(#nodata)', tip = fmt(D.start + i * D.bucket) + ': no data';
       if (c) {
         const [n, blocked, down, method] = c;
@@ -83,7 +136,8 @@ function heatmap(family) {
         else { fill = mix(blocked / 100); tip += ', blocked ' + blocked + '%'; }
         if (method >= 0) tip += ' (' + D.details[method] + ')';
       }
-      const rect = el('rect', {x: x, y: y + 2, width: cw, height: ROW - 3, fill: fill,
+      // A hair wider than the column: no seams of the background between fractional cells.
+      const rect = el('rect', {x: x, y: y + 2, width: cw + 0.5, height: ROW - 3, fill: fill,
                                class: 'cell'}, svg);
       el('title', {}, rect, tip);
       if (c && c[3] >= 0 && c[1] > 0) {
@@ -92,35 +146,32 @@ function heatmap(family) {
       cells++;
     }
   });
-  axis(svg, D.isps.length * ROW + 14, cw);
+  axis(f);
   return cells;
 }
 function timelines(family) {
-  const box = document.getElementById('timelines');
-  box.textContent = '';
-  const width = 1100, span = Math.max(1, D.columns * D.bucket);
-  const svg = el('svg', {width: LABEL + width + 10, height: D.isps.length * ROW + 30}, box);
+  const f = frame('timelines'), svg = f.svg, width = f.plot;
+  const span = Math.max(1, D.columns * D.bucket);
   let windows = 0;
   D.isps.forEach((isp, r) => {
     const y = r * ROW;
-    el('text', {x: 0, y: y + 13}, svg, isp.label.slice(0, 38));
     const row = isp.cells[family] || [];
     for (let i = 0; i < D.columns; i++) {
       const c = row[i];
       const fill = !c ? '#eeeeee' : c[2] >= 50 ? '#37474f' : c[1] > 0 ? '#c62828' : '#a5d6a7';
-      el('rect', {x: LABEL + i * width / D.columns, y: y + 4, height: ROW - 7,
+      el('rect', {x: f.x0 + i * width / D.columns, y: y + 4, height: ROW - 7,
                   width: width / D.columns + 0.5, fill: fill}, svg);
     }
     for (const [a, b] of (isp.windows[family] || [])) {
-      const x = LABEL + (a - D.start) / span * width;
-      const w = Math.max(1.5, (b - a) / span * width);
+      const x = f.x0 + (a - D.start) / span * width;
+      const w = Math.min(Math.max(1.5, (b - a) / span * width), f.x0 + width - x);
       const rect = el('rect', {x: x, y: y + 2, width: w, height: ROW - 3, fill: '#2e7d32',
                                class: 'window'}, svg);
       el('title', {}, rect, 'open ' + fmt(a) + ' to ' + fmt(b));
       windows++;
     }
   });
-  axis(svg, D.isps.length * ROW + 14, width / Math.max(1, D.columns));
+  axis(f);
   return windows;
 }
 function draw() {
@@ -129,6 +180,11 @@ function draw() {
   document.body.dataset.rendered = cells + ' cells, ' + windows + ' windows';
 }
 document.getElementById('family').addEventListener('change', draw);
+let resized = 0;
+window.addEventListener('resize', () => {
+  clearTimeout(resized);
+  resized = setTimeout(draw, 100);
+});
 draw();
 """
 
@@ -169,16 +225,15 @@ def _families(report: Report) -> list[str]:
 
 def _sample_table(report: Report) -> str:
     rows = []
-    for s in report.series:
-        if s.family != ALL:
-            continue
+    for group in by_isp(report):
+        s = next(s for s in group if s.family == ALL)
         total = sum(s.blocked_by.values()) or 1
         bars = "".join(
             f"<td>{n} <span class=bar style='width:{60 * n // total}px;"
             f"background:{_COLOURS.get(m, '#555')}'></span></td>"
             for m, n in s.blocked_by.items() if m in METHODS
         )  # fmt: skip
-        duty = "-" if s.stats.duty_cycle is None else f"{100 * s.stats.duty_cycle:.0f}%"
+        duty = html.escape(blocked_time(group))
         rows.append(
             f"<tr><td>{html.escape(isp_label(s))}</td><td>{s.measured}</td>"
             f"<td>{s.ok}</td><td>{s.blocked}</td><td>{s.down}</td><td>{s.inconclusive}</td>"

@@ -20,6 +20,7 @@ from probe.report.model import ALL, Report, Series
 
 __all__ = [
     "SOURCE_NAMES",
+    "blocked_time",
     "by_isp",
     "duration",
     "isp_label",
@@ -160,6 +161,23 @@ def sentence(series: Sequence[Series]) -> str:
             for _, group in sorted(kinds.items(), key=lambda kv: _ORDER.index(kv[0][0]))
         )
     return f"{head}: {body}{_notes(overall)} ({overall.measured} measurements)"
+
+
+def blocked_time(series: Sequence[Series]) -> str:
+    """An ISP's share of time blocked, split as its sentence splits it: one figure when every
+    family behaved alike (``"75%"``), else one per family (``"x.com 100%, twimg.com 0%"``):
+    "X" is blocked in a run when most of its targets are, so one figure would hide an open
+    family. ``"-"`` for no verdict."""
+    overall = next(s for s in series if s.family == ALL)
+    families = [s for s in series if s.family != ALL]
+
+    def share(s: Series) -> str:
+        return "-" if s.stats.duty_cycle is None else _pct(s.stats.duty_cycle)
+
+    if len({_kind(s) for s in families}) <= 1:
+        return share(overall)
+    ordered = sorted(families, key=lambda s: _ORDER.index(_kind(s)[0]))  # as in the sentence
+    return ", ".join(f"{s.family} {share(s)}" for s in ordered)
 
 
 def isp_label(s: Series) -> str:

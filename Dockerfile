@@ -3,6 +3,10 @@
 # pure Python there (docs/volunteers.md says how that was checked). No extra capability is needed;
 # only scapy-based lab features would want NET_RAW, and the probe does not use them.
 #
+# Every step, arm64 (docker buildx build --platform linux/arm64) and the volumes: docs/volunteers.md.
+# The base is pinned to a Python release and a Debian release (append @sha256:... for the bytes);
+# tests/test_packaging.py checks this file statically.
+#
 #   docker build -t probe .
 #   docker run --rm -it -v probe-state:/var/lib/probe probe probe consent     # once: read, agree
 #   docker run -d --name probe --restart unless-stopped \
@@ -17,7 +21,7 @@
 #
 # `docker stop` sends SIGTERM: the current campaign gets [schedule] stop_grace seconds (5,
 # under docker's 10) to finish, else it is abandoned; everything already written stays intact.
-FROM python:3.11-slim
+FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

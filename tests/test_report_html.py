@@ -22,8 +22,9 @@ from test_report import EXPECTED, archive
 from probe.report.engine import build
 from probe.report.html import render
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run",
          "--enable-logging=stderr", "--v=0")  # fmt: skip
 
 

@@ -56,7 +56,12 @@ def test_systemd_analyze_verifies_every_unit(tmp_path: Path) -> None:
     probe = Path(sys.executable).with_name("probe")  # this venv's: an executable that exists
     assert probe.exists()
     units = sorted([*PACKAGING.glob("*.service"), *PACKAGING.glob("*.timer")])
-    assert {u.name for u in units} >= {"probe.service", "probe-once.service", "probe-once.timer"}
+    assert {u.name for u in units} == {
+        "probe.service",
+        "probe-once.service",
+        "probe-once.timer",
+        "probe-collector.service",
+    }
     for unit in units:
         script = f"probe={shlex.quote(str(probe))}; unit={unit.name}; {SUBSTITUTE}"
         written = subprocess.run(
@@ -74,6 +79,17 @@ def test_systemd_analyze_verifies_every_unit(tmp_path: Path) -> None:
     )
     # verify exits 0 on some problems (an unknown key is "ignoring"): any output is one.
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_the_cron_line_runs_once_as_the_probe_user() -> None:
+    [line] = [
+        ln
+        for ln in (PACKAGING / "probe.cron").read_text().splitlines()
+        if ln and not ln.startswith("#")
+    ]
+    minute, hour, dom, month, dow, user, *command = line.split()
+    assert (minute, hour, dom, month, dow, user) == ("*/5", "*", "*", "*", "*", "probe")
+    assert "run" in command and "--once" in command
 
 
 # ---- Dockerfile ---------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -316,57 +315,6 @@ def test_sigterm_while_waiting_stops_at_once(tmp_path: Path) -> None:
                 process.kill()
                 process.wait()
     assert len(list(store.read([tmp_path / "out"]))) == 2
-
-
-# -- packaging -------------------------------------------------------------------------------
-
-
-def test_the_dockerfile_copies_files_that_exist_and_runs_a_real_command() -> None:
-    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
-    assert "FROM python:3.11-slim" in lines
-    copies = [line.split()[1:-1] for line in lines if line.startswith("COPY ")]
-    assert copies and all((ROOT / source).exists() for sources in copies for source in sources)
-    [user] = [line.split()[1] for line in lines if line.startswith("USER ")]
-    assert user not in ("root", "0")
-    assert any(line.startswith("VOLUME") and '"/results"' in line for line in lines)
-    [cmd] = [json.loads(line.removeprefix("CMD ")) for line in lines if line.startswith("CMD ")]
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    assert cmd[0] == "probe" and 'probe = "probe.__main__:entry"' in pyproject
-    with pytest.raises(SystemExit) as exited:  # the subcommand and its options parse
-        main([*cmd[1:], "--help"])
-    assert exited.value.code == 0
-
-
-def test_systemd_units_verify(tmp_path: Path) -> None:
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed (apt package systemd)")
-    packaging = ROOT / "packaging"
-    units = sorted([*packaging.glob("*.service"), *packaging.glob("*.timer")])
-    assert {u.name for u in units} == {
-        "probe.service",
-        "probe-once.service",
-        "probe-once.timer",
-        "probe-collector.service",
-    }
-    for unit in units:  # verify checks ExecStart exists: point it at an executable that does
-        text = unit.read_text().replace("/opt/probe/venv/bin/probe", sys.executable)
-        (tmp_path / unit.name).write_text(text)
-    checked = subprocess.run(
-        [analyze, "verify", *sorted(map(str, tmp_path.iterdir()))], capture_output=True, text=True
-    )
-    assert checked.returncode == 0, checked.stderr
-
-
-def test_the_cron_line_runs_once_as_the_probe_user() -> None:
-    [line] = [
-        ln
-        for ln in (ROOT / "packaging" / "probe.cron").read_text().splitlines()
-        if ln and not ln.startswith("#")
-    ]
-    minute, hour, dom, month, dow, user, *command = line.split()
-    assert (minute, hour, dom, month, dow, user) == ("*/5", "*", "*", "*", "*", "probe")
-    assert "run" in command and "--once" in command
 
 
 def test_schedule_exits_1_when_its_last_campaign_could_not_be_stored(

@@ -24,6 +24,8 @@ from probe.lab.pki import Authority
 
 T = TypeVar("T")
 
+#: The steps' timeouts of :meth:`Internet.config` (seconds), unless it is given others.
+TIMEOUTS: Mapping[str, float] = {"dns": 1.0, "connect": 1.0, "tls": 1.0, "http": 2.0}
 PAGE = b"<html><head><title>X replica</title></head><body>hello</body></html>"
 
 
@@ -52,10 +54,21 @@ class Internet:
     ca_file: Path
     tls: TlsServer
     http: HttpServer
+    authority: Authority  # the CA of ``ca_file``: more servers of this internet use it
 
-    def config(self, targets: list[str], controls: list[str], **measurement: Any) -> str:
-        """A probe config (TOML text) pointing at this loopback internet."""
+    def config(
+        self,
+        targets: list[str],
+        controls: list[str],
+        *,
+        timeouts: Mapping[str, float] = TIMEOUTS,
+        resolvers: str = "",
+        **measurement: Any,
+    ) -> str:
+        """A probe config (TOML text) pointing at this loopback internet; ``resolvers`` is
+        more ``[[resolvers]]`` TOML after its own two."""
         extra = "".join(f"{k} = {v!r}\n" for k, v in measurement.items())
+        deadlines = "".join(f"{k} = {v!r}\n" for k, v in timeouts.items())
         return f"""
 [vantage]
 asn = "AS64500"
@@ -72,10 +85,7 @@ ca_bundle = "{self.ca_file}"
 dns_late_window = 0.05
 {extra}
 [timeouts]
-dns = 1.0
-connect = 1.0
-tls = 1.0
-http = 2.0
+{deadlines}
 [[resolvers]]
 engine = "udp"
 address = "127.0.0.1"
@@ -85,7 +95,7 @@ control = false
 engine = "tcp"
 address = "127.0.0.1"
 port = {self.dns_port}
-"""
+{resolvers}"""
 
 
 @contextmanager
@@ -115,4 +125,4 @@ def internet(
         http = stack.enter_context(HttpServer(http_page or page))
         server: DnsServer = background.call(serve("127.0.0.1", 0, dns or Zone(records)))
         stack.callback(lambda: background.call(server.close()))
-        yield Internet(server.port, tls_server.port, http.port, ca_file, tls_server, http)
+        yield Internet(server.port, tls_server.port, http.port, ca_file, tls_server, http, ca)

@@ -2,7 +2,7 @@
 loopback servers (tests/hostile.py), one scenario a row (like probe-cli's netemx).
 
 For every scenario the probe must exit 0 without a traceback, stay under ``RSS_LIMIT`` of
-peak resident memory (the child's ``ru_maxrss``, from ``wait4``), write the exact failure
+peak resident memory (the child's ``VmHWM``, see loopback.probe_run), write the exact failure
 string on the step the server attacks and the verdict that failure means, and honour its
 deadlines within 10%: a step that times out took its timeout (+10% at most), one that a cap
 ends ends within it, and the target's whole measurement within its steps' timeouts.
@@ -14,11 +14,6 @@ honestly: the verdict has a healthy network to compare with.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -28,7 +23,7 @@ from typing import Any
 
 import hostile
 import pytest
-from loopback import PAGE, Internet, internet
+from loopback import PAGE, Internet, internet, probe_run
 from servers import Behaviour, Handler, HttpServer, TlsServer, fixed_response
 
 from probe.campaign import MAX_ADDRESSES_PER_FAMILY
@@ -36,7 +31,6 @@ from probe.lab.dnsserver import Handler as DnsHandler
 from probe.lab.dnsserver import Zone
 from probe.lab.pki import Authority, Issued
 
-ROOT = Path(__file__).resolve().parent.parent
 TARGET, CONTROL, HOSTILE_IP = "x.com", "www.example.com", "127.0.0.2"
 RECORDS = {TARGET: {"A": [HOSTILE_IP]}, CONTROL: {"A": ["127.0.0.1"]}}
 TIMEOUTS = {"dns": 1.0, "connect": 1.0, "tls": 1.0, "http": 1.5}
@@ -147,42 +141,6 @@ CASES = [
     Case("doh_endless_chunked", "queries", _target_query("doh"), "dns_server_misbehaving",
          ("ok", None), doh=hostile.endless_chunked()),
 ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    stderr: str
-    max_rss: int  # bytes
-    wall: float
-    measurements: dict[str, dict[str, Any]]  # by input
-
-
-def probe_run(config: Path, output: Path) -> Run:
-    """``probe run`` in a child process, with its own peak RSS (``wait4``)."""
-    command = [
-        sys.executable,
-        "-m",
-        "probe",
-        "run",
-        "--config",
-        str(config),
-        "--output",
-        str(output),
-    ]
-    start = time.monotonic()
-    child = subprocess.Popen(
-        command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    assert child.stderr is not None
-    stderr = child.stderr.read().decode(errors="replace")
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.monotonic() - start
-    lines = [json.loads(line) for f in output.glob("*.jsonl") for line in f.open()]
-    by_input = {m["input"]: m for m in lines}
-    return Run(child.returncode, stderr, usage.ru_maxrss * 1024, wall, by_input)
 
 
 @contextmanager

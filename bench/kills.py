@@ -16,7 +16,7 @@ is killed too. After every kill:
 At the end one run goes to completion, then every file must be whole JSONL and no
 temporary file may exist. Figures: kills, lines, temp files seen, time per kill.
 
-Run: python bench/kills.py [--kills 1000] [--max-delay 3.0]
+Run: python bench/kills.py [--kills 1000] [--max-delay 6.0]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def plant_past_day(out: Path, sample: bytes, megabytes: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=1000)
-    parser.add_argument("--max-delay", type=float, default=3.0, help="seconds (uniform)")
+    parser.add_argument("--max-delay", type=float, default=6.0, help="seconds (uniform)")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
     rng = random.Random(args.seed)

@@ -55,6 +55,8 @@ def check(out: Path, counts: dict[str, int], *, final: bool) -> int:
     """Check every results file; update the per-day complete-line counts; lines in all."""
     days: dict[str, int] = {}
     for path in sorted(out.glob("*.jsonl*")):
+        if path.name.startswith("."):  # a temporary file (pathlib's glob matches them)
+            continue
         lines = complete_lines(path)
         for line in lines:
             json.loads(line)  # raises on a torn line sealed into the file

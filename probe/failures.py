@@ -38,6 +38,7 @@ __all__ = [
     "Operation",
     "classify",
     "detail",
+    "failure_and_detail",
     "failure_for_rcode",
     "scrub_addresses",
 ]
@@ -171,6 +172,13 @@ def detail(exc: BaseException) -> str:
     the text stops at :data:`DETAIL_LIMIT` characters.
     """
     return printable(scrub_addresses(f"{type(exc).__name__}: {exc}".strip()))[:DETAIL_LIMIT]
+
+
+def failure_and_detail(exc: BaseException) -> tuple[str, str | None]:
+    """:func:`classify`, and the :func:`detail` that goes with it when nobody foresaw ``exc``
+    (``unknown_failure``); a known failure says all there is to say, its detail is None."""
+    failure = classify(exc)
+    return failure, detail(exc) if failure == UNKNOWN_FAILURE else None
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -101,6 +101,7 @@ def _query(q: DnsQuery) -> dict[str, Any]:
         "answers": answers,
         "engine": q.engine,
         "failure": q.failure,
+        "x_failure_detail": q.failure_detail,
         "hostname": q.hostname,
         "query_type": q.query_type,
         "raw_response": _b64(q.raw_response) if q.raw_response is not None else None,
@@ -118,6 +119,7 @@ def _tcp(c: TcpConnect) -> dict[str, Any]:
         "ip": c.ip,
         "port": c.port,
         "status": {"failure": c.failure, "success": c.failure is None, "blocked": None},
+        "x_failure_detail": c.failure_detail,
         **_common(c),
     }
 
@@ -148,6 +150,7 @@ def _tls(h: TlsHandshake) -> dict[str, Any]:
         "x_certificates": [_certificate(c) for c in h.peer_certificates],
         "failure": h.failure,
         "x_failed_operation": h.failed_operation,
+        "x_failure_detail": h.failure_detail,
         **_common(h),
     }
 

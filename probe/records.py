@@ -86,6 +86,7 @@ class DnsQuery:
     # Some of this query's addresses were not connected to: the name had more than
     # the campaign's cap in their family (set by the campaign, not by the primitive).
     truncated: bool = False
+    failure_detail: str | None = None  # what an unknown_failure said (probe.failures.detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,7 @@ class TcpConnect:
     t: float
     transaction_id: int
     tags: tuple[str, ...] = ()
+    failure_detail: str | None = None  # what an unknown_failure said (probe.failures.detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,7 @@ class TlsHandshake:
     negotiated_protocol: str | None = None
     peer_certificates: tuple[Certificate, ...] = ()
     no_tls_verify: bool = False
+    failure_detail: str | None = None  # what an unknown_failure said (probe.failures.detail)
 
 
 @dataclass(frozen=True, slots=True)

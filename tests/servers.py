@@ -53,7 +53,13 @@ __all__ = [
 ]
 
 Handler = Callable[[bytes, socket.socket], None]
-Behaviour = Literal["ok", "reset_after_client_hello", "close_after_client_hello", "stall"]
+Behaviour = Literal[
+    "ok",
+    "reset_after_client_hello",
+    "close_after_client_hello",
+    "stall",
+    "stall_after_server_hello",
+]
 
 _MAX_REQUEST = 65536
 
@@ -193,8 +199,10 @@ class StallServer(_Server):
 class HttpServer(_Server):
     """Plain HTTP: ``handler(request, conn)`` writes the response. ``.requests`` holds requests."""
 
-    def __init__(self, handler: Handler | None = None, host: str = "127.0.0.1") -> None:
-        super().__init__(host)
+    def __init__(
+        self, handler: Handler | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        super().__init__(host, port)
         self._handler = handler or fixed_response()
         self.requests: list[bytes] = []
 
@@ -207,8 +215,9 @@ class TlsServer(_Server):
 
     ``behaviour``: ``"ok"`` handshakes, then serves HTTP with ``handler``
     (ALPN ``alpn``); the others read the ClientHello, then send an RST
-    (``reset_after_client_hello``), a FIN (``close_after_client_hello``) or
-    nothing ever (``stall``). ``.server_names`` lists the SNI of every
+    (``reset_after_client_hello``), a FIN (``close_after_client_hello``),
+    nothing ever (``stall``) or a real ServerHello and nothing after it
+    (``stall_after_server_hello``). ``.server_names`` lists the SNI of every
     ClientHello seen (None when absent); ``.requests`` the HTTP requests.
     """
 
@@ -220,6 +229,7 @@ class TlsServer(_Server):
         handler: Handler | None = None,
         alpn: Sequence[str] = ("http/1.1",),
         host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         with tempfile.TemporaryDirectory() as directory:
@@ -230,7 +240,7 @@ class TlsServer(_Server):
         self._handler = handler or fixed_response()
         self.server_names: list[str | None] = []
         self.requests: list[bytes] = []
-        super().__init__(host)
+        super().__init__(host, port)
 
     def _saw_sni(self, _conn: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
         self.server_names.append(name)
@@ -246,13 +256,28 @@ class TlsServer(_Server):
                 self._forget(tls)
                 tls.close()
             return
-        hello = parse_hello(_read_record(conn))
+        record = _read_record(conn)
+        hello = parse_hello(record)
         self.server_names.append(hello.server_name if hello else None)
         if self._behaviour == "reset_after_client_hello":
             reset(conn)
         elif self._behaviour == "stall":
             _drain(conn)
+        elif self._behaviour == "stall_after_server_hello":
+            conn.sendall(self._server_hello(record))
+            _drain(conn)
         # close_after_client_hello: returning closes the socket with a FIN.
+
+    def _server_hello(self, client_hello: bytes) -> bytes:
+        """The first record OpenSSL answers ``client_hello`` with: a genuine ServerHello
+        (the rest of its flight, the certificate included, is never sent)."""
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self._context.wrap_bio(incoming, outgoing, server_side=True)
+        incoming.write(client_hello)
+        with suppress(ssl.SSLWantReadError):
+            tls.do_handshake()
+        flight = outgoing.read()
+        return flight[: 5 + int.from_bytes(flight[3:5], "big")]
 
 
 def _family(host: str) -> socket.AddressFamily:

@@ -15,7 +15,7 @@ PUBLIC = {
     "probe.records": ["TAGS", "Certificate", "Clock", "DnsAnswer", "DnsQuery", "HttpRequest",
                       "NetworkEvent", "Observation", "TcpConnect", "Throughput", "TlsHandshake"],
     "probe.failures": ["FAILURES", "OPERATIONS", "Operation", "classify", "detail",
-                       "failure_for_rcode", "scrub_addresses"],
+                       "failure_and_detail", "failure_for_rcode", "scrub_addresses"],
     "probe.net.dns": ["doh_client", "lookup_system", "query_doh", "query_tcp", "query_udp"],
     "probe.net.tcp": ["connect", "dial", "new_socket"],
     "probe.net.tls": ["handshake", "make_context"],

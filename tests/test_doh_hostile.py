@@ -9,70 +9,21 @@ from __future__ import annotations
 import asyncio
 import gc
 import gzip
-import socket
-import struct
 import time
 import tracemalloc
 import warnings
-import zlib
 from pathlib import Path
 
 import httpx
+from hostile import endless_chunked, graceful, gzip_bomb, one_gib, trickle
+from servers import Behaviour, Handler, HttpServer, TlsServer, fixed_response
 
 from probe.lab.pki import Authority
 from probe.net.dns import doh_client, query_doh
 from probe.net.tls import make_context
 from probe.records import Clock, DnsQuery
-from tests.servers import Behaviour, Handler, HttpServer, TlsServer, fixed_response
 
-_GIB = 1 << 30
-_GIB_ZEROS_CRC32 = 0x5B64C2B0  # zlib.crc32(bytes(_GIB)): a constant, computing it takes a second
 TIMEOUT = 1.0
-
-
-def _gzip_bomb() -> bytes:
-    """About 1 MB of gzip that inflates to 1 GiB of zeros, built in milliseconds.
-
-    After a full flush deflate starts afresh, so every MiB of zeros compresses to
-    the same bytes: one block, repeated.
-    """
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: we write the gzip frame
-    block = deflate.compress(bytes(1 << 20)) + deflate.flush(zlib.Z_FULL_FLUSH)
-    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-    trailer = struct.pack("<II", _GIB_ZEROS_CRC32, _GIB & 0xFFFFFFFF)
-    return header + block * (_GIB >> 20) + deflate.flush() + trailer
-
-
-def _graceful(handler: Handler) -> Handler:
-    """``handler``, then a FIN and a wait for the client's: closing with the POST body
-    unread would send an RST, which could discard the response before it is read."""
-
-    def graceful(request: bytes, conn: socket.socket) -> None:
-        handler(request, conn)
-        conn.shutdown(socket.SHUT_WR)
-        while conn.recv(65536):
-            pass
-
-    return graceful
-
-
-def _endless(head: bytes, piece: bytes) -> Handler:
-    """Send ``head``, then ``piece`` until the client goes away."""
-
-    def handler(_request: bytes, conn: socket.socket) -> None:
-        conn.sendall(head)
-        while True:
-            conn.sendall(piece)
-
-    return handler
-
-
-def _trickle(_request: bytes, conn: socket.socket) -> None:
-    """A prompt head, then the body one byte every 0.2 s: each read is quick, the whole is not."""
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
-    for _ in range(40):
-        time.sleep(0.2)
-        conn.sendall(b"\0")
 
 
 def _ask_http(handler: Handler) -> tuple[DnsQuery, float]:
@@ -112,9 +63,9 @@ def _ask_https(
 
 
 def test_a_gzip_bomb_is_refused_not_inflated(tmp_path: Path) -> None:
-    bomb = _gzip_bomb()
+    bomb = gzip_bomb()
     headers = [("Content-Type", "application/dns-message"), ("Content-Encoding", "gzip")]
-    handler = _graceful(fixed_response(bomb, headers=headers))
+    handler = graceful(fixed_response(bomb, headers=headers))
     tracemalloc.start()
     try:
         record, elapsed = _ask_https(handler, tmp_path)
@@ -132,30 +83,24 @@ def test_a_small_compressed_body_is_refused_too() -> None:
     """Under the cap, gzip would still be inflated by a decoder: refused, not parsed
     (a parsed body would be kept as ``raw_response``)."""
     headers = [("Content-Type", "application/dns-message"), ("Content-Encoding", "gzip")]
-    record, _ = _ask_http(_graceful(fixed_response(gzip.compress(bytes(1 << 20)), headers=headers)))
+    record, _ = _ask_http(graceful(fixed_response(gzip.compress(bytes(1 << 20)), headers=headers)))
     assert (record.failure, record.raw_response) == ("dns_server_misbehaving", None)
 
 
 def test_a_body_longer_than_a_dns_message_is_refused() -> None:
-    declared = _endless(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % _GIB, bytes(65536))
-    record, elapsed = _ask_http(declared)
+    record, elapsed = _ask_http(one_gib())
     assert (record.failure, record.raw_response) == ("dns_server_misbehaving", None)
     assert elapsed < TIMEOUT * 1.1
 
 
 def test_an_endless_chunked_body_is_cut_at_64_kib() -> None:
-    chunk = bytes(4096)
-    chunked = _endless(
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-        b"%x\r\n%s\r\n" % (len(chunk), chunk),
-    )
-    record, elapsed = _ask_http(chunked)
+    record, elapsed = _ask_http(endless_chunked())
     assert (record.failure, record.raw_response) == ("dns_server_misbehaving", None)
     assert elapsed < TIMEOUT * 1.1
 
 
 def test_a_trickle_meets_one_deadline_for_the_whole_exchange(tmp_path: Path) -> None:
-    record, elapsed = _ask_https(_trickle, tmp_path)
+    record, elapsed = _ask_https(trickle(0.2), tmp_path)
     assert (record.failure, record.raw_response) == ("generic_timeout_error", None)
     assert TIMEOUT <= elapsed < TIMEOUT * 1.1
 

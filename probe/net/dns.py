@@ -49,7 +49,7 @@ import httpx
 from dns.rdtypes.ANY.CNAME import CNAME
 from dns.rdtypes.ANY.TXT import TXT
 
-from probe.failures import DNS_MISBEHAVING, DNS_NO_ANSWER, classify, failure_for_rcode
+from probe.failures import DNS_MISBEHAVING, DNS_NO_ANSWER, failure_and_detail, failure_for_rcode
 from probe.records import Clock, DnsAnswer, DnsQuery
 
 __all__ = ["doh_client", "lookup_system", "query_doh", "query_tcp", "query_udp"]
@@ -70,7 +70,7 @@ async def lookup_system(
         async with asyncio.timeout(timeout):
             infos = await _getaddrinfo(loop, hostname)
     except OSError as exc:  # socket.gaierror and TimeoutError are both OSError
-        return replace(blank, failure=classify(exc), t=clock.now())
+        return _failed(blank, exc, clock.now())
     addresses = dict.fromkeys((info[0], str(info[4][0])) for info in infos)  # ordered, distinct
     answers = tuple(
         DnsAnswer("A" if family == socket.AF_INET else "AAAA", address, None)
@@ -131,7 +131,7 @@ async def query_udp(
             await loop.sock_sendall(sock, query.to_wire())
             wire, response = await _receive_udp(loop, sock, query, timeout)
         except OSError as exc:  # includes TimeoutError and ICMP-reported errors
-            return (replace(blank, failure=classify(exc), t=clock.now()),)
+            return (_failed(blank, exc, clock.now()),)
         records = [_answered(blank, wire, response, clock.now())]
         late = replace(blank, tags=(*tags, "late_response"))
         deadline = loop.time() + late_window
@@ -169,7 +169,7 @@ async def query_tcp(
             size = int.from_bytes(await reader.readexactly(2), "big")
             wire = await reader.readexactly(size)
     except (OSError, EOFError) as exc:  # EOFError: asyncio.IncompleteReadError
-        return replace(blank, failure=classify(exc), t=clock.now())
+        return _failed(blank, exc, clock.now())
     finally:
         if writer is not None:
             writer.close()
@@ -235,7 +235,7 @@ async def query_doh(
     except (OSError, httpx.HTTPError) as exc:
         for stream in streams:  # httpcore leaks the socket of a TLS handshake our deadline cut
             await stream.aclose()
-        return replace(blank, failure=classify(exc), t=clock.now())
+        return _failed(blank, exc, clock.now())
     if wire is None:
         return replace(blank, failure=DNS_MISBEHAVING, t=clock.now())
     return _checked(blank, query, wire, clock.now())
@@ -325,6 +325,11 @@ def _checked(blank: DnsQuery, query: dns.message.Message, wire: bytes, t: float)
     if response is None:
         return replace(blank, raw_response=wire, failure=DNS_MISBEHAVING, t=t)
     return _answered(blank, wire, response, t)
+
+
+def _failed(blank: DnsQuery, exc: BaseException, t: float) -> DnsQuery:
+    failure, detail = failure_and_detail(exc)
+    return replace(blank, failure=failure, failure_detail=detail, t=t)
 
 
 def _answered(blank: DnsQuery, wire: bytes, response: dns.message.Message, t: float) -> DnsQuery:

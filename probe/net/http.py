@@ -50,7 +50,7 @@ from typing import Any, Final
 import httpcore
 import httpx
 
-from probe.failures import GENERIC_TIMEOUT, UNKNOWN_FAILURE, Operation, classify, detail
+from probe.failures import GENERIC_TIMEOUT, Operation, failure_and_detail
 from probe.records import Clock, HttpRequest, Throughput
 
 __all__ = ["ALPN", "download", "get"]
@@ -164,10 +164,8 @@ async def _exchange(
                 finally:
                     await response.aclose()
         except (httpx.HTTPError, OSError) as exc:  # TimeoutError and ssl errors are OSErrors
-            result.failure = classify(exc)
+            result.failure, result.failure_detail = failure_and_detail(exc)
             result.failed_operation = result.operation
-            if result.failure == UNKNOWN_FAILURE:
-                result.failure_detail = detail(exc)
     if result.tcp is not None:
         # httpcore leaks the socket when a TLS handshake is cancelled (by our deadline);
         # closing it again after a normal close is harmless.

@@ -16,7 +16,7 @@ import asyncio
 import ipaddress
 import socket
 
-from probe.failures import classify
+from probe.failures import failure_and_detail
 from probe.records import Clock, TcpConnect
 
 __all__ = ["connect", "dial", "new_socket"]
@@ -58,9 +58,10 @@ async def connect(
     with new_socket(ip, port) as sock:
         t0 = clock.now()
         failure: str | None = None
+        failure_detail: str | None = None
         try:
             await dial(sock, ip, port, timeout=timeout)
         except Exception as exc:  # every network outcome becomes a failure string
-            failure = classify(exc)
+            failure, failure_detail = failure_and_detail(exc)
         t = clock.now()
-    return TcpConnect(ip, port, failure, t0, t, transaction_id, tags)
+    return TcpConnect(ip, port, failure, t0, t, transaction_id, tags, failure_detail)

@@ -30,7 +30,7 @@ from contextlib import suppress
 
 from cryptography import x509
 
-from probe.failures import Operation, classify
+from probe.failures import Operation, failure_and_detail
 from probe.net.tcp import dial, new_socket
 from probe.records import Certificate, Clock, TlsHandshake
 
@@ -77,6 +77,7 @@ async def handshake(
     with new_socket(ip, port) as sock:
         t0 = clock.now()
         failure: str | None = None
+        failure_detail: str | None = None
         operation: Operation = "connect"
         try:
             await dial(sock, ip, port, timeout=connect_timeout)
@@ -84,7 +85,7 @@ async def handshake(
             async with asyncio.timeout(timeout):
                 await _drive(sock, tls, incoming, outgoing)
         except Exception as exc:  # every network outcome becomes a failure string
-            failure = classify(exc)
+            failure, failure_detail = failure_and_detail(exc)
         t = clock.now()
         established = failure is None
         _goodbye(sock, tls, outgoing, established=established)
@@ -106,6 +107,7 @@ async def handshake(
         negotiated_protocol=tls.selected_alpn_protocol() if established else None,
         peer_certificates=_peer_certificates(tls, keep_der=keep_der),
         no_tls_verify=context.verify_mode == ssl.CERT_NONE,
+        failure_detail=failure_detail,
     )
 
 

@@ -202,10 +202,55 @@ def test_tls_reset_with_th_success_is_tls_blocking_at_lower_confidence() -> None
     assert agrees(ooni_verdict(wc("connection_reset")), v)
 
 
-def test_no_control_means_no_blocking() -> None:
+@pytest.mark.parametrize("control", [None, {}])
+def test_a_tls_reset_without_test_helper_is_blocking_at_low_confidence(control: Any) -> None:
+    """``control: {}`` (no test-helper result): the measurement itself shows the reset after a
+    successful connect; the verdict says so, at a confidence below any control's proof."""
+    m = wc("connection_reset")
+    m["test_keys"].update(control_failure="connection_reset", control=control)
+    m["test_keys"].pop("x_blocking_flags")  # 0.4 has none
+    m["test_version"] = "0.4.2"
+    v = verdict(m)
+    assert (v.status, v.method, v.detail, v.confidence) == ("blocked", "tls", "tls.reset", 0.5)
+    assert "rests on the measurement alone" in v.explanation
+    assert "after the TCP connect succeeded" in v.explanation
+    m["test_keys"]["x_blocking_flags"] = 4  # OONI's own flags say TLS: a little more
+    assert verdict(m).confidence == 0.55
+    stalled = wc("generic_timeout_error")
+    stalled["test_keys"].update(control_failure="connection_reset", control=control)
+    assert (verdict(stalled).detail, verdict(stalled).confidence) == ("tls.stall", 0.45)
+
+
+def test_without_test_helper_a_failed_connect_or_a_partial_reset_is_not_blocking() -> None:
     m = wc("connection_reset")
     m["test_keys"].update(control_failure="connection_reset", control=None)
-    assert verdict(m).status == "inconclusive"
+    second = {**m["test_keys"]["tls_handshakes"][0], "failure": None, "address": "203.0.113.11:443"}
+    m["test_keys"]["tls_handshakes"].append(second)  # one address answers: not every one reset
+    assert verdict(m).status == "ok"  # and it validated TLS for the name
+    m = wc("connection_reset")
+    m["test_keys"].update(control_failure="connection_reset", control=None)
+    m["test_keys"]["tcp_connect"][0]["status"] = {"failure": "connection_refused", "success": False}
+    m["test_keys"]["tls_handshakes"] = []
+    assert verdict(m).status == "inconclusive"  # silence of the network: no proof it works
+
+
+def test_27_asns_with_tls_resets_and_no_test_helper_never_read_open() -> None:
+    """Issue 16: 27 of 27 ASNs whose X handshakes were reset with ``control: {}`` read
+    "X open 100%". Every such line must now count as blocked (TLS), none as ok."""
+    statuses = []
+    for asn in range(27):
+        for name in ("x.com", "twitter.com", "api.x.com"):
+            m = wc("connection_reset", url=f"https://{name}/")
+            keys = m["test_keys"]
+            for q in keys["queries"]:
+                q["hostname"] = name
+            keys["tls_handshakes"][0]["server_name"] = name
+            keys.update(control_failure=None, control={})
+            keys.pop("x_blocking_flags")
+            m.update(probe_asn=f"AS{64500 + asn}", test_version="0.4.2")
+            v = verdict(m)
+            statuses.append((v.status, v.method))
+    assert set(statuses) == {("blocked", "tls")}
 
 
 def test_the_site_failing_from_the_th_too_is_down() -> None:

@@ -349,6 +349,7 @@ def _view(m: Mapping[str, Any], keys: Mapping[str, Any], domain: str, url: str) 
         (),
         tuple(problems),
         tuple(f"left out: {note}" for note in notes),
+        ooni_verdict(m).flags,
     )
 
 

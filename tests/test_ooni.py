@@ -537,3 +537,31 @@ def test_a_handshake_without_address_degrades_evidence_not_the_measurement() -> 
 def test_jsonc_comment_lines_are_skipped() -> None:
     text = "// OONI test data\n" + json.dumps(wc(), indent=2) + "\n  // trailing\n"
     assert parse_text(text) == ([wc()], [])
+
+
+def test_pk_icloud_private_relay_is_not_dns_tampering() -> None:
+    """ooni/probe#2517 (tests/data/ooni-real/pk_icloud_private_relay_0.5.json): the resolver
+    (and 8.8.4.4) answer mask.icloud.com with Akamai addresses, the TH with Apple's; TLS for
+    the name ends in eof_error at both sets, here and at the TH. OONI says dns (its known
+    false positive); the answer cannot be told from a genuine one, so not DNS: the site fails
+    from both vantage points."""
+    m = json.loads((REAL / "pk_icloud_private_relay_0.5.json").read_text())
+    assert ooni_verdict(m) == OoniVerdict("dns", False, 1)
+    v = verdict(m)
+    assert (v.status, v.method) == ("down", None)
+    assert "fails here (eof_error)" in v.explanation
+    assert not agrees(ooni_verdict(m), v)
+    # the TH completing TLS for the name at the resolver's addresses: ok, never DNS
+    validated = copy.deepcopy(m)
+    for endpoint, r in validated["test_keys"]["control"]["tls_handshake"].items():
+        if endpoint.startswith("172.224."):
+            r.update(status=True, failure=None)
+    assert verdict(validated).method != "dns"
+    # a censor's address answers TLS unlike the site's own: that is DNS tampering (0.7: the
+    # probe's own eof_error says nothing, TLS for the name ends so from the TH too)
+    forged = copy.deepcopy(m)
+    for endpoint, r in forged["test_keys"]["control"]["tls_handshake"].items():
+        if endpoint.startswith("172.224."):
+            r.update(failure="ssl_invalid_hostname")
+    v = verdict(forged)
+    assert (v.status, v.detail, v.confidence) == ("blocked", "dns.inconsistent", 0.7)

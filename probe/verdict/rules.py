@@ -469,7 +469,11 @@ def _unblocked(ctx: _Context, health: _Health) -> Verdict:
     answered = [x for x in fetches if x.failure is None]
     broken = _broken_elsewhere(ctx)
     failed = [
-        *((_show_connect(c), c.failure) for c in obs.connects if c.role == "target" and c.failure),
+        *(
+            (_show_connect(c), c.failure)
+            for c in obs.connects
+            if c.role == "target" and c.failure and not _no_ipv6(c.ip, c.failure)
+        ),
         *((_show_tls(h), h.failure) for h in obs.handshakes if h.role == "target" and h.failure),
         *((_show_http(x), x.failure) for x in target if x.failure),
     ]
@@ -687,6 +691,13 @@ def _dns_error(ctx: _Context) -> _Finding | Verdict | None:
             f"too ({failed}), but the remote vantage point fetched the site",
             kind,
         )  # fmt: skip
+    valid = sorted({a for r in ctx.dns.system for a in r.addresses} & ctx.dns.validated)
+    if valid:  # the name exists: an address of it completed a valid TLS handshake for it
+        ctx.notes.append(
+            f"{q.resolver or 'a resolver'} answered {said} for {ctx.obs.domain}, but "
+            f"{valid[0]} completed a valid TLS handshake for the name"
+        )
+        return None
     if detail == "dns.nxdomain" and control_nx:
         return Verdict(
             "down", None, None, "dns", None, (_show_dns(q), *map(_show_dns, control_nx)), 0.8,
@@ -747,6 +758,15 @@ def _dns_inconsistent(ctx: _Context) -> _Finding | None:
             "answer for this network, not judged as tampering"
         )
         return None
+    alike = _alike(ctx, addresses)
+    if alike is not None:
+        ctx.notes.append(
+            f"the resolver's answer for {ctx.obs.domain} ({shown}) differs from the DNS "
+            f"control's, but TLS for the name ends the same way ({alike}) at both sets of "
+            "addresses, from the remote vantage point too: it cannot be told from a genuine "
+            "answer and is not judged as tampering"
+        )
+        return None
     evidence = (*map(_show_dns, answers), _reference(ctx))
     for x in ctx.obs.http:
         fp = ctx.fingerprints.match_http(x.body, x.headers) if x.ip in addresses else None
@@ -773,6 +793,23 @@ def _dns_inconsistent(ctx: _Context) -> _Finding | None:
         "handshake confirms",
         "active",
     )  # fmt: skip
+
+
+def _alike(ctx: _Context, addresses: set[str]) -> str | None:
+    """The one outcome TLS for the name has at the resolver's addresses and at the DNS
+    control's alike, seen from the remote vantage point (which reached both over TCP), or
+    None. A censor's address answers TLS for the name unlike the site's own (a blockpage
+    server, a sinkhole, an unreachable private address); a site that ends every handshake
+    the same way everywhere (iCloud Private Relay's TCP port, ooni/probe#2517) does not."""
+    remote = [
+        h for h in ctx.obs.handshakes if h.role == "remote" and h.server_name == ctx.obs.domain
+    ]
+    here = {h.failure for h in remote if h.ip in addresses}
+    there = {h.failure for h in remote if h.ip in ctx.dns.reference}
+    if len(here) != 1 or here != there:
+        return None
+    (outcome,) = here
+    return outcome or "a valid handshake"
 
 
 # --- TCP -----------------------------------------------------------------------------------

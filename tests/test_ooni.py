@@ -485,26 +485,41 @@ REAL = ROOT / "tests" / "data" / "ooni-real"
 
 
 @pytest.mark.parametrize(
-    ("name", "version", "expected"),
+    ("name", "version", "expected", "agree"),
     [
         # Measurement Kit: dict headers, a Location header in base64 (a Check Point URL filter)
-        ("web_connectivity_b64_hdr.json", "0.0.1", ("blocked", "http.blockpage")),
-        ("report1blocked.json", "0.0.1", ("ok", None)),  # no TLS recorded: plain HTTP only
-        ("ru_pokerroom_0.1.0.json", "0.1.0", ("down", None)),  # response null, Twisted names
-        ("report2blocked.json", "0.3.2", ("ok", None)),  # queries without engine, body null
-        ("web_connectivity_ir_fp.json", "0.4.1", ("blocked", "dns.bogon")),
+        ("web_connectivity_b64_hdr.json", "0.0.1", ("blocked", "http.blockpage"), True),
+        ("report1blocked.json", "0.0.1", ("ok", None), True),  # no TLS recorded: plain HTTP
+        ("bug_352_0.0.1.json", "0.0.1", ("blocked", "dns.bogon"), True),  # TH addrs with a CNAME
+        ("ru_pokerroom_0.1.0.json", "0.1.0", ("down", None), True),  # response null, Twisted
+        # OONI says dns; the TH resolved no address (its list holds only a name) and could not
+        # fetch the site either (dns_lookup_error): the name is gone, not blocked
+        ("requests_none_0.1.0.json", "0.1.0", ("down", None), False),
+        ("report2blocked.json", "0.3.2", ("ok", None), True),  # queries without engine
+        ("web_connectivity_ir_fp.json", "0.4.1", ("blocked", "dns.bogon"), True),
+        # OONI null/null: the certificate expired a year before; the TH failed too: down
+        ("web_connectivity_null2_0.4.1.json", "0.4.1", ("down", None), False),
+        # OONI false/true: the blockpage behind archive.org's redirect, which OONI missed
+        ("id_archive_org_0.4.3.json", "0.4.3", ("blocked", "http.blockpage"), False),
+        ("pk_icloud_private_relay_0.5.json", "0.5.24", ("down", None), False),  # ooni/probe#2517
     ],
 )
-def test_every_version_reads_and_agrees_with_ooni(
-    name: str, version: str, expected: tuple[str, str | None]
+def test_every_version_reads_and_agrees_with_ooni_or_says_why_not(
+    name: str, version: str, expected: tuple[str, str | None], agree: bool
 ) -> None:
     m = json.loads((REAL / name).read_text())
     assert m["test_version"] == version and skip_reason(m) is None
     assert all(obs.problems == () for obs in chain(m))
     v = verdict(m)
     assert (v.status, v.detail) == expected
-    assert agrees(ooni_verdict(m), v)
+    assert agrees(ooni_verdict(m), v) is agree
     assert " from  " not in v.explanation  # legacy requests have no address
+    assert name.removesuffix(".json") in bench().DISAGREEMENTS or agree
+
+
+def test_test_keys_null_is_not_scored() -> None:
+    m = json.loads((REAL / "test_keys_none_0.0.1.json").read_text())
+    assert skip_reason(m) == "test_keys is null: the OONI probe recorded nothing"
 
 
 def test_legacy_shapes_map_to_df007_and_base64_headers_decode() -> None:

@@ -155,7 +155,15 @@ from probe.verdict.observations import (
     parse_url,
 )
 
-__all__ = ["ANALYSIS_VERSION", "Verdict", "judge", "summary_keys", "verdict"]
+__all__ = [
+    "ALONE_CONFIDENCE",
+    "ALONE_FLAG_BONUS",
+    "ANALYSIS_VERSION",
+    "Verdict",
+    "judge",
+    "summary_keys",
+    "verdict",
+]
 
 #: The version of these rules; bump it whenever a rule changes.
 ANALYSIS_VERSION: Final = "7"

@@ -1,6 +1,9 @@
-"""Our verdict beside OONI's on OONI's own web_connectivity QA cases: docs/ooni-agreement.md.
+"""Our verdict beside OONI's, per web_connectivity version: docs/ooni-agreement.md.
 
-Reads the 50 SIMULATOR measurements of ooni/probe-cli's minipipeline
+First the real field measurements of every version (``tests/data/ooni-real``, sources in
+its README): per version how many, agreed, disagreed (each with its reason in
+:data:`DISAGREEMENTS`) and not scored (:func:`probe.verdict.ooni.skip_reason`). Then the
+50 SIMULATOR measurements of ooni/probe-cli's minipipeline
 (``shared/data/ooni-samples/ooni-probe-cli/minipipeline-generated/<case>/measurement.json``),
 scores each with :func:`probe.verdict.verdict` (which reads OONI measurements
 through :mod:`probe.verdict.ooni`), and writes the table: OONI's

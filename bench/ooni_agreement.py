@@ -1,6 +1,9 @@
-"""Our verdict beside OONI's on OONI's own web_connectivity QA cases: docs/ooni-agreement.md.
+"""Our verdict beside OONI's, per web_connectivity version: docs/ooni-agreement.md.
 
-Reads the 50 SIMULATOR measurements of ooni/probe-cli's minipipeline
+First the real field measurements of every version (``tests/data/ooni-real``, sources in
+its README): per version how many, agreed, disagreed (each with its reason in
+:data:`DISAGREEMENTS`) and not scored (:func:`probe.verdict.ooni.skip_reason`). Then the
+50 SIMULATOR measurements of ooni/probe-cli's minipipeline
 (``shared/data/ooni-samples/ooni-probe-cli/minipipeline-generated/<case>/measurement.json``),
 scores each with :func:`probe.verdict.verdict` (which reads OONI measurements
 through :mod:`probe.verdict.ooni`), and writes the table: OONI's
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from probe.verdict import Verdict, verdict
-from probe.verdict.ooni import OoniVerdict, agrees, ooni_verdict
+from probe.verdict.ooni import OoniVerdict, agrees, ooni_verdict, skip_reason
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 SAMPLES: Final = ROOT.parent / "shared" / "data" / "ooni-samples"
@@ -94,6 +97,38 @@ DISAGREEMENTS: Final = {
     ),
 }
 
+DISAGREEMENTS.update(
+    {
+        "requests_none_0.1.0": (
+            "OONI says dns, but the name is gone, not blocked. The system resolver answered "
+            "NXDOMAIN for www.wikispaces.com (Wikispaces closed in 2018); the test helper resolved "
+            "no address (its list holds only the name wikispaces.com) and its own fetch failed "
+            "with dns_lookup_error: no address anywhere, so down."
+        ),
+        "web_connectivity_null2_0.4.1": (
+            "OONI says null/null (it could not decide); we say down. The certificate of "
+            "yooz.ir (for *.yooz.ir) had expired a year before (2021-07-08), the handshake "
+            "ends in ssl_invalid_certificate at the address the test helper confirms, and the "
+            "test helper's own fetch failed too: the site is broken from both vantage points."
+        ),
+        "id_archive_org_0.4.3": (
+            "OONI says accessible (false/true); it missed the blockpage. http://archive.org "
+            "answered with a 302 to http://lamanlabuh.aduankonten.id/, whose page is "
+            "Indonesia's Trustpositif blockpage (OONI fingerprint ooni.id_lamanlabuh_kominfo); "
+            "the status code and headers matched the test helper's page, so OONI read it as "
+            "the site although the titles differ."
+        ),
+        "pk_icloud_private_relay_0.5": (
+            "OONI says dns: its known false positive ooni/probe#2517. The ISP's resolver and "
+            "8.8.4.4 answer mask.icloud.com with Akamai addresses (AS36183), the test helper "
+            "with Apple's (AS714), and TLS for the name ends in eof_error at every address of "
+            "both sets, from the probe and from the test helper: the answer cannot be told "
+            "from a genuine one (a CDN's), so no DNS verdict; the site fails from both vantage "
+            "points (iCloud Private Relay speaks QUIC, not TLS over TCP): down."
+        ),
+    }
+)
+
 #: What a reader should know about some agreeing cases.
 NOTES: Final = {
     "cloudflareCAPTCHAWithHTTP": (
@@ -155,6 +190,12 @@ verdict OONI's QA asserts (`blocking`, `accessible`, `x_blocking_flags`). The co
 Our verdict is `probe.verdict.verdict(measurement)`, which reads OONI measurements through
 `probe/verdict/ooni.py` and applies the same rules as to ours.
 
+Before them, real field measurements of every version OONI published (0.0.1 to 0.5), copied
+as data from ooni/backend's fastpath tests, ooni/explorer's fixtures and probe-cli's
+ooni/probe#2517 test keys (`tests/data/ooni-real`, its README names each source): per
+version how many were read, how many agree, every disagreement with its reason, and those
+not scored (`test_keys: null`).
+
 ## What "agree" means
 
 * OONI `blocking` is `"dns"`, `"tcp_ip"`, `"http-failure"` or `"http-diff"`: we say
@@ -188,6 +229,16 @@ Our verdict is `probe.verdict.verdict(measurement)`, which reads OONI measuremen
   is the remote view of every hop).
 * When the test helper cannot fetch the site either, a TCP, TLS or HTTP failure is the
   site's: `down`.
+* No test-helper result (`control: {}`, or `control_failure`): every TLS handshake for the
+  name reset (stalled) after its TCP connect succeeded is `tls.reset` (`tls.stall`) at
+  confidence 0.5 (0.4; +0.05 when OONI's `x_blocking_flags` say TLS), and the explanation
+  says it rests on the measurement alone (the server refusing the name is not ruled out).
+  `probe.verdict.ooni_aggregate` then weighs such lines by the other names of the same run.
+* DNS: an answer is genuine when it completes a valid TLS handshake for the name (here or
+  at the test helper, which OONI 0.4.2+ asks to try the probe's addresses), when it names
+  the control's canonical name, or when TLS for the name ends the same way at its addresses
+  and at the control's, seen from the test helper (ooni/probe#2517): a CDN answer in
+  another ASN is not tampering.
 
 ## Data and licence
 
@@ -271,14 +322,20 @@ def rows(samples: Path) -> list[Row]:
     return out
 
 
-def real_rows(folder: Path = REAL) -> list[tuple[str, Row]]:
-    """(version, row) for each real measurement of tests/data/ooni-real."""
-    out = []
+def real_rows(folder: Path = REAL) -> list[tuple[str, Row | None, str]]:
+    """(version, row, "") for each real measurement of tests/data/ooni-real, or (version, None,
+    why it is not scored)."""
+    out: list[tuple[str, Row | None, str]] = []
     for path in sorted(folder.glob("*.json")):
         m = json.loads(path.read_text("utf-8"))
+        version = str(m.get("test_version"))
+        reason = skip_reason(m)
+        if reason is not None:
+            out.append((version, None, f"{path.stem}: {reason}"))
+            continue
         ours, theirs = verdict(m), ooni_verdict(m)
         row = Row(path.stem, str(m.get("input")), theirs, "", ours, agrees(theirs, ours))
-        out.append((str(m.get("test_version")), row))
+        out.append((version, row, ""))
     return out
 
 
@@ -286,31 +343,59 @@ def _family(version: str) -> str:
     return version if version.startswith(("0.0.", "0.1.")) else version.rsplit(".", 1)[0] + ".x"
 
 
-def per_version(table: list[Row], real: list[tuple[str, Row]]) -> list[str]:
+def _why(rows: list[Row]) -> str:
+    return "; ".join(f"{r.case}: {_short(DISAGREEMENTS[r.case])}" for r in rows if not r.agree)
+
+
+def _short(reason: str) -> str:
+    return reason.split(". ", 1)[0].rstrip(".")
+
+
+def per_version(table: list[Row], real: list[tuple[str, Row | None, str]]) -> list[str]:
     """The agreement table per web_connectivity version, with what each version offers."""
-    by: dict[str, list[Row]] = {}
-    for version, row in [*(("0.5.28", r) for r in table), *real]:
-        by.setdefault(_family(version), []).append(row)
+    scored: dict[str, list[Row]] = {}
+    skipped: dict[str, list[str]] = {}
+    for version, row, reason in real:
+        if row is None:
+            skipped.setdefault(_family(version), []).append(reason)
+        else:
+            scored.setdefault(_family(version), []).append(row)
     lines = [
         "## Agreement per web_connectivity version\n",
-        "Real field measurements (tests/data/ooni-real, see its README) for the versions before "
-        "0.5; the 50 simulator QA cases for 0.5.\n",
-        "| version | measurements | agree | what it offers |",
-        "|---|---|---|---|",
+        "Real field measurements (`tests/data/ooni-real`, sources in its README) per version, "
+        "then the 50 simulator QA cases of web_connectivity 0.5.28 (below). *Disagreed* gives "
+        "each case and the first sentence of why (the whole reason is in the tables below).\n",
+        "| version | measurements | agreed | disagreed (why) | not scored | what it offers |",
+        "|---|---|---|---|---|---|",
     ]
     for version, offers in VERSIONS:
-        rows_ = by.get(version, [])
+        rows_ = scored.get(version, [])
         agreed = sum(r.agree for r in rows_)
-        lines.append(f"| {version} | {len(rows_)} | {agreed}/{len(rows_)} | {offers} |")
+        off = skipped.get(version, [])
+        lines.append(
+            f"| {version} | {len(rows_) + len(off)} | {agreed} | {len(rows_) - agreed}"
+            f"{f' ({_why(rows_)})' if agreed < len(rows_) else ''} | {len(off)}"
+            f"{f' ({chr(59).join(off)})' if off else ''} | {offers} |"
+        )
+    agreed = sum(r.agree for r in table)
+    lines.append(
+        f"| 0.5.28 (simulator QA) | {len(table)} | {agreed} | {len(table) - agreed}"
+        f"{f' ({_why(table)})' if agreed < len(table) else ''} | 0 | as 0.5.x |"
+    )
     lines += ["", "| real measurement | version | input | OONI blocking / accessible | ours "
-              "| agree |", "|---|---|---|---|---|---|"]  # fmt: skip
-    for version, r in real:
+              "| agree | why / note |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for version, r, _ in real:
+        if r is None:
+            continue
         v = r.ours
         ours = v.status + (f" {v.detail}" if v.detail else "") + f" ({v.confidence:.2f})"
         theirs = f"{_js(r.ooni.blocking)} / {_js(r.ooni.accessible)}"
         agree = "yes" if r.agree else "**no**"
-        lines.append(f"| {r.case} | {version} | `{r.input}` | {theirs} | {ours} | {agree} |")
-    lines += ["", *(f"* **{r.case}**: {r.ours.explanation}" for _, r in real), ""]
+        note = DISAGREEMENTS.get(r.case, "") if not r.agree else NOTES.get(r.case, "")
+        lines.append(
+            f"| {r.case} | {version} | `{r.input}` | {theirs} | {ours} | {agree} | {note} |"
+        )
+    lines += ["", *(f"* **{r.case}**: {r.ours.explanation}" for _, r, _ in real if r), ""]
     return lines
 
 
@@ -354,7 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no OONI samples at {args.samples}", file=sys.stderr)
         return 2
     table = rows(args.samples)
-    unexplained = [r.case for r in table if not r.agree and r.case not in DISAGREEMENTS]
+    real = [r for _, r, _ in real_rows() if r is not None]
+    unexplained = [r.case for r in table + real if not r.agree and r.case not in DISAGREEMENTS]
     text = document(table)
     if args.write:
         args.write.write_text(text, "utf-8")

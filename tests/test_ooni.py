@@ -202,10 +202,55 @@ def test_tls_reset_with_th_success_is_tls_blocking_at_lower_confidence() -> None
     assert agrees(ooni_verdict(wc("connection_reset")), v)
 
 
-def test_no_control_means_no_blocking() -> None:
+@pytest.mark.parametrize("control", [None, {}])
+def test_a_tls_reset_without_test_helper_is_blocking_at_low_confidence(control: Any) -> None:
+    """``control: {}`` (no test-helper result): the measurement itself shows the reset after a
+    successful connect; the verdict says so, at a confidence below any control's proof."""
+    m = wc("connection_reset")
+    m["test_keys"].update(control_failure="connection_reset", control=control)
+    m["test_keys"].pop("x_blocking_flags")  # 0.4 has none
+    m["test_version"] = "0.4.2"
+    v = verdict(m)
+    assert (v.status, v.method, v.detail, v.confidence) == ("blocked", "tls", "tls.reset", 0.5)
+    assert "rests on the measurement alone" in v.explanation
+    assert "after the TCP connect succeeded" in v.explanation
+    m["test_keys"]["x_blocking_flags"] = 4  # OONI's own flags say TLS: a little more
+    assert verdict(m).confidence == 0.55
+    stalled = wc("generic_timeout_error")
+    stalled["test_keys"].update(control_failure="connection_reset", control=control)
+    assert (verdict(stalled).detail, verdict(stalled).confidence) == ("tls.stall", 0.45)
+
+
+def test_without_test_helper_a_failed_connect_or_a_partial_reset_is_not_blocking() -> None:
     m = wc("connection_reset")
     m["test_keys"].update(control_failure="connection_reset", control=None)
-    assert verdict(m).status == "inconclusive"
+    second = {**m["test_keys"]["tls_handshakes"][0], "failure": None, "address": "203.0.113.11:443"}
+    m["test_keys"]["tls_handshakes"].append(second)  # one address answers: not every one reset
+    assert verdict(m).status == "ok"  # and it validated TLS for the name
+    m = wc("connection_reset")
+    m["test_keys"].update(control_failure="connection_reset", control=None)
+    m["test_keys"]["tcp_connect"][0]["status"] = {"failure": "connection_refused", "success": False}
+    m["test_keys"]["tls_handshakes"] = []
+    assert verdict(m).status == "inconclusive"  # silence of the network: no proof it works
+
+
+def test_27_asns_with_tls_resets_and_no_test_helper_never_read_open() -> None:
+    """Issue 16: 27 of 27 ASNs whose X handshakes were reset with ``control: {}`` read
+    "X open 100%". Every such line must now count as blocked (TLS), none as ok."""
+    statuses = []
+    for asn in range(27):
+        for name in ("x.com", "twitter.com", "api.x.com"):
+            m = wc("connection_reset", url=f"https://{name}/")
+            keys = m["test_keys"]
+            for q in keys["queries"]:
+                q["hostname"] = name
+            keys["tls_handshakes"][0]["server_name"] = name
+            keys.update(control_failure=None, control={})
+            keys.pop("x_blocking_flags")
+            m.update(probe_asn=f"AS{64500 + asn}", test_version="0.4.2")
+            v = verdict(m)
+            statuses.append((v.status, v.method))
+    assert set(statuses) == {("blocked", "tls")}
 
 
 def test_the_site_failing_from_the_th_too_is_down() -> None:
@@ -440,26 +485,41 @@ REAL = ROOT / "tests" / "data" / "ooni-real"
 
 
 @pytest.mark.parametrize(
-    ("name", "version", "expected"),
+    ("name", "version", "expected", "agree"),
     [
         # Measurement Kit: dict headers, a Location header in base64 (a Check Point URL filter)
-        ("web_connectivity_b64_hdr.json", "0.0.1", ("blocked", "http.blockpage")),
-        ("report1blocked.json", "0.0.1", ("ok", None)),  # no TLS recorded: plain HTTP only
-        ("ru_pokerroom_0.1.0.json", "0.1.0", ("down", None)),  # response null, Twisted names
-        ("report2blocked.json", "0.3.2", ("ok", None)),  # queries without engine, body null
-        ("web_connectivity_ir_fp.json", "0.4.1", ("blocked", "dns.bogon")),
+        ("web_connectivity_b64_hdr.json", "0.0.1", ("blocked", "http.blockpage"), True),
+        ("report1blocked.json", "0.0.1", ("ok", None), True),  # no TLS recorded: plain HTTP
+        ("bug_352_0.0.1.json", "0.0.1", ("blocked", "dns.bogon"), True),  # TH addrs with a CNAME
+        ("ru_pokerroom_0.1.0.json", "0.1.0", ("down", None), True),  # response null, Twisted
+        # OONI says dns; the TH resolved no address (its list holds only a name) and could not
+        # fetch the site either (dns_lookup_error): the name is gone, not blocked
+        ("requests_none_0.1.0.json", "0.1.0", ("down", None), False),
+        ("report2blocked.json", "0.3.2", ("ok", None), True),  # queries without engine
+        ("web_connectivity_ir_fp.json", "0.4.1", ("blocked", "dns.bogon"), True),
+        # OONI null/null: the certificate expired a year before; the TH failed too: down
+        ("web_connectivity_null2_0.4.1.json", "0.4.1", ("down", None), False),
+        # OONI false/true: the blockpage behind archive.org's redirect, which OONI missed
+        ("id_archive_org_0.4.3.json", "0.4.3", ("blocked", "http.blockpage"), False),
+        ("pk_icloud_private_relay_0.5.json", "0.5.24", ("down", None), False),  # ooni/probe#2517
     ],
 )
-def test_every_version_reads_and_agrees_with_ooni(
-    name: str, version: str, expected: tuple[str, str | None]
+def test_every_version_reads_and_agrees_with_ooni_or_says_why_not(
+    name: str, version: str, expected: tuple[str, str | None], agree: bool
 ) -> None:
     m = json.loads((REAL / name).read_text())
     assert m["test_version"] == version and skip_reason(m) is None
     assert all(obs.problems == () for obs in chain(m))
     v = verdict(m)
     assert (v.status, v.detail) == expected
-    assert agrees(ooni_verdict(m), v)
+    assert agrees(ooni_verdict(m), v) is agree
     assert " from  " not in v.explanation  # legacy requests have no address
+    assert name.removesuffix(".json") in bench().DISAGREEMENTS or agree
+
+
+def test_test_keys_null_is_not_scored() -> None:
+    m = json.loads((REAL / "test_keys_none_0.0.1.json").read_text())
+    assert skip_reason(m) == "test_keys is null: the OONI probe recorded nothing"
 
 
 def test_legacy_shapes_map_to_df007_and_base64_headers_decode() -> None:
@@ -492,3 +552,31 @@ def test_a_handshake_without_address_degrades_evidence_not_the_measurement() -> 
 def test_jsonc_comment_lines_are_skipped() -> None:
     text = "// OONI test data\n" + json.dumps(wc(), indent=2) + "\n  // trailing\n"
     assert parse_text(text) == ([wc()], [])
+
+
+def test_pk_icloud_private_relay_is_not_dns_tampering() -> None:
+    """ooni/probe#2517 (tests/data/ooni-real/pk_icloud_private_relay_0.5.json): the resolver
+    (and 8.8.4.4) answer mask.icloud.com with Akamai addresses, the TH with Apple's; TLS for
+    the name ends in eof_error at both sets, here and at the TH. OONI says dns (its known
+    false positive); the answer cannot be told from a genuine one, so not DNS: the site fails
+    from both vantage points."""
+    m = json.loads((REAL / "pk_icloud_private_relay_0.5.json").read_text())
+    assert ooni_verdict(m) == OoniVerdict("dns", False, 1)
+    v = verdict(m)
+    assert (v.status, v.method) == ("down", None)
+    assert "fails here (eof_error)" in v.explanation
+    assert not agrees(ooni_verdict(m), v)
+    # the TH completing TLS for the name at the resolver's addresses: ok, never DNS
+    validated = copy.deepcopy(m)
+    for endpoint, r in validated["test_keys"]["control"]["tls_handshake"].items():
+        if endpoint.startswith("172.224."):
+            r.update(status=True, failure=None)
+    assert verdict(validated).method != "dns"
+    # a censor's address answers TLS unlike the site's own: that is DNS tampering (0.7: the
+    # probe's own eof_error says nothing, TLS for the name ends so from the TH too)
+    forged = copy.deepcopy(m)
+    for endpoint, r in forged["test_keys"]["control"]["tls_handshake"].items():
+        if endpoint.startswith("172.224."):
+            r.update(failure="ssl_invalid_hostname")
+    v = verdict(forged)
+    assert (v.status, v.detail, v.confidence) == ("blocked", "dns.inconsistent", 0.7)

@@ -466,3 +466,14 @@ def test_blocking_only_the_https_port_is_tcp_ip_blocking() -> None:
     v = verdict(m)
     assert (v.status, v.method, v.detail) == ("blocked", "tcp_ip", "tcp_ip.timeout")
     assert "on port 443 failed with generic_timeout_error" in v.explanation
+
+
+def test_an_answer_that_validates_tls_is_no_dns_tampering_even_if_the_control_denies_it() -> None:
+    """Issue 16 item 5 in our own format: a secure control that says NXDOMAIN (a stale or
+    geo-limited view) never outweighs a valid TLS handshake for the name at the address."""
+    m = load("cdn_other_asn")
+    for q in m["test_keys"]["queries"]:
+        if "resolver_control" in q["tags"]:
+            q.update(failure="dns_nxdomain_error", rcode="NXDOMAIN", answers=[])
+    v = verdict(m)
+    assert (v.status, v.method) == ("ok", None)

@@ -151,6 +151,9 @@ class Observations:
     # Entries left out of an OONI measurement (an optional field missing or broken): less
     # evidence, said in the verdict's evidence, never a measurement that cannot be judged.
     notes: tuple[str, ...] = ()
+    # OONI's x_blocking_flags (web_connectivity 0.5), None elsewhere: its own finer verdict,
+    # read only as support when nothing else in the measurement can confirm a finding.
+    flags: int | None = None
 
 
 def _rcode(value: Any) -> str | None:

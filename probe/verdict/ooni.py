@@ -22,7 +22,11 @@ The mapping (``docs/ooni-agreement.md`` has the reasoning and what it costs):
   interferes" but not SNI from address filtering, and say so. The probe's
   own exchange with the TH (``control_failure`` null) is the one control-site
   observation: it shows the probe's network works. A failed control adds
-  nothing: a blocked TH is not an outage.
+  nothing: a blocked TH is not an outage. Without any TH result the rules
+  still read what the measurement itself shows (a TLS reset after a connect
+  that succeeded), at a low confidence; ``x_blocking_flags`` goes along as
+  ``Observations.flags``, read only as support for such a finding.
+  Across lines: :mod:`probe.verdict.ooni_aggregate`.
 * Roles: an observation naming the judged domain (or, for a bare connect, one
   of its addresses) is ``target``; the TH's are ``remote``; the rest
   (another hop of a redirect) ``other``, which no rule reads.
@@ -349,6 +353,7 @@ def _view(m: Mapping[str, Any], keys: Mapping[str, Any], domain: str, url: str) 
         (),
         tuple(problems),
         tuple(f"left out: {note}" for note in notes),
+        ooni_verdict(m).flags,
     )
 
 

@@ -45,7 +45,14 @@ another network is fine.
    no address anywhere -> ``down``.
 5. ``dns.inconsistent``: no system address is consistent and the control
    resolved; ``dns.blockpage`` instead if such an address serves a
-   fingerprinted page. Control failed and nothing validated: undecided.
+   fingerprinted page. Control failed and nothing validated: undecided. An
+   answer naming the same canonical name (CNAME) as the control's is a CDN's
+   answer for this network (ooni/probe#2517, iCloud Private Relay in PK), not
+   tampering; a failed handshake raises the confidence only when TLS for the
+   name does not fail the same way from the remote vantage point.
+
+An address that completes a valid TLS handshake for the name is genuine for
+every DNS rule but the bogon one (rules 2, 4's nameless case and 5).
 
 **TCP** (``tcp_ip``): every connect to the target's addresses (roles
 ``target``/``control_sni``) failed the same way: ``tcp_ip.timeout``
@@ -67,6 +74,13 @@ blocking.
 * ``ssl_unknown_authority`` / ``ssl_invalid_hostname`` on an address the DNS
   control confirms, while a control site validates (the trust store works)
   -> ``tls.interception``.
+* nothing to compare with (no control handshake, no remote vantage point: OONI's
+  ``control: {}``): every handshake for the SNI reset (stalled) after its TCP connect
+  succeeded -> ``tls.reset`` (``tls.stall``) at confidence 0.5 (0.4), +0.05 when OONI's
+  ``x_blocking_flags`` say TLS; the connect shows the path works, so no control site is
+  needed (the gate still refuses a down or lossy network); the explanation says it rests
+  on the measurement alone. :mod:`probe.verdict.ooni_aggregate` confirms or withdraws
+  these across the lines of one run.
 * ``residual`` re-tests (the control SNI again, ``residual_delay`` s after a
   failed handshake) that fail after the control SNI had passed before the
   target SNI: the censor blocks the address for every name for a while
@@ -141,10 +155,18 @@ from probe.verdict.observations import (
     parse_url,
 )
 
-__all__ = ["ANALYSIS_VERSION", "Verdict", "judge", "summary_keys", "verdict"]
+__all__ = [
+    "ALONE_CONFIDENCE",
+    "ALONE_FLAG_BONUS",
+    "ANALYSIS_VERSION",
+    "Verdict",
+    "judge",
+    "summary_keys",
+    "verdict",
+]
 
 #: The version of these rules; bump it whenever a rule changes.
-ANALYSIS_VERSION: Final = "6"
+ANALYSIS_VERSION: Final = "7"
 
 Status = Literal["ok", "blocked", "down", "inconclusive"]
 
@@ -171,6 +193,11 @@ SECURE_ENGINES: Final = frozenset({"doh", "dot", "th"})
 NEGATIVE: Final = frozenset({"dns_nxdomain_error", "dns_no_answer"})
 SLOW_SECONDS: Final = 0.9  # just under the 1 s initial SYN RTO: a retransmit, or a deep queue
 SLOW_FACTOR: Final = 5.0  # the target's path this many times slower than the controls'
+#: A TLS reset / stall with no control handshake and no remote vantage point (OONI with
+#: ``control: {}``): the measurement alone shows it, so it is worth less than any control's
+#: proof (0.7 and up). probe.verdict.ooni_aggregate reads these tiers across lines.
+ALONE_CONFIDENCE: Final[Mapping[str, float]] = {"reset": 0.5, "stall": 0.4}
+ALONE_FLAG_BONUS: Final = 0.05  # OONI's own x_blocking_flags say TLS too (4)
 
 Kind = Literal["positive", "active", "silent"]
 
@@ -201,6 +228,9 @@ class _Finding:
     explanation: str  # without the leading "blocked: "
     kind: Kind  # positive: a fingerprint; active: someone answered; silent: timeouts
     fingerprint: str | None = None
+    # the step's own TCP connect succeeded: the path works, so no control site is needed to
+    # rule out an outage (only a down or lossy network refuses it)
+    connected: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +245,7 @@ class _Dns:
     system: tuple[DnsResponse, ...]  # first responses not from the DNS control
     suspects: tuple[DnsResponse, ...]  # responses the positive rules inspect
     reference: frozenset[str]  # addresses the trusted control gave
+    reference_names: frozenset[str]  # CNAME targets the trusted control gave
     control_failures: tuple[DnsResponse, ...]
     validated: frozenset[str]  # addresses with a valid TLS handshake for the domain
     injected: tuple[tuple[DnsResponse, tuple[DnsResponse, ...]], ...]  # (first, later ones)
@@ -406,7 +437,8 @@ def _loss_signs(obs: Observations) -> tuple[str, ...]:
 
 def _gate(f: _Finding, health: _Health) -> Verdict:
     """``blocked`` only when the controls show a working network (module docstring)."""
-    if f.kind == "positive" or (health.state == "up" and not (f.kind == "silent" and health.lossy)):
+    works = health.state == "up" or (f.connected and health.state == "unknown")
+    if f.kind == "positive" or (works and not (f.kind == "silent" and health.lossy)):
         return Verdict(
             "blocked",
             f.method,
@@ -445,7 +477,11 @@ def _unblocked(ctx: _Context, health: _Health) -> Verdict:
     answered = [x for x in fetches if x.failure is None]
     broken = _broken_elsewhere(ctx)
     failed = [
-        *((_show_connect(c), c.failure) for c in obs.connects if c.role == "target" and c.failure),
+        *(
+            (_show_connect(c), c.failure)
+            for c in obs.connects
+            if c.role == "target" and c.failure and not _no_ipv6(c.ip, c.failure)
+        ),
         *((_show_tls(h), h.failure) for h in obs.handshakes if h.role == "target" and h.failure),
         *((_show_http(x), x.failure) for x in target if x.failure),
     ]
@@ -553,11 +589,12 @@ def _dns_facts(obs: Observations) -> _Dns:
     else:
         trusted, suspects = [q for q in plain if q.transaction_id not in raced], system
     reference = frozenset(a for q in trusted if q.failure is None for a in q.addresses)
+    names = frozenset(n for q in trusted if q.failure is None for n in q.names)
     validated = frozenset(
         h.ip for h in obs.handshakes if h.server_name == obs.domain and h.failure is None
     )
     failures = tuple(q for q in trusted if q.failure is not None)
-    return _Dns(system, suspects, reference, failures, validated, injected, negative)
+    return _Dns(system, suspects, reference, names, failures, validated, injected, negative)
 
 
 def _dns_stage(ctx: _Context) -> _Finding | Verdict | None:
@@ -600,8 +637,8 @@ def _dns_fingerprint(ctx: _Context) -> _Finding | None:
             fp = ctx.fingerprints.match_dns(value)
             # the control's own answer is no forgery; a special-purpose address (10.10.34.35)
             # names a censor only in its own country: the bogon rule judges it anywhere
-            if fp is None or not fp.conclusive or value in ctx.dns.reference:
-                continue
+            if fp is None or not fp.conclusive or value in ctx.dns.reference | ctx.dns.validated:
+                continue  # (an address that validates TLS for the name serves the real site)
             if ctx.bogons.reason(value) is not None:
                 continue
             return _Finding(
@@ -662,6 +699,13 @@ def _dns_error(ctx: _Context) -> _Finding | Verdict | None:
             f"too ({failed}), but the remote vantage point fetched the site",
             kind,
         )  # fmt: skip
+    valid = sorted({a for r in ctx.dns.system for a in r.addresses} & ctx.dns.validated)
+    if valid:  # the name exists: an address of it completed a valid TLS handshake for it
+        ctx.notes.append(
+            f"{q.resolver or 'a resolver'} answered {said} for {ctx.obs.domain}, but "
+            f"{valid[0]} completed a valid TLS handshake for the name"
+        )
+        return None
     if detail == "dns.nxdomain" and control_nx:
         return Verdict(
             "down", None, None, "dns", None, (_show_dns(q), *map(_show_dns, control_nx)), 0.8,
@@ -682,6 +726,8 @@ def _dns_nameless(ctx: _Context) -> _Finding | Verdict | None:
     answers = [q for q in ctx.dns.system if q.failure is None and q.addresses]
     addresses = sorted({a for q in answers for a in q.addresses})
     gone = [c for c in ctx.dns.control_failures if c.failure == "dns_nxdomain_error"]
+    if set(addresses) & ctx.dns.validated:
+        return None  # a valid TLS handshake for the name there: the control's view is wrong
     if addresses and gone:  # an address for a name that does not exist is made up
         return _Finding(
             "dns", "dns.inconsistent", "dns", addresses[0],
@@ -711,6 +757,24 @@ def _dns_inconsistent(ctx: _Context) -> _Finding | None:
             "checked: the DNS control failed and no TLS handshake validated it"
         )
         return None
+    shown = ", ".join(sorted(addresses))
+    same_chain = sorted({n for q in answers for n in q.names} & ctx.dns.reference_names)
+    if same_chain:  # a CDN answering this network with its own servers (ooni/probe#2517)
+        ctx.notes.append(
+            f"the resolver's answer for {ctx.obs.domain} ({shown}) differs from the DNS "
+            f"control's but names the same canonical name ({', '.join(same_chain)}): a CDN's "
+            "answer for this network, not judged as tampering"
+        )
+        return None
+    alike = _alike(ctx, addresses)
+    if alike is not None:
+        ctx.notes.append(
+            f"the resolver's answer for {ctx.obs.domain} ({shown}) differs from the DNS "
+            f"control's, but TLS for the name ends the same way ({alike}) at both sets of "
+            "addresses, from the remote vantage point too: it cannot be told from a genuine "
+            "answer and is not judged as tampering"
+        )
+        return None
     evidence = (*map(_show_dns, answers), _reference(ctx))
     for x in ctx.obs.http:
         fp = ctx.fingerprints.match_http(x.body, x.headers) if x.ip in addresses else None
@@ -722,14 +786,38 @@ def _dns_inconsistent(ctx: _Context) -> _Finding | None:
                 "positive", fp.name,
             )  # fmt: skip
     tried = [h for h in ctx.obs.handshakes if h.ip in addresses and h.server_name == ctx.obs.domain]
+    # TLS for the name failing the same way from elsewhere says nothing about these addresses
+    elsewhere = {
+        _kind(h.failure) or h.failure
+        for h in ctx.obs.handshakes
+        if h.role == "remote" and h.server_name == ctx.obs.domain and h.failure
+    }
+    telling = [h for h in tried if (_kind(h.failure) or h.failure) not in elsewhere]
     return _Finding(
         "dns", "dns.inconsistent", "dns", sorted(addresses)[0],
-        evidence + tuple(map(_show_tls, tried)), 0.85 if tried else 0.7,
-        f"the resolver answered {ctx.obs.domain} with {', '.join(sorted(addresses))}, which "
+        evidence + tuple(map(_show_tls, tried)), 0.85 if telling else 0.7,
+        f"the resolver answered {ctx.obs.domain} with {shown}, which "
         f"neither the DNS control ({', '.join(sorted(ctx.dns.reference))}) nor a valid TLS "
         "handshake confirms",
         "active",
     )  # fmt: skip
+
+
+def _alike(ctx: _Context, addresses: set[str]) -> str | None:
+    """The one outcome TLS for the name has at the resolver's addresses and at the DNS
+    control's alike, seen from the remote vantage point (which reached both over TCP), or
+    None. A censor's address answers TLS for the name unlike the site's own (a blockpage
+    server, a sinkhole, an unreachable private address); a site that ends every handshake
+    the same way everywhere (iCloud Private Relay's TCP port, ooni/probe#2517) does not."""
+    remote = [
+        h for h in ctx.obs.handshakes if h.role == "remote" and h.server_name == ctx.obs.domain
+    ]
+    here = {h.failure for h in remote if h.ip in addresses}
+    there = {h.failure for h in remote if h.ip in ctx.dns.reference}
+    if len(here) != 1 or here != there:
+        return None
+    (outcome,) = here
+    return outcome or "a valid handshake"
 
 
 # --- TCP -----------------------------------------------------------------------------------
@@ -890,6 +978,9 @@ def _tls_interference(
             "address, SNI filtering cannot be told from address filtering",
             "active" if kind == "reset" else "silent",
         )  # fmt: skip
+    alone = _tls_alone(ctx, target, bad, kind or "reset", what)
+    if alone is not None:
+        return alone
     if sni_same and other_reached and kind == "reset":
         return _Finding(
             "tcp_ip", "tcp_ip.reset", "tls_handshake",
@@ -905,6 +996,35 @@ def _tls_interference(
         "filtering from address blocking"
     )
     return None
+
+
+def _tls_alone(
+    ctx: _Context, target: list[Handshake], bad: list[Handshake], kind: str, what: str
+) -> _Finding | None:
+    """Every handshake for the SNI reset (or stalled) after its TCP connect succeeded, and
+    nothing to compare with: no control handshake, no remote vantage point (OONI's
+    ``control: {}``). The measurement alone shows a path that carries TCP to the address and
+    kills TLS for the name; a server refusing the name itself is not ruled out, so the
+    confidence is low and the explanation says so."""
+    obs = ctx.obs
+    compared = [h for h in obs.handshakes if h.role in ("control_sni", "control_address", "remote")]
+    if compared or _remote_fetch(ctx) is not None or len(bad) < len(target):
+        return None
+    flagged = obs.flags is not None and bool(obs.flags & 4)
+    confidence = ALONE_CONFIDENCE[kind] + (ALONE_FLAG_BONUS if flagged else 0.0)
+    ips = sorted({h.ip or "an unrecorded address" for h in bad})
+    first = bad[0]
+    return _Finding(
+        "tls", f"tls.{kind}", "tls_handshake", _addr(first.ip, first.port) if first.ip else None,
+        tuple(map(_show_tls, bad)), confidence,
+        f"TLS connection {what} for SNI {obs.domain} on {', '.join(ips)} (every handshake for "
+        "that name) after the TCP connect succeeded; with no test-helper result and no "
+        "control handshake this rests on the measurement alone (lower confidence: the server "
+        "refusing the name is not ruled out)"
+        + ("; OONI's x_blocking_flags say TLS too" if flagged else ""),
+        "active" if kind == "reset" else "silent",
+        connected=True,
+    )  # fmt: skip
 
 
 def _tls_interception(

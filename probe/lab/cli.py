@@ -148,14 +148,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     if failures:
         print(f"probe lab: {failures} rounds failed", file=sys.stderr)
-    from probe.verdict import evaluate
+    from probe.lab import evaluate
 
     verdicts = evaluate.main([str(args.output)])
     return 1 if failures or verdicts else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from probe.verdict import evaluate
+    from probe.lab import evaluate
 
     return evaluate.main([str(args.directory)])
 

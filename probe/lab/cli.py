@@ -56,9 +56,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run.add_argument(
         "--interval",
         type=float,
-        default=20.0,
+        default=20.0,  # probe.lab.scenario.DEFAULT_INTERVAL: not imported here (cost)
         metavar="SECONDS",
-        help="seconds between probe runs in each vantage point (default: 20)",
+        help="mean seconds between probe runs in each vantage point, at random (Poisson) "
+        "times (default: 20)",
     )
     run.add_argument(
         "--output",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,7 @@ from probe.lab import netns, topology
 from probe.lab.daemon import CA_FILE, Settings
 from probe.lab.scenario import REPO, find, load, schedule
 from probe.lab.topology import DOH, DOH_NAME, PUBLIC_RESOLVERS, IspNet, Topology
+from probe.schedule import poisson_wait
 
 __all__ = [
     "STATE_DIR",
@@ -55,6 +57,7 @@ LAB_TIMEOUT: Final = 2.0  # the probe's step timeouts in the lab (every host is 
 THROUGHPUT_BYTES: Final = 512 << 10  # the timed download: 0.5 MiB, ~30 ms unthrottled
 # long enough for a policer's plateau at the lab's lowest rate (probe.verdict.throttling)
 THROUGHPUT_TIMEOUT: Final = 8.0
+RESIDUAL_DELAY: Final = 1.0  # re-test a failed handshake's address (residual blocking)
 PID_FILE: Final = "daemon.pid"
 
 Progress = Callable[[str], None]
@@ -178,6 +181,7 @@ def probe_config(lab: Topology, net: IspNet, ca_bundle: Path) -> str:
         f"ca_bundle = {_toml(str(ca_bundle))}",
         f"throughput_path = {_toml(f'/x-bytes/{THROUGHPUT_BYTES}')}",
         f"throughput_bytes = {THROUGHPUT_BYTES}",
+        f"residual_delay = {RESIDUAL_DELAY}",
         "[timeouts]",
         *(f"{step} = {LAB_TIMEOUT}" for step in ("dns", "connect", "tls")),
         f"throughput = {THROUGHPUT_TIMEOUT}",
@@ -318,7 +322,8 @@ def run(
     seed: int | None = None,
     progress: Progress = stderr,
 ) -> int:
-    """Up, probe every ISP every ``interval`` s for ``duration`` s, down; rounds that failed."""
+    """Up, probe every ISP in rounds ``interval`` s apart on average (Poisson) for
+    ``duration`` s, down; rounds that failed."""
     output = output.absolute()  # the probes get it as an argument
     output.mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -341,6 +346,7 @@ def run(
                 f"in {time.monotonic() - started:.1f} s; output {output}"
             )
             t0, round_number = time.monotonic(), 0
+            rng = random.Random(f"{lab.topology.scenario.seed}/rounds")  # a replayable run
             while time.monotonic() - t0 < duration:
                 round_number += 1
                 began = time.monotonic()
@@ -361,7 +367,10 @@ def run(
                     progress("the lab daemon died: see logs/daemon.log; stopping")
                     failures += 1
                     break
-                time.sleep(max(0.0, min(began + interval, t0 + duration) - time.monotonic()))
+                # Rounds at Poisson times, as `probe schedule` samples: a fixed interval
+                # would alias with a periodic censor (probe.schedule.poisson_wait).
+                wait = poisson_wait(interval, rng.random())
+                time.sleep(max(0.0, min(began + wait, t0 + duration) - time.monotonic()))
         except (KeyboardInterrupt, Interrupted) as exc:
             progress(f"interrupted ({exc.__class__.__name__}): tearing down")
             interrupted = True

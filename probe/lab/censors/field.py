@@ -1,0 +1,121 @@
+"""Censors seen in the field that the first lab lacked (issue 14), each a transparent proxy.
+
+* ``residual``: SNI filtering with residual blocking. A ClientHello naming an active
+  domain is reset, and its destination address is then blocked for *every* name (each
+  ClientHello to it reset) for a penalty of 30-90 s drawn from the seed, as censors that
+  punish a trigger do: the probe must send the control SNI before the target SNI and
+  report ``tls.residual`` without poisoning its own controls.
+* ``silent_server``: a broken site, not a censor: the active domains' servers accept the
+  TCP connection on 443 and never send a byte. The probe must not call it blocked (no
+  throttling, no TLS filtering: silence for every name at the site's own address).
+* ``http_blockpage_unknown``: plain HTTP for an active Host answered with a page matching
+  no known fingerprint while the HTTPS port of its addresses is dropped (nft): an HTTP
+  blockpage to find by difference (``http.diff``), not IP blackholing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Final
+
+from probe.lab.censors import RouterContext
+from probe.lab.censors._nft import FILTER_FORWARD, NftTable, addresses, match_daddr
+from probe.lab.censors._redirect import RedirectCensor, reset, splice
+from probe.lab.censors.clienthello import parse_hello
+from probe.lab.censors.http_blockpage import HttpBlockpage
+
+__all__ = ["Residual", "SilentServer", "UnknownBlockpage"]
+
+_TLS_PORT: Final = 443
+_CHUNK: Final = 65536
+PENALTY: Final = (30.0, 90.0)  # seconds an address stays blocked after a trigger
+
+
+class Residual(RedirectCensor):
+    name = "residual"
+
+    def __init__(self) -> None:
+        super().__init__(_TLS_PORT)
+        self._blocked: dict[str, float] = {}  # address -> monotonic time its penalty ends
+        self._penalty = PENALTY[0]
+
+    async def start(self, ctx: RouterContext) -> None:
+        self._penalty = random.Random(f"{ctx.seed}/{ctx.isp}/residual").uniform(*PENALTY)
+        await super().start(ctx)
+
+    async def set_active(self, domains: frozenset[str]) -> None:
+        if not domains:
+            self._blocked.clear()  # switched off: no penalty outlives the window
+        await super().set_active(domains)
+
+    async def handle(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        destination: tuple[str, int],
+    ) -> None:
+        data = b""
+        while (hello := parse_hello(data)) is None:
+            chunk = await reader.read(_CHUNK)
+            if not chunk:
+                return
+            data += chunk
+        now = time.monotonic()
+        if hello.server_name in self.active:
+            self._blocked[destination[0]] = now + self._penalty
+            reset(writer)
+        elif self._blocked.get(destination[0], 0.0) > now:
+            reset(writer)  # residual: every name at a punished address
+        else:
+            await splice((reader, writer), destination, data)
+
+
+class SilentServer(RedirectCensor):
+    name = "silent_server"
+
+    def __init__(self) -> None:
+        super().__init__(_TLS_PORT)
+        self._ctx: RouterContext | None = None
+
+    async def start(self, ctx: RouterContext) -> None:
+        self._ctx = ctx
+        await super().start(ctx)
+
+    async def handle(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        destination: tuple[str, int],
+    ) -> None:
+        assert self._ctx is not None  # handles connections only once started
+        if destination[0] in addresses(self._ctx, self.active):
+            while await reader.read(_CHUNK):
+                pass  # accepted, and never a byte back
+        else:
+            await splice((reader, writer), destination, b"")
+
+
+class UnknownBlockpage(HttpBlockpage):
+    name = "http_blockpage_unknown"
+
+    def __init__(self) -> None:
+        super().__init__("unknown")
+        self._drop = NftTable(f"{self.name}_https", {"forward": FILTER_FORWARD})  # own table
+        self._ctx: RouterContext | None = None
+
+    async def start(self, ctx: RouterContext) -> None:
+        self._ctx = ctx
+        await self._drop.create()
+        await super().start(ctx)
+
+    async def set_active(self, domains: frozenset[str]) -> None:
+        assert self._ctx is not None
+        rules = match_daddr(addresses(self._ctx, domains), f"tcp dport {_TLS_PORT} drop")
+        await self._drop.replace({"forward": rules})
+        await super().set_active(domains)
+
+    async def stop(self) -> None:
+        await self._drop.delete()
+        await super().stop()

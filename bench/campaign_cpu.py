@@ -24,6 +24,7 @@ from typing import Any
 
 from probe.summary import with_verdicts
 from probe.verdict import summary_keys, verdict
+from probe.verdict.control import control_verdict
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"
 
@@ -77,6 +78,12 @@ def main() -> None:
     for name, seconds in timings.items():
         print(f"{name:<24} {seconds * 1e3:8.2f} ms CPU per campaign (12 targets, 2 controls)")
     print(f"ratio now/before: {now / before:.2f} (target <= 1.5)")
+    control, target = controls[0], targets[0]
+    for name, line, judge in (("control", control, control_verdict), ("target", target, verdict)):
+        began = time.process_time()
+        for _ in range(500):
+            judge(line)
+        print(f"one {name} verdict: {(time.process_time() - began) / 500 * 1e3:.3f} ms CPU")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from typing import Final
 from probe.lab import netns, topology
 from probe.lab.daemon import CA_FILE, Settings
 from probe.lab.scenario import REPO, find, load, schedule
+from probe.lab.spots import Spots
 from probe.lab.topology import DOH, DOH_NAME, PUBLIC_RESOLVERS, IspNet, Topology
 from probe.schedule import poisson_wait
 
@@ -58,6 +59,7 @@ THROUGHPUT_BYTES: Final = 512 << 10  # the timed download: 0.5 MiB, ~30 ms unthr
 # long enough for a policer's plateau at the lab's lowest rate (probe.verdict.throttling)
 THROUGHPUT_TIMEOUT: Final = 8.0
 RESIDUAL_DELAY: Final = 1.0  # re-test a failed handshake's address (residual blocking)
+SPOT_BURST: Final = 600.0  # seconds a flipped target stays spot-checked after its last flip
 PID_FILE: Final = "daemon.pid"
 
 Progress = Callable[[str], None]
@@ -328,6 +330,7 @@ def run(
     output.mkdir(parents=True, exist_ok=True)
     failures = 0
     probes: list[subprocess.Popen[bytes]] = []
+    spots: Spots | None = None
     lab: Lab | None = None  # set once up: a lab that was already up is not this run's to tear down
     interrupted = False
     with _sigterm_raises():
@@ -347,6 +350,7 @@ def run(
             )
             t0, round_number = time.monotonic(), 0
             rng = random.Random(f"{lab.topology.scenario.seed}/rounds")  # a replayable run
+            spots = Spots(output, interval, SPOT_BURST, random.Random(f"{rng.random()}/spots"))
             while time.monotonic() - t0 < duration:
                 round_number += 1
                 began = time.monotonic()
@@ -356,6 +360,18 @@ def run(
                     # Staggered over half the interval, as independent volunteers would be:
                     # a synchronized start of every probe only measures the lab's own load.
                     time.sleep(interval / 2 / len(lab.topology.isps))
+                # While the round runs, spot checks of the ISPs whose probe is done
+                # (probe.lab.spots); the round ends when they are done too.
+                ids = [n.isp.id for n in lab.topology.isps]
+                nets = {n.isp.id: n for n in lab.topology.isps}
+                idle = dict(zip(ids, probes, strict=True))
+                while any(p.poll() is None for p in probes) or spots.busy():
+                    spots.step(
+                        ids,
+                        lambda isp, idle=idle: idle[isp].poll() is not None,  # type: ignore[misc]
+                        lambda isp, only, nets=nets: _probe(lab, nets[isp], output, only),  # type: ignore[misc]
+                    )
+                    time.sleep(0.1)
                 codes = [p.wait() for p in probes]
                 failed = [n.isp.id for n, c in zip(lab.topology.isps, codes, strict=True) if c]
                 failures += bool(failed)
@@ -371,13 +387,16 @@ def run(
                 # would alias with a periodic censor (probe.schedule.poisson_wait).
                 wait = poisson_wait(interval, rng.random())
                 time.sleep(max(0.0, min(began + wait, t0 + duration) - time.monotonic()))
+            if spots.launched:
+                progress(f"{spots.launched} spot checks of targets seen blocked on sporadic ISPs")
         except (KeyboardInterrupt, Interrupted) as exc:
             progress(f"interrupted ({exc.__class__.__name__}): tearing down")
             interrupted = True
             failures += 1
         finally:
             with _uninterrupted():
-                _stop({p.pid for p in probes if p.poll() is None}, 2.0)
+                live = [*probes, *(spots.running.values() if spots else ())]
+                _stop({p.pid for p in live if p.poll() is None}, 2.0)
                 if lab is not None:
                     down(keep_log=output / "logs" / "daemon.log")
                 if lab is not None or interrupted:  # interrupted in up(): it tore itself down
@@ -385,7 +404,9 @@ def run(
     return failures
 
 
-def _probe(lab: Lab, net: IspNet, output: Path) -> subprocess.Popen[bytes]:
+def _probe(
+    lab: Lab, net: IspNet, output: Path, only: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     logs = output / "logs"
     logs.mkdir(exist_ok=True)
     argv = [
@@ -401,6 +422,7 @@ def _probe(lab: Lab, net: IspNet, output: Path) -> subprocess.Popen[bytes]:
         str(lab.configs[net.isp.id]),
         "--output",
         str(output / net.isp.id),
+        *(("--only", *only) if only else ()),
     ]
     with (logs / f"{net.isp.id}.log").open("ab") as log:
         return subprocess.Popen(

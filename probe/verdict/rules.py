@@ -144,7 +144,7 @@ from probe.verdict.observations import (
 __all__ = ["ANALYSIS_VERSION", "Verdict", "judge", "summary_keys", "verdict"]
 
 #: The version of these rules; bump it whenever a rule changes.
-ANALYSIS_VERSION: Final = "6"
+ANALYSIS_VERSION: Final = "7"
 
 Status = Literal["ok", "blocked", "down", "inconclusive"]
 

@@ -22,7 +22,7 @@ from typing import Final
 
 from probe.lab.censors import RouterContext
 from probe.lab.censors._nft import FILTER_FORWARD, NftTable, addresses, match_daddr
-from probe.lab.censors._redirect import RedirectCensor, reset, splice
+from probe.lab.censors._redirect import RedirectCensor, RedirectProxy, reset, splice
 from probe.lab.censors.clienthello import parse_hello
 from probe.lab.censors.http_blockpage import HttpBlockpage
 
@@ -30,6 +30,7 @@ __all__ = ["Residual", "SilentServer", "UnknownBlockpage"]
 
 _TLS_PORT: Final = 443
 _CHUNK: Final = 65536
+_EARLY_NAT: Final = "type nat hook prerouting priority dstnat - 10; policy accept;"
 PENALTY: Final = (30.0, 90.0)  # seconds an address stays blocked after a trigger
 
 
@@ -72,29 +73,34 @@ class Residual(RedirectCensor):
             await splice((reader, writer), destination, data)
 
 
-class SilentServer(RedirectCensor):
+class SilentServer:
+    """Redirects only the silent sites' addresses, in a chain hooked before the other
+    redirecting censors' (``dstnat - 10``): a router may also run an SNI proxy on 443,
+    which then gets every other connection."""
+
     name = "silent_server"
 
     def __init__(self) -> None:
-        super().__init__(_TLS_PORT)
+        self._proxy = RedirectProxy(self.name, _TLS_PORT, self._handle, _EARLY_NAT)
         self._ctx: RouterContext | None = None
 
     async def start(self, ctx: RouterContext) -> None:
         self._ctx = ctx
-        await super().start(ctx)
+        await self._proxy.start(ctx)
 
-    async def handle(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        destination: tuple[str, int],
+    async def set_active(self, domains: frozenset[str]) -> None:
+        assert self._ctx is not None
+        targets = addresses(self._ctx, domains)
+        await self._proxy.redirect(bool(targets), targets)
+
+    async def stop(self) -> None:
+        await self._proxy.stop()
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: tuple[str, int]
     ) -> None:
-        assert self._ctx is not None  # handles connections only once started
-        if destination[0] in addresses(self._ctx, self.active):
-            while await reader.read(_CHUNK):
-                pass  # accepted, and never a byte back
-        else:
-            await splice((reader, writer), destination, b"")
+        while await reader.read(_CHUNK):
+            pass  # accepted, and never a byte back
 
 
 class UnknownBlockpage(HttpBlockpage):

@@ -93,3 +93,10 @@ def test_a_fast_transfer_that_ended_within_a_burst_or_two_is_no_plateau() -> Non
     shape = throttling.plateau(samples)
     assert shape is not None and not shape.steady
     assert (shape.halves, shape.quantum) == ((417792, 102400), 221184)
+
+
+def test_a_transfer_over_in_under_a_second_is_no_plateau() -> None:
+    # the lab under load again: 0.7 s at 5 Mbit/s, halves of one delivery each
+    samples = [(0.0, 0), (0.1, 16384), (0.25, 208896), (0.45, 401408), (0.8, 638976)]
+    shape = throttling.plateau(samples)
+    assert shape is not None and shape.seconds < throttling.MIN_SPAN and not shape.steady

@@ -351,26 +351,39 @@ def run(
             t0, round_number = time.monotonic(), 0
             rng = random.Random(f"{lab.topology.scenario.seed}/rounds")  # a replayable run
             spots = Spots(output, interval, SPOT_BURST, random.Random(f"{rng.random()}/spots"))
+            ids = [n.isp.id for n in lab.topology.isps]
+            nets = {n.isp.id: n for n in lab.topology.isps}
+            current: dict[str, subprocess.Popen[bytes]] = {}  # this round's, once started
+
+            def follow(until: float) -> None:
+                """Spot checks of the ISPs whose probe is done (probe.lab.spots) until
+                ``until``, while the round's probes start and run."""
+                while True:
+                    spots.step(
+                        ids,
+                        lambda isp: isp not in current or current[isp].poll() is not None,
+                        lambda isp, only: _probe(lab, nets[isp], output, only),
+                    )
+                    if time.monotonic() >= until:
+                        return
+                    time.sleep(0.1)
+
             while time.monotonic() - t0 < duration:
                 round_number += 1
                 began = time.monotonic()
                 probes = []
+                current.clear()
                 for net in lab.topology.isps:
-                    probes.append(_probe(lab, net, output))
+                    if net.isp.id in spots.running:  # never two probes of one ISP at once
+                        spots.running[net.isp.id].wait()
+                    current[net.isp.id] = _probe(lab, net, output)
+                    probes.append(current[net.isp.id])
                     # Staggered over half the interval, as independent volunteers would be:
                     # a synchronized start of every probe only measures the lab's own load.
-                    time.sleep(interval / 2 / len(lab.topology.isps))
-                # While the round runs, spot checks of the ISPs whose probe is done
-                # (probe.lab.spots); the round ends when they are done too.
-                ids = [n.isp.id for n in lab.topology.isps]
-                nets = {n.isp.id: n for n in lab.topology.isps}
-                idle = dict(zip(ids, probes, strict=True))
+                    follow(time.monotonic() + interval / 2 / len(lab.topology.isps))
+                # the round ends when its probes and the spot checks are done
                 while any(p.poll() is None for p in probes) or spots.busy():
-                    spots.step(
-                        ids,
-                        lambda isp, idle=idle: idle[isp].poll() is not None,  # type: ignore[misc]
-                        lambda isp, only, nets=nets: _probe(lab, nets[isp], output, only),  # type: ignore[misc]
-                    )
+                    follow(time.monotonic())
                     time.sleep(0.1)
                 codes = [p.wait() for p in probes]
                 failed = [n.isp.id for n, c in zip(lab.topology.isps, codes, strict=True) if c]
@@ -386,7 +399,7 @@ def run(
                 # Rounds at Poisson times, as `probe schedule` samples: a fixed interval
                 # would alias with a periodic censor (probe.schedule.poisson_wait).
                 wait = poisson_wait(interval, rng.random())
-                time.sleep(max(0.0, min(began + wait, t0 + duration) - time.monotonic()))
+                follow(min(began + wait, t0 + duration))
             if spots.launched:
                 progress(f"{spots.launched} spot checks of targets seen blocked on sporadic ISPs")
         except (KeyboardInterrupt, Interrupted) as exc:

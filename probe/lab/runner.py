@@ -35,7 +35,14 @@ from probe.lab import netns, topology
 from probe.lab.daemon import CA_FILE, Settings
 from probe.lab.scenario import REPO, find, load, schedule
 from probe.lab.spots import Spots
-from probe.lab.topology import DOH, DOH_NAME, PUBLIC_RESOLVERS, IspNet, Topology
+from probe.lab.topology import (
+    CONTROL_ADDRESS,
+    DOH,
+    DOH_NAME,
+    PUBLIC_RESOLVERS,
+    IspNet,
+    Topology,
+)
 from probe.schedule import poisson_wait
 
 __all__ = [
@@ -184,6 +191,7 @@ def probe_config(lab: Topology, net: IspNet, ca_bundle: Path) -> str:
         f"throughput_path = {_toml(f'/x-bytes/{THROUGHPUT_BYTES}')}",
         f"throughput_bytes = {THROUGHPUT_BYTES}",
         f"residual_delay = {RESIDUAL_DELAY}",
+        f"control_address = {_toml(CONTROL_ADDRESS)}",
         "[timeouts]",
         *(f"{step} = {LAB_TIMEOUT}" for step in ("dns", "connect", "tls")),
         f"throughput = {THROUGHPUT_TIMEOUT}",

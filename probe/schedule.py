@@ -25,6 +25,13 @@ The decisions are pure functions of numbers, tested without a network or a clock
   sites, which every verdict needs) is re-measured every ``burst_interval`` for
   ``burst_duration`` after its last flip, so the opening and closing of a window are
   timed to within seconds instead of minutes.
+* :func:`spotted`, :func:`spot_wait`: spot checks. A sporadic censor whose state never
+  appears to flip in the regular samples (its open windows short against the interval)
+  would never start a burst; so the targets last seen blocked are re-measured in short
+  campaigns of their own at Poisson times (random offsets against any period): on average
+  once per ``interval`` (``SPOT_STEADY``) while no target has ever flipped, four times as
+  often (``SPOT_FLIPPED``) once one has (the network is sporadic). The first open sample
+  flips the target and starts its burst.
 
 :class:`Runner` does the I/O of one unattended campaign: housekeeping of the results
 folder (:mod:`probe.rotate`), the low-disk guard, identity and VPN check
@@ -80,6 +87,8 @@ __all__ = [
     "plan",
     "poisson_wait",
     "regular_wait",
+    "spot_wait",
+    "spotted",
     "summary",
     "track",
 ]
@@ -159,18 +168,48 @@ def bursting(states: Mapping[str, TargetState], now: float) -> tuple[str, ...]:
     return tuple(sorted(t for t, s in states.items() if s.burst_until > now))
 
 
+SPOT_STEADY: Final = 1.0  # x interval: mean wait between spot checks, no flip seen yet
+SPOT_FLIPPED: Final = 0.25  # x interval: ... once a target of the network has flipped
+
+
+def spotted(states: Mapping[str, TargetState], now: float) -> tuple[str, ...]:
+    """The targets a spot check re-measures: last seen blocked and not bursting, sorted."""
+    return tuple(
+        sorted(t for t, s in states.items() if s.status == "blocked" and s.burst_until <= now)
+    )
+
+
+def spot_wait(states: Mapping[str, TargetState], interval: float, u: float) -> float:
+    """The wait before the next spot check for ``u`` uniform in [0, 1): a Poisson wait
+    (:func:`poisson_wait`) around ``interval x SPOT_FLIPPED`` once any target has flipped
+    (a burst was ever started: ``burst_until`` > 0), else ``interval x SPOT_STEADY``."""
+    flipped = any(s.burst_until > 0 for s in states.values())
+    return poisson_wait(interval * (SPOT_FLIPPED if flipped else SPOT_STEADY), u)
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     at: float
     targets: tuple[str, ...] | None  # None: every target (a regular campaign)
+    spot: bool = False  # a spot check of the targets last seen blocked
 
 
-def plan(regular_at: float, burst_at: float, targets: Iterable[str]) -> Step:
-    """The next campaign: a burst of ``targets`` if one is due before the regular one."""
-    burst = tuple(targets)
-    if burst and burst_at < regular_at:
-        return Step(burst_at, burst)
-    return Step(regular_at, None)
+def plan(
+    regular_at: float,
+    burst_at: float,
+    targets: Iterable[str],
+    spot_at: float = math.inf,
+    spots: Iterable[str] = (),
+) -> Step:
+    """The next campaign: the earliest due of a burst of ``targets``, a spot check of
+    ``spots`` and the regular one (which measures them all anyway, so it wins a tie)."""
+    burst, spot = tuple(targets), tuple(spots)
+    step = Step(regular_at, None)
+    if burst and burst_at < step.at:
+        step = Step(burst_at, burst)
+    if spot and spot_at < step.at:
+        step = Step(spot_at, spot, spot=True)
+    return step
 
 
 # -- I/O -----------------------------------------------------------------------------------
@@ -431,17 +470,23 @@ async def loop(
     states: dict[str, TargetState] = {}
     failures = campaigns = 0
     regular_at = burst_at = clock()
+    spot_at = math.inf  # planned once there are verdicts
     found: Discovery | None = None
     while not stop.requested.is_set() and (max_campaigns is None or campaigns < max_campaigns):
         now = clock()
         targets = bursting(states, now) if failures == 0 else ()
+        spots = spotted(states, now) if failures == 0 else ()
         step = plan(
-            next_start(regular_at, now, longest), next_start(burst_at, now, longest), targets
-        )
+            next_start(regular_at, now, longest), next_start(burst_at, now, longest), targets,
+            next_start(spot_at, now, longest), spots,
+        )  # fmt: skip
         if await _wait(step.at, stop, clock, longest, progress):
             break
         started, regular = clock(), step.targets is None
-        burst_at = started + policy.burst_interval  # also when skipped: no busy loop
+        if step.spot:
+            spot_at = started + spot_wait(states, policy.interval, rng.random())
+        else:
+            burst_at = started + policy.burst_interval  # also when skipped: no busy loop
         if regular:
             delay = regular_wait(policy, rng.random())
             regular_at = started + backoff(delay, failures, policy.max_backoff)
@@ -460,7 +505,8 @@ async def loop(
                 )
             continue
         campaigns += 1
-        kind = "regular" if step.targets is None else f"burst of {', '.join(step.targets)}"
+        what = "spot check" if step.spot else "burst"
+        kind = "regular" if step.targets is None else f"{what} of {', '.join(step.targets)}"
         log.info("campaign %d (%s) started", campaigns, kind)
         try:
             trigger = "schedule" if step.targets is None else "burst"
@@ -488,6 +534,8 @@ async def loop(
             break
         before = bursting(states, clock())
         states = track(states, outcome.statuses, clock(), policy.burst_duration)
+        if spot_at == math.inf and states:
+            spot_at = clock() + spot_wait(states, policy.interval, rng.random())
         for target in sorted(set(bursting(states, clock())) - set(before)):
             log.info(
                 "%s is now %s: re-measuring it every %g s for %g s",

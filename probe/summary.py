@@ -12,6 +12,7 @@ from typing import Any
 
 from probe.printable import printable
 from probe.verdict import summary_keys, verdict
+from probe.verdict.control import control_verdict
 
 __all__ = ["Row", "row", "step_words", "table", "with_verdicts"]
 
@@ -24,13 +25,15 @@ _STEPS = (
 
 
 def with_verdicts(measurements: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add the verdict keys (``blocking``, ``accessible``, ``x_verdict``) to each target,
-    first in its ``test_keys`` (format 3: in the line's head, before the observations)."""
+    """Add the verdict keys (``blocking``, ``accessible``, ``x_verdict``) to every line,
+    first in its ``test_keys`` (format 3: in the line's head, before the observations): a
+    target's verdict, or a control site's (:mod:`probe.verdict.control`: ok, down or
+    inconclusive, never blocked), so any scorer reads every line alike."""
     out = []
     for m in measurements:
-        if m.get("annotations", {}).get("x_role") == "target":
-            new = summary_keys(verdict(m))
-            m["test_keys"] = new | {k: v for k, v in m["test_keys"].items() if k not in new}
+        target = m.get("annotations", {}).get("x_role") == "target"
+        new = summary_keys(verdict(m) if target else control_verdict(m))
+        m["test_keys"] = new | {k: v for k, v in m["test_keys"].items() if k not in new}
         out.append(m)
     return out
 

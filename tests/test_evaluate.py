@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from probe.verdict.evaluate import TruthWindow, evaluate, infer_interval, main
+from probe.lab.evaluate import TruthWindow, evaluate, infer_interval, main
 
 GOLDEN = Path(__file__).parent / "golden"
 T0 = datetime(2025, 2, 17, 10, 0, tzinfo=UTC)
@@ -19,6 +19,7 @@ def measurement(case: str, minute: float, asn: str = "AS64500") -> dict[str, Any
     m: dict[str, Any] = json.loads((GOLDEN / case / "measurement.json").read_text())
     when = T0 + timedelta(minutes=minute)
     m["measurement_start_time"] = when.strftime("%Y-%m-%d %H:%M:%S")
+    m.pop("x_measurement_start_time", None)  # whole seconds, as before probe 0.1.0
     m["measurement_uid"] = f"{case}-{asn}-{minute}"
     m["probe_asn"] = asn
     return m
@@ -66,12 +67,18 @@ def test_a_correct_run_passes() -> None:
     assert result.exit_code == 0, result.failures
     assert result.errors == ()
     assert result.measured == 60 and result.unreadable == 0
-    # near a switch (one interval + 1 s): isp1 minutes 9-11, 19-21; isp2 4-6, 14-16, 29
-    assert result.near_switch == 6 + 7
+    # whole seconds (no x_measurement_start_time): +-1 s, so minutes 10 and 20 run across
+    # isp1's switches, and minute 5 and 15 across isp2's (outage, loss: not sporadic censors)
+    assert result.straddling == 4
     (tls,) = [c for c in result.cells if c.method == "tls"]
-    assert (tls.isp, tls.domain, tls.tp, tls.fp, tls.fn, tls.tn) == ("isp1", "x.com", 7, 0, 0, 17)
+    # every measurement scored: minute 10 (blocked, across the switch) is a true positive
+    assert (tls.isp, tls.domain, tls.tp, tls.fp, tls.fn, tls.tn) == ("isp1", "x.com", 10, 0, 0, 20)
     assert tls.precision == tls.recall == 1.0
     assert result.recall == {"tls": 1.0}
+    assert result.sporadic == {"isp1": 30}
+    w = result.windows
+    assert (w.open_windows, w.detected, result.open_detected) == (2, 2, 1.0)
+    assert (w.onset_errors, w.offset_errors) == ((0.0,), (0.0,))
 
 
 def test_an_isp_of_the_truth_without_measurements_fails() -> None:
@@ -110,13 +117,13 @@ def test_blocked_during_an_outage_or_loss_fails() -> None:
     ]
 
 
-def test_the_wrong_method_fails_even_near_a_switch() -> None:
+def test_the_wrong_method_fails_even_across_a_switch() -> None:
     ms, truth = sporadic_run()
-    ms[10] = measurement("dns_nxdomain", 10)  # the window opens at minute 10: near a switch
+    ms[10] = measurement("dns_nxdomain", 10)  # the window opens at minute 10: across a switch
     result = evaluate(ms, truth, 60)
     assert result.exit_code == 1
     (error,) = result.errors
-    assert (error.error, error.near_switch, error.expected) == ("wrong_method", True, ())
+    assert (error.error, error.straddles, error.expected) == ("wrong_method", True, ())
     assert "wrong method" in result.failures[0]
 
 
@@ -127,16 +134,42 @@ def test_recall_below_98_percent_fails() -> None:
     assert result.exit_code == 1
     (error,) = result.errors
     assert (error.error, error.expected, error.status) == ("missed", ("tls",), "ok")
-    assert result.recall["tls"] == 6 / 7
-    assert result.failures == ("recall of tls is 85.7% (< 98%)",)
+    assert result.recall["tls"] == 9 / 10
+    assert result.failures == ("recall of tls is 90.0% (< 98%)",)
 
 
-def test_a_miss_near_a_switch_is_not_counted() -> None:
+def test_across_a_switch_either_side_is_right_and_every_measurement_counts() -> None:
     ms, truth = sporadic_run()
-    ms[10] = measurement("ok", 10)  # the block began while this one ran
-    ms[19] = measurement("ok", 19)
+    ms[10] = measurement("ok", 10)  # the block began while this one ran: ok is right
     result = evaluate(ms, truth, 60)
     assert result.exit_code == 0 and result.errors == ()
+    (tls,) = [c for c in result.cells if c.method == "tls"]
+    assert (tls.tp, tls.fn, tls.tn) == (9, 0, 21)
+    assert result.windows.onset_errors == (59.0,)  # minute 11 (-1 s: whole seconds) saw it
+    ms[19] = measurement("ok", 19)  # wholly inside the window: a miss, near a switch or not
+    assert [e.error for e in evaluate(ms, truth, 60).errors] == ["missed"]
+
+
+def test_precise_start_times_time_the_switches_and_the_open_windows() -> None:
+    truth = [window("sni_reset", "tls", 0, 1), window("sni_reset", "tls", 1.25, 2)]
+    ms = []
+    for second in range(0, 120, 4):  # every 4 s, each 1.5 s long, open 60-75 s
+        m = measurement("sni_reset" if not 60 <= second < 75 else "ok", second / 60)
+        when = T0 + timedelta(seconds=second + 0.25)
+        m["x_measurement_start_time"] = when.strftime("%Y-%m-%d %H:%M:%S.%f")
+        m["test_runtime"] = 1.5
+        ms.append(m)
+    result = evaluate(ms, truth, 4)
+    assert result.exit_code == 0 and result.straddling == 0, result.failures
+    w = result.windows
+    assert (w.open_windows, w.detected) == (1, 1)
+    assert w.offset_errors == (0.25,) and w.onset_errors == (1.25,)
+    ms[16]["measurement_uid"] = "late"  # 64.25 s: open, wrongly, shown blocked
+    ms[15:19] = [measurement("sni_reset", 1) | {k: m[k] for k in ("x_measurement_start_time",
+                 "test_runtime")} for m in ms[15:19]]  # fmt: skip
+    result = evaluate(ms, truth, 4)
+    assert result.windows.detected == 0
+    assert result.failures[-1] == "0 of 1 open windows of >= 10 s detected (< 90%)"
 
 
 def test_unknown_isp_is_open() -> None:

@@ -23,24 +23,28 @@ def sleeper(seconds: float) -> subprocess.Popen[bytes]:
 def test_on_a_terminal_the_round_and_the_wait_are_said_then_cleared(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(ticker, "TICK", 0.05)
     err = Terminal()
     monkeypatch.setattr(sys, "stderr", err)
-    done = sleeper(0)
-    done.wait()  # one of two already measured when the line is first written
-    assert ticker.finished([done, sleeper(0.4)], "round 2") == [0, 0]
-    ticker.countdown(1.2, "round 3")
+    done, running = sleeper(0), sleeper(5)
+    done.wait()
+    ticker.measuring([done, running], "round 2")
+    running.kill()
+    running.wait()
+    ticker.waiting(1.2, "round 3")
+    ticker.waiting(-0.1, "round 3")  # late: the line is cleared, no negative seconds
+    ticker.clear()
     text = err.getvalue()
     assert "\r\x1b[Klab: round 2: 1 of 2 ISPs measured" in text
-    assert "\r\x1b[Klab: round 3 in 2 s" in text and "\r\x1b[Klab: round 3 in 1 s" in text
+    assert "\r\x1b[Klab: round 3 in 2 s" in text and " in -" not in text
     assert text.endswith("\r\x1b[K")  # the next log line starts on a clean line
 
 
-def test_elsewhere_nothing_is_written_and_the_wait_is_kept(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_elsewhere_nothing_is_written(monkeypatch: pytest.MonkeyPatch) -> None:
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    assert ticker.finished([sleeper(0)], "round 1") == [0]
-    ticker.countdown(-1.0, "the end")  # already late: no wait, no error
+    p = sleeper(0)
+    p.wait()
+    ticker.measuring([p], "round 1")
+    ticker.waiting(3.0, "the end")
+    ticker.clear()
     assert err.getvalue() == ""

@@ -38,6 +38,8 @@ from probe.schedule import (
     next_start,
     plan,
     poisson_wait,
+    spot_wait,
+    spotted,
     track,
 )
 
@@ -330,3 +332,20 @@ def test_schedule_exits_1_when_its_last_campaign_could_not_be_stored(
     err = capsys.readouterr().err
     assert code == 1, err
     assert "campaign 1 could not be stored" in err and "the last 1 campaign(s) failed" in err
+
+
+def test_spot_checks_sample_blocked_targets_at_random_offsets_more_once_a_flip_was_seen() -> None:
+    steady = {"x.com": TargetState("blocked", 0.0), "t.co": TargetState("ok", 0.0)}
+    assert spotted(steady, 0) == ("x.com",)  # the open one is measured by regular campaigns
+    flipped = track(steady, {"t.co": "blocked"}, 100, 600)  # t.co flipped: bursting until 700
+    assert spotted(flipped, 100) == ("x.com",) and spotted(flipped, 700) == ("t.co", "x.com")
+    # Poisson waits around 1x the interval before any flip, 0.25x after one
+    us = [i / 1000 for i in range(1000)]
+    assert sum(spot_wait(steady, 300, u) for u in us) / 1000 == pytest.approx(300, rel=0.02)
+    assert sum(spot_wait(flipped, 300, u) for u in us) / 1000 == pytest.approx(75, rel=0.02)
+    assert len({round(spot_wait(flipped, 300, u), 6) for u in us[:990]}) == 990  # no lattice
+    # the earliest due wins; the regular campaign wins a tie (it measures every target)
+    assert plan(300, 10, (), 50, ("x.com",)) == Step(50, ("x.com",), spot=True)
+    assert plan(300, 10, ("t.co",), 50, ("x.com",)) == Step(10, ("t.co",))
+    assert plan(300, 310, (), 300, ("x.com",)) == Step(300, None)
+    assert plan(300, 310, (), 50, ()) == Step(300, None)  # nothing blocked: no spot check

@@ -83,3 +83,20 @@ def test_mean_rate() -> None:
     assert throttling.mean_rate([(0.0, 0), (2.0, 5_000_000)]) == 2_500_000
     assert throttling.mean_rate([]) == 0.0
     assert throttling.mean_rate([(0.0, 0)]) == 0.0
+
+
+def test_a_fast_transfer_that_ended_within_a_burst_or_two_is_no_plateau() -> None:
+    # seen in the lab under load: 0.5 MiB in 0.4 s through a slow in-path proxy, 12x slower
+    # than the control: halves of 408 and 100 KiB against a 216 KiB delivery
+    samples = [(0.0, 0), (0.02, 4096), (0.1, 12288), (0.15, 233472), (0.25, 430080),
+               (0.42, 532480)]  # fmt: skip
+    shape = throttling.plateau(samples)
+    assert shape is not None and not shape.steady
+    assert (shape.halves, shape.quantum) == ((417792, 102400), 221184)
+
+
+def test_a_transfer_over_in_under_a_second_is_no_plateau() -> None:
+    # the lab under load again: 0.7 s at 5 Mbit/s, halves of one delivery each
+    samples = [(0.0, 0), (0.1, 16384), (0.25, 208896), (0.45, 401408), (0.8, 638976)]
+    shape = throttling.plateau(samples)
+    assert shape is not None and shape.seconds < throttling.MIN_SPAN and not shape.steady

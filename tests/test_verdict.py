@@ -43,6 +43,9 @@ TECHNIQUE_CASE = {
     "throttle": "throttle",
     "throttle_96": "throttle_bursty",
     "throttle_512": "throttle",
+    "residual": "tls_residual",
+    "http_blockpage_unknown": "http_page_unknown",
+    "silent_server": "silent_after_connect",
     "outage": "outage",
     "lossy": "lossy",
 }

@@ -56,10 +56,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     run.add_argument(
         "--interval",
         type=float,
-        default=20.0,
+        default=20.0,  # probe.lab.scenario.DEFAULT_INTERVAL: not imported here (cost)
         metavar="SECONDS",
-        help="a round (a probe run in every ISP, started over half the interval) begins every "
-        "SECONDS, or when the previous round ends if that took longer (default: 20)",
+        help="mean seconds between probe runs in each vantage point, at random (Poisson) "
+        "times (default: 20)",
     )
     run.add_argument(
         "--output",
@@ -149,14 +149,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     if failures:
         print(f"probe lab: {failures} rounds failed", file=sys.stderr)
-    from probe.verdict import evaluate
+    from probe.lab import evaluate
 
     verdicts = evaluate.main([str(args.output)])
     return 1 if failures or verdicts else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from probe.verdict import evaluate
+    from probe.lab import evaluate
 
     return evaluate.main([str(args.directory)])
 

@@ -34,7 +34,14 @@ import dns.rdatatype
 from probe.lab import dnsserver
 from probe.lab.dnsserver import Client, Reply, Zone
 from probe.lab.scenario import Isp
-from probe.lab.topology import BLOCKPAGE, DOH, DOH_NAME, PUBLIC_RESOLVERS, Topology
+from probe.lab.topology import (
+    BLOCKPAGE,
+    CONTROL_ADDRESS,
+    DOH,
+    DOH_NAME,
+    PUBLIC_RESOLVERS,
+    Topology,
+)
 
 __all__ = ["CORE_ASN", "LabResolver", "lab_zone", "serve"]
 
@@ -80,7 +87,7 @@ def lab_zone(topology: Topology) -> Zone:
         records[domain]["AAAA"] = [a for a in addresses if ":" in a]
     records[DOH_NAME] = {"A": [DOH]}
     core = [a for addresses in topology.addresses.values() for a in addresses]
-    core += [*PUBLIC_RESOLVERS, DOH, BLOCKPAGE]
+    core += [*PUBLIC_RESOLVERS, DOH, BLOCKPAGE, CONTROL_ADDRESS]
     origins = [(a, f"{a}/32" if ":" not in a else f"{a}/128", CORE_ASN, "ZZ") for a in core]
     for net in topology.isps:
         origins.append((net.vantage_address, net.prefix, net.isp.asn, net.isp.cc))
@@ -122,7 +129,7 @@ async def serve(
     site = _Site(replicas, resolver)
     for port, context, hosts in (
         (80, None, [*replicas, DOH, BLOCKPAGE]),
-        (443, tls, [*replicas, DOH]),
+        (443, tls, [*replicas, DOH, CONTROL_ADDRESS]),
     ):
         server = await asyncio.start_server(site.handle, hosts, port, ssl=context)
         closers.append(_closer(server))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -33,7 +34,16 @@ from typing import Final
 from probe.lab import netns, ticker, topology
 from probe.lab.daemon import CA_FILE, Settings
 from probe.lab.scenario import REPO, find, load, schedule
-from probe.lab.topology import DOH, DOH_NAME, PUBLIC_RESOLVERS, IspNet, Topology
+from probe.lab.spots import Spots
+from probe.lab.topology import (
+    CONTROL_ADDRESS,
+    DOH,
+    DOH_NAME,
+    PUBLIC_RESOLVERS,
+    IspNet,
+    Topology,
+)
+from probe.schedule import poisson_wait
 
 __all__ = [
     "STATE_DIR",
@@ -55,6 +65,8 @@ LAB_TIMEOUT: Final = 2.0  # the probe's step timeouts in the lab (every host is 
 THROUGHPUT_BYTES: Final = 512 << 10  # the timed download: 0.5 MiB, ~30 ms unthrottled
 # long enough for a policer's plateau at the lab's lowest rate (probe.verdict.throttling)
 THROUGHPUT_TIMEOUT: Final = 8.0
+RESIDUAL_DELAY: Final = 1.0  # re-test a failed handshake's address (residual blocking)
+SPOT_BURST: Final = 600.0  # seconds a flipped target stays spot-checked after its last flip
 PID_FILE: Final = "daemon.pid"
 
 Progress = Callable[[str], None]
@@ -178,6 +190,8 @@ def probe_config(lab: Topology, net: IspNet, ca_bundle: Path) -> str:
         f"ca_bundle = {_toml(str(ca_bundle))}",
         f"throughput_path = {_toml(f'/x-bytes/{THROUGHPUT_BYTES}')}",
         f"throughput_bytes = {THROUGHPUT_BYTES}",
+        f"residual_delay = {RESIDUAL_DELAY}",
+        f"control_address = {_toml(CONTROL_ADDRESS)}",
         "[timeouts]",
         *(f"{step} = {LAB_TIMEOUT}" for step in ("dns", "connect", "tls")),
         f"throughput = {THROUGHPUT_TIMEOUT}",
@@ -318,11 +332,13 @@ def run(
     seed: int | None = None,
     progress: Progress = stderr,
 ) -> int:
-    """Up, probe every ISP every ``interval`` s for ``duration`` s, down; rounds that failed."""
+    """Up, probe every ISP in rounds ``interval`` s apart on average (Poisson) for
+    ``duration`` s, down; rounds that failed."""
     output = output.absolute()  # the probes get it as an argument
     output.mkdir(parents=True, exist_ok=True)
     failures = 0
     probes: list[subprocess.Popen[bytes]] = []
+    spots: Spots | None = None
     lab: Lab | None = None  # set once up: a lab that was already up is not this run's to tear down
     interrupted = False
     with _sigterm_raises():
@@ -341,16 +357,48 @@ def run(
                 f"in {time.monotonic() - started:.1f} s; output {output}"
             )
             t0, round_number = time.monotonic(), 0
+            rng = random.Random(f"{lab.topology.scenario.seed}/rounds")  # a replayable run
+            spots = Spots(output, interval, SPOT_BURST, random.Random(f"{rng.random()}/spots"))
+            ids = [n.isp.id for n in lab.topology.isps]
+            nets = {n.isp.id: n for n in lab.topology.isps}
+            current: dict[str, subprocess.Popen[bytes]] = {}  # this round's, once started
+
+            def follow(until: float, what: str = "") -> None:
+                """Spot checks of the ISPs whose probe is done (probe.lab.spots) until
+                ``until``, while the round's probes start and run (on a terminal, the
+                seconds left before ``what``)."""
+                while True:
+                    if what:
+                        ticker.waiting(until - time.monotonic(), what)
+                    spots.step(
+                        ids,
+                        lambda isp: isp not in current or current[isp].poll() is not None,
+                        lambda isp, only: _probe(lab, nets[isp], output, only),
+                    )
+                    if time.monotonic() >= until:
+                        return
+                    time.sleep(0.1)
+
             while time.monotonic() - t0 < duration:
                 round_number += 1
                 began = time.monotonic()
                 probes = []
+                current.clear()
                 for net in lab.topology.isps:
-                    probes.append(_probe(lab, net, output))
+                    if net.isp.id in spots.running:  # never two probes of one ISP at once
+                        spots.running[net.isp.id].wait()
+                    current[net.isp.id] = _probe(lab, net, output)
+                    probes.append(current[net.isp.id])
                     # Staggered over half the interval, as independent volunteers would be:
                     # a synchronized start of every probe only measures the lab's own load.
-                    time.sleep(interval / 2 / len(lab.topology.isps))
-                codes = ticker.finished(probes, f"round {round_number}")
+                    follow(time.monotonic() + interval / 2 / len(lab.topology.isps))
+                # the round ends when its probes and the spot checks are done
+                while any(p.poll() is None for p in probes) or spots.busy():
+                    follow(time.monotonic())
+                    ticker.measuring(probes, f"round {round_number}")
+                    time.sleep(0.1)
+                ticker.clear()
+                codes = [p.wait() for p in probes]
                 failed = [n.isp.id for n, c in zip(lab.topology.isps, codes, strict=True) if c]
                 failures += bool(failed)
                 progress(
@@ -361,17 +409,24 @@ def run(
                     progress("the lab daemon died: see logs/daemon.log; stopping")
                     failures += 1
                     break
+                # Rounds at Poisson times, as `probe schedule` samples: a fixed interval
+                # would alias with a periodic censor (probe.schedule.poisson_wait).
+                wait = poisson_wait(interval, rng.random())
                 following = (
-                    f"round {round_number + 1}" if began + interval < t0 + duration else "the end"
+                    f"round {round_number + 1}" if began + wait < t0 + duration else "the end"
                 )
-                ticker.countdown(min(began + interval, t0 + duration) - time.monotonic(), following)
+                follow(min(began + wait, t0 + duration), following)
+                ticker.clear()
+            if spots.launched:
+                progress(f"{spots.launched} spot checks of targets seen blocked on sporadic ISPs")
         except (KeyboardInterrupt, Interrupted) as exc:
             progress(f"interrupted ({exc.__class__.__name__}): tearing down")
             interrupted = True
             failures += 1
         finally:
             with _uninterrupted():
-                _stop({p.pid for p in probes if p.poll() is None}, 2.0)
+                live = [*probes, *(spots.running.values() if spots else ())]
+                _stop({p.pid for p in live if p.poll() is None}, 2.0)
                 if lab is not None:
                     down(keep_log=output / "logs" / "daemon.log")
                 if lab is not None or interrupted:  # interrupted in up(): it tore itself down
@@ -379,7 +434,9 @@ def run(
     return failures
 
 
-def _probe(lab: Lab, net: IspNet, output: Path) -> subprocess.Popen[bytes]:
+def _probe(
+    lab: Lab, net: IspNet, output: Path, only: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     logs = output / "logs"
     logs.mkdir(exist_ok=True)
     argv = [
@@ -395,6 +452,7 @@ def _probe(lab: Lab, net: IspNet, output: Path) -> subprocess.Popen[bytes]:
         str(lab.configs[net.isp.id]),
         "--output",
         str(output / net.isp.id),
+        *(("--only", *only) if only else ()),
     ]
     with (logs / f"{net.isp.id}.log").open("ab") as log:
         return subprocess.Popen(

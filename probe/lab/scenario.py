@@ -9,7 +9,11 @@ a namespace is created.
 technique is active. It is a pure function of the scenario (its seed) and the
 horizon, so a run can be replayed and the truth recomputed: ``always`` is one
 window covering the horizon; ``sporadic`` alternates on and off periods of
-10-60 s drawn from a generator seeded by (seed, ISP, technique).
+10-60 s drawn from a generator seeded by (seed, ISP, technique); ``periodic`` is a
+strict cycle whose period is a whole multiple (1-3, drawn from the seed) of
+:data:`DEFAULT_INTERVAL`, the lab run's interval -- exactly the censor a fixed sampling
+interval aliases with -- blocked 50-80% of it, at a phase drawn from the seed too, so a
+detector tuned to one period or phase fails on another seed.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from probe import config
 from probe.lab.censors import EXPECTED_METHOD
 
 __all__ = [
+    "DEFAULT_INTERVAL",
     "SCENARIO_DIRS",
     "Isp",
     "Scenario",
@@ -46,7 +51,8 @@ PACKAGED: Final = Path(__file__).resolve().parents[1] / "configs"
 # checkout, or scenarios of one's own), then the packaged copy.
 SCENARIO_DIRS: Final = (Path("configs") / "scenarios", PACKAGED / "scenarios")
 DEFAULT_CONFIG: Final = PACKAGED / "x.toml"
-SCHEDULES: Final = ("always", "sporadic")
+SCHEDULES: Final = ("always", "sporadic", "periodic")
+DEFAULT_INTERVAL: Final = 20.0  # seconds between probe runs of `probe lab run`
 ASN_RANGE: Final = range(64496, 64512)  # RFC 5398 documentation ASNs
 PERIOD: Final = (10.0, 60.0)  # seconds: bounds of a sporadic on/off period
 _ID: Final = re.compile(r"^[a-z][a-z0-9]{0,7}$")  # short: it ends up in interface names
@@ -143,6 +149,9 @@ def schedule(scenario: Scenario, horizon: float) -> list[Window]:
                 windows.append(Window(isp.id, spec.technique, spec.domains, 0.0, horizon))
                 continue
             rng = random.Random(f"{scenario.seed}/{isp.id}/{spec.technique}")
+            if spec.schedule == "periodic":
+                windows += _periodic(isp.id, spec, rng, horizon)
+                continue
             active, t = rng.random() < 0.5, 0.0
             while t < horizon:
                 end = min(horizon, round(t + rng.uniform(*PERIOD), 3))
@@ -150,6 +159,19 @@ def schedule(scenario: Scenario, horizon: float) -> list[Window]:
                     windows.append(Window(isp.id, spec.technique, spec.domains, t, end, True))
                 active, t = not active, end
     return sorted(windows, key=lambda w: (w.start, w.isp, w.technique))
+
+
+def _periodic(isp: str, spec: TechniqueSpec, rng: random.Random, horizon: float) -> list[Window]:
+    period = DEFAULT_INTERVAL * rng.choice((1, 2, 3))
+    blocked = period * rng.uniform(0.5, 0.8)
+    t = -rng.uniform(0.0, period)  # the phase
+    windows = []
+    while t < horizon:
+        start, end = max(0.0, round(t, 3)), min(horizon, round(t + blocked, 3))
+        if end > start:
+            windows.append(Window(isp, spec.technique, spec.domains, start, end, True))
+        t += period
+    return windows
 
 
 class _Reader:

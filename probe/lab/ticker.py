@@ -11,31 +11,25 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 
-__all__ = ["countdown", "finished"]
-
-TICK = 0.5  # seconds between updates of the line
+__all__ = ["clear", "measuring", "waiting"]
 
 
-def finished(probes: Sequence[subprocess.Popen[bytes]], what: str) -> list[int]:
-    """The exit codes of ``probes``, once all are done; meanwhile how many are."""
-    while sys.stderr.isatty() and (done := sum(p.poll() is not None for p in probes)) < len(probes):
-        _line(f"lab: {what}: {done} of {len(probes)} ISPs measured")
-        time.sleep(TICK)
+def measuring(probes: Sequence[subprocess.Popen[bytes]], what: str) -> None:
+    """How many of ``probes`` are done."""
+    done = sum(p.poll() is not None for p in probes)
+    _line(f"lab: {what}: {done} of {len(probes)} ISPs measured")
+
+
+def waiting(seconds: float, what: str) -> None:
+    """The seconds left before ``what``."""
+    _line(f"lab: {what} in {math.ceil(seconds)} s" if seconds > 0 else "")
+
+
+def clear() -> None:
+    """Before the next log line."""
     _line("")
-    return [p.wait() for p in probes]
-
-
-def countdown(seconds: float, what: str) -> None:
-    """Sleep ``seconds``; meanwhile the seconds left before ``what``."""
-    end = time.monotonic() + seconds
-    while sys.stderr.isatty() and (left := end - time.monotonic()) > 0:
-        _line(f"lab: {what} in {math.ceil(left)} s")
-        time.sleep(min(TICK, left))
-    _line("")
-    time.sleep(max(0.0, end - time.monotonic()))
 
 
 def _line(text: str) -> None:

@@ -19,7 +19,7 @@ Addresses (documentation and shared ranges only):
 * One replica address per domain, on the core's loopback: 203.0.113.(10+k) and
   2001:db8:113::(10+k).
 * 198.51.100.0/24 on the core: public resolver stand-ins (.1 for 1.1.1.1, .8, .9), DoH (.53),
-  blockpage (.80).
+  blockpage (.80), control address (.81: HTTPS only).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from probe.lab.scenario import Isp, Scenario
 
 __all__ = [
     "BLOCKPAGE",
+    "CONTROL_ADDRESS",
     "CORE",
     "DOH",
     "DOH_NAME",
@@ -58,6 +59,10 @@ PUBLIC_RESOLVERS: Final = ("198.51.100.1", "198.51.100.8", "198.51.100.9")
 DOH: Final = "198.51.100.53"
 DOH_NAME: Final = "dns.lab.invalid"  # .invalid (RFC 6761): can never leak to a real resolver
 BLOCKPAGE: Final = "198.51.100.80"
+# a TLS server of its own for the probe's "target SNI on a control address" step
+# (measurement.control_address): a censor that blocks an address after a trigger (residual)
+# then never blocks a control site's
+CONTROL_ADDRESS: Final = "198.51.100.81"
 _REPLICA_BASE: Final = 10
 
 
@@ -176,7 +181,7 @@ def _host(address: str) -> str:
 
 def _core_commands(topology: Topology) -> list[str]:
     local = [a for addresses in topology.addresses.values() for a in addresses]
-    local += [*PUBLIC_RESOLVERS, DOH, BLOCKPAGE]
+    local += [*PUBLIC_RESOLVERS, DOH, BLOCKPAGE, CONTROL_ADDRESS]
     commands = ["link set lo up", *(f"addr add {_host(a)} dev lo" for a in local)]
     for net in topology.isps:
         commands += [

@@ -88,7 +88,8 @@ _KEYS: Final = (
 # head-first format version (docs/format.md) is recognised by its start,
 # '{"annotations":{"x_role":' target or control, and by its end,
 # ',"x_format_version":"3"}', which shows the line is not torn. Only its head is parsed: a
-# target's up to x_verdict's "step" (after status, method, detail), a control's up to
+# target's up to x_verdict's "step" (after status, method, detail), a control's too when its
+# test_keys open with the verdict (written since control lines have one), else up to
 # test_keys, closed into a small JSON object with that end. The observations and most of the
 # verdict, most of a line, go unparsed. A head that lacks a base key (another program's line in
 # that version) sends the line to the whole-line read. Any other line is read whole: one ending
@@ -115,7 +116,9 @@ FROM (
           THEN strpos(line, ',"test_keys":{{')
         ELSE 0 END AS cut
     FROM (
-      SELECT line, prefix(line, '{{"annotations":{{"x_role":"target"') AS target,
+      SELECT line, prefix(line, '{{"annotations":{{"x_role":"target"') OR (
+               prefix(line, '{{"annotations":{{"x_role":"control"')
+               AND strpos(line, ',"test_keys":{{"x_analysis_version":') > 0) AS target,
              CASE {tails} END AS tail
       FROM read_csv($files, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
                     header=false, auto_detect=false, new_line='\\n', strict_mode=false,

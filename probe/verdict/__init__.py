@@ -7,7 +7,7 @@ scores OONI's web_connectivity measurements too, read by
 stores. The rules are documented in :mod:`probe.verdict.rules`, the
 observations view in :mod:`probe.verdict.observations`, the fingerprint and
 bogon data in ``fingerprints.json`` / ``bogons.json``, and the lab evaluation
-in :mod:`probe.verdict.evaluate`. Nothing here touches the network.
+in :mod:`probe.lab.evaluate`. Nothing here touches the network.
 """
 
 from probe.verdict.fingerprints import Fingerprints, load_fingerprints

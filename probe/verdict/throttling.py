@@ -16,6 +16,11 @@ policers. This module compares long stretches instead, allowing one
   differ by at most half their sum plus one quantum (capped at a quarter of
   the sum): a 3:1 ratio at most, apart from record granularity; a flow that
   stalls, dies or only began late is not one;
+* each half holds at least one quantum, and the settled part lasts at least
+  :data:`MIN_SPAN`: the flow was *held*, over several deliveries and over time.
+  A transfer that ended within a burst or two (0.5 MiB in 0.4 s through a slow
+  in-path box, halves of 100 and 400 KB against a 200 KB quantum) shows no plateau,
+  however its rate compares with the control's;
 * it needs at least :data:`MIN_ARRIVALS` separate deliveries: silence (zero
   bytes after the connect or the ServerHello) is a timeout, never throttling.
 
@@ -29,12 +34,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["MIN_ARRIVALS", "RATIO", "Plateau", "mean_rate", "plateau"]
+__all__ = ["MIN_ARRIVALS", "MIN_SPAN", "RATIO", "Plateau", "mean_rate", "plateau"]
 
 #: the target's plateau this many times below the control's mean rate
 RATIO: Final = 10.0
 #: separate deliveries of bytes a transfer needs before its shape says anything
 MIN_ARRIVALS: Final = 3
+#: seconds the settled part must last: a hold shows over time, not within a burst
+MIN_SPAN: Final = 1.0
 _SETTLE: Final = 0.25  # the leading share of the flow's time left out
 
 
@@ -95,6 +102,12 @@ def plateau(samples: Sequence[tuple[float, int]]) -> Plateau | None:
     quantum = max((b - a for a, b in zip([base, *after], after, strict=False)), default=0)
     halves = (at_middle - base, total - at_middle)
     slack = min(quantum, sum(halves) / 4)  # record granularity, never more than a quarter
-    steady = min(halves) > 0 and abs(halves[0] - halves[1]) <= sum(halves) / 2 + slack
+    # each half holds at least one whole quantum: a hold over several deliveries, not a
+    # fast transfer that ended within a burst or two (a slow in-path box, a loaded host)
     seconds = end - since  # from the sample the count starts at, so the rate is not biased
+    steady = (
+        seconds >= MIN_SPAN
+        and min(halves) >= max(quantum, 1)
+        and abs(halves[0] - halves[1]) <= sum(halves) / 2 + slack
+    )
     return Plateau((total - base) / seconds, steady, halves, quantum, round(seconds, 3))

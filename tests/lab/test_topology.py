@@ -24,7 +24,7 @@ import pytest
 from labutil import in_netns, lab_leftovers, require_root
 
 from probe.lab import runner, truth
-from probe.lab.scenario import PERIOD, ScenarioError, find, load, schedule
+from probe.lab.scenario import DEFAULT_INTERVAL, PERIOD, ScenarioError, find, load, schedule
 from probe.net.dns import query_tcp, query_udp
 from probe.net.tls import handshake, make_context
 from probe.records import Clock, DnsQuery, TlsHandshake
@@ -95,6 +95,21 @@ def test_schedule_is_deterministic_and_sporadic_windows_last_10_to_60_s() -> Non
     assert all(PERIOD[0] <= gap <= PERIOD[1] for gap in gaps)  # off periods too
     always = [w for w in windows if w.isp == "isp1"]
     assert [(w.technique, w.start, w.end) for w in always] == [("sni_reset", 0.0, 3600.0)]
+
+
+def test_periodic_windows_cycle_on_a_multiple_of_the_interval_varied_by_seed() -> None:
+    pakistan = load(find("pakistan-2024"))
+    shapes = set()
+    for seed in range(8):
+        windows = [w for w in schedule(replace(pakistan, seed=seed), 600.0) if w.isp == "isp14"]
+        starts = [w.start for w in windows if w.start > 0]
+        periods = {round(b - a, 3) for a, b in itertools.pairwise(starts)}
+        (period,) = periods  # a strict cycle
+        assert period in (DEFAULT_INTERVAL, 2 * DEFAULT_INTERVAL, 3 * DEFAULT_INTERVAL)
+        share = (windows[1].end - windows[1].start) / period
+        assert 0.5 <= share <= 0.8 and all(w.sporadic for w in windows)
+        shapes.add((period, round(share, 2), round(starts[0] % period, 2)))
+    assert len(shapes) == 8  # period, share and phase drawn from the seed
 
 
 # --- the smoke lab (root) ------------------------------------------------------------------

@@ -43,6 +43,9 @@ EXPECTED_METHOD: Final[Mapping[str, str | None]] = {
     "throttle": "throttling",  # tc policer on X's addresses, 128 kbit/s
     "throttle_96": "throttling",  # the same at 96 kbit/s
     "throttle_512": "throttling",  # the same at 512 kbit/s
+    "residual": "tls",  # SNI reset, then the address blocked for every name for a while
+    "http_blockpage_unknown": "http",  # a page of no known fingerprint, HTTPS dropped
+    "silent_server": None,  # a broken site: accepts, never speaks; never "blocked"
     "outage": None,  # the ISP's uplink drops everything: "down", never "blocked"
     "lossy": None,  # random loss of 20-30% of packets: never "blocked"
 }
@@ -85,6 +88,7 @@ def _registry() -> Mapping[str, Callable[[], Technique]]:
     from probe.lab.censors.address_filter import IpBlackhole, TcpReset
     from probe.lab.censors.dns_injection import DnsInjection
     from probe.lab.censors.dns_resolver import DnsResolverCensor
+    from probe.lab.censors.field import Residual, SilentServer, UnknownBlockpage
     from probe.lab.censors.http_blockpage import HttpBlockpage
     from probe.lab.censors.link_failure import Lossy, Outage
     from probe.lab.censors.sni_proxy import SniProxy
@@ -107,6 +111,9 @@ def _registry() -> Mapping[str, Callable[[], Technique]]:
         "throttle": Throttle,
         "throttle_96": lambda: Throttle(96, "throttle_96"),
         "throttle_512": lambda: Throttle(512, "throttle_512"),
+        "residual": Residual,
+        "http_blockpage_unknown": UnknownBlockpage,
+        "silent_server": SilentServer,
         "outage": Outage,
         "lossy": Lossy,
     }

@@ -48,10 +48,12 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, tuple[str, int]]
 class RedirectProxy:
     """Listeners in the router plus the nft table redirecting ``port`` to them."""
 
-    def __init__(self, technique: str, port: int, handler: Handler) -> None:
+    def __init__(
+        self, technique: str, port: int, handler: Handler, hook: str = NAT_PREROUTING
+    ) -> None:
         self._port = port
         self._handler = handler
-        self._table = NftTable(technique, {"prerouting": NAT_PREROUTING})
+        self._table = NftTable(technique, {"prerouting": hook})
         self._servers: dict[str, asyncio.Server] = {}  # nft family -> listener
         self._tasks: set[asyncio.Task[None]] = set()
         self._downlink = ""
@@ -62,12 +64,19 @@ class RedirectProxy:
         for family, host in (("ipv4", "0.0.0.0"), ("ipv6", "::")):
             self._servers[family] = await asyncio.start_server(self._accept, host, 0)
 
-    async def redirect(self, on: bool) -> None:
-        """Switch the redirect of new connections on or off (live ones carry on)."""
+    async def redirect(self, on: bool, only: tuple[str, ...] = ()) -> None:
+        """Switch the redirect of new connections on or off (live ones carry on); ``only``:
+        of connections to these addresses (default: to any)."""
+        v4, v6 = [a for a in only if ":" not in a], [a for a in only if ":" in a]
+        match = {
+            "ipv4": f"ip daddr {{ {', '.join(v4)} }} " if v4 else "",
+            "ipv6": f"ip6 daddr {{ {', '.join(v6)} }} " if v6 else "",
+        }
         rules = [
-            f'iifname "{self._downlink}" meta nfproto {family} tcp dport {self._port} '
-            f"redirect to :{server.sockets[0].getsockname()[1]}"
+            f'iifname "{self._downlink}" meta nfproto {family} {match[family]}'
+            f"tcp dport {self._port} redirect to :{server.sockets[0].getsockname()[1]}"
             for family, server in self._servers.items()
+            if not only or match[family]
         ]
         await self._table.replace({"prerouting": rules if on else []})
 

@@ -11,7 +11,8 @@ Pakistani ones whose fingerprints the probe knows: ``national`` (PTA's
 "prohibited for viewership from within Pakistan"), ``jazz`` (the text
 ``http://119.73.65.87:8080/redirect.html?accessurl=`` followed by the
 requested URL; only text, nothing ever contacts that address) and
-``nayatel`` ("As per your subscription of Nayatel Safeweb service").
+``nayatel`` ("As per your subscription of Nayatel Safeweb service"); ``unknown`` matches
+no fingerprint (:mod:`probe.lab.censors.field`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from probe.lab.censors._redirect import RedirectCensor, splice
 
 __all__ = ["HttpBlockpage", "Style", "blockpage"]
 
-Style = Literal["national", "jazz", "nayatel"]
+Style = Literal["national", "jazz", "nayatel", "unknown"]
 
 _HTTP_PORT: Final = 80
 _CHUNK: Final = 65536

@@ -29,7 +29,8 @@ from probe import __version__
 
 if TYPE_CHECKING:
     from probe.config import Config
-    from probe.schedule import Outcome, Runner
+    from probe.pipeline import Outcome
+    from probe.schedule import Runner
 
 __all__ = ["main"]
 
@@ -203,9 +204,9 @@ def _consented(config: Config, state: Path, *, interactive: bool) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from probe.consent import state_dir
     from probe.rotate import low_disk
     from probe.schedule import Runner, once
+    from probe.state import state_dir
     from probe.summary import table
 
     config = _config(args)
@@ -263,7 +264,7 @@ def _unattended(runner: Runner, work: Callable[[Runner], Coroutine[object, objec
     if not _consented(runner.config, runner.state, interactive=False):
         return 2
     try:
-        with Lock(runner.state):
+        with Lock(runner.output):
             return asyncio.run(work(runner))
     except LockHeld as exc:
         print(f"probe: {exc}; exiting", file=sys.stderr)
@@ -277,8 +278,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from probe.config import DAY
-    from probe.consent import state_dir
     from probe.schedule import Runner
+    from probe.state import state_dir
 
     if args.max_campaigns is not None and args.max_campaigns < 1:
         print("probe: --max-campaigns: must be >= 1", file=sys.stderr)
@@ -326,8 +327,8 @@ async def _schedule(runner: Runner, max_campaigns: int | None) -> int:
 
 def cmd_upload(args: argparse.Namespace) -> int:
     """Exit 0 when the outbox is empty after it (sent, or refused: logged), else 1."""
-    from probe.consent import state_dir
     from probe.schedule import Runner
+    from probe.state import state_dir
 
     config = _config(args)
     if config is None:
@@ -346,8 +347,9 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 def cmd_consent(args: argparse.Namespace) -> int:
     from probe import consent
+    from probe.state import state_dir
 
-    state = consent.state_dir()
+    state = state_dir()
     if args.withdraw:
         gone = consent.withdraw(state)
         print("consent withdrawn" if gone else "no consent was on record")

@@ -106,6 +106,13 @@ def _parser() -> argparse.ArgumentParser:
     action.add_argument("--withdraw", action="store_true", help="forget the recorded consent")
     agree.set_defaults(handler=cmd_consent)
 
+    reindex = sub.add_parser(
+        "reindex", help="rebuild the index beside each measurement file from its raw lines"
+    )
+    reindex.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                         help="JSONL(.gz) files or folders")  # fmt: skip
+    reindex.set_defaults(handler=cmd_reindex)
+
     from probe.collector.cli import add_parser as add_collector
     from probe.lab.cli import add_parser as add_lab
     from probe.report.cli import add_parser as add_report
@@ -343,6 +350,22 @@ def cmd_upload(args: argparse.Namespace) -> int:
         return 1 if (await runner.upload(found)).left else 0
 
     return _unattended(Runner(config, args.output, state_dir()), work)
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    """Exit 0 when every file was indexed, 1 when one could not be (said in one line each)."""
+    from probe import index, store
+
+    failed = 0
+    for day in store.iter_files(args.paths):
+        try:
+            rows = index.rebuild(day)
+        except OSError as exc:
+            print(f"probe: cannot index {day}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{day}: {rows} lines indexed")
+    return 1 if failed else 0
 
 
 def cmd_consent(args: argparse.Namespace) -> int:

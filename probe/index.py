@@ -209,9 +209,10 @@ def append(day: Path, m: Mapping[str, Any], start: int, length: int) -> None:
 
 
 def _rows(day: Path) -> Iterator[bytes]:
-    """The index rows of every complete line of the day file (a torn last line has none)."""
+    """The index rows of every complete line of the day file (a torn last line has none, nor
+    what follows a damaged part of a ``.gz``: that index will not match its file)."""
     start = 0
-    with _open(day) as f:
+    with _open(day) as f, contextlib.suppress(*store.READ_ERRORS):
         for raw in f:
             if raw.endswith(b"\n"):
                 yield row(store.parse_line(raw), start, len(raw))

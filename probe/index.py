@@ -42,6 +42,7 @@ from probe.verdict import ANALYSIS_VERSION, summary_keys, verdict
 from probe.verdict.observations import KNOWN_FORMAT_VERSIONS
 
 __all__ = [
+    "BLANK",
     "COLUMNS",
     "GENERIC_SLD",
     "HOST_PATTERN",
@@ -59,7 +60,9 @@ __all__ = [
 #: columns are those of the rules of ``analysis_version``.
 COLUMNS: Final = ("uid", "asn", "network", "time", "input", "family", "role", "report_id",
                   "status", "method", "detail", "analysis_version", "format_version",
-                  "line_start", "line_bytes")  # fmt: skip
+                  "problem", "line_start", "line_bytes")  # fmt: skip
+#: The ``problem`` of a blank line (the report neither reads nor counts those).
+BLANK: Final = "blank"
 _HEADER: Final = (",".join(COLUMNS) + "\n").encode()
 #: The host of a URL (an IPv6 literal keeps its brackets).
 HOST_PATTERN: Final = r"^[a-zA-Z][a-zA-Z0-9+.-]*://(\[[^\]]*\]|[^/:?#]+)"
@@ -114,20 +117,24 @@ def _text(value: Any) -> str:
     return str(value).replace("\r", " ").replace("\n", " ")
 
 
-def row(m: Any, start: int, length: int) -> bytes:
-    """The index row (one CSV line) of the line at ``start`` (``length`` bytes) holding ``m``:
-    for a measurement of ours its keys, a target's verdict re-scored when the line's is from
-    older rules or missing; for any other line (not ours, no JSON, an unknown format, a
-    missing base key) only where it is, which tells a reader to read the file's raw lines."""
+def row(m: Any, start: int, length: int, problem: str | None = None) -> bytes:
+    """The index row (one CSV line) of the line at ``start`` (``length`` bytes) holding ``m``
+    (the line's JSON value, None when it is no JSON): for a measurement of ours its keys, a
+    target's verdict re-scored when the line's is from older rules or missing; for a line
+    that is no JSON (a torn one) or blank, its ``problem``; for any other line (not ours, an
+    unknown format, a missing base key) only where it is, which tells a reader to read the
+    file's raw lines."""
+    if m is None or problem is not None:
+        return _csv([""] * (len(COLUMNS) - 3) + [problem or store.INVALID_LINE, start, length])
     if not isinstance(m, dict):
-        return _csv([""] * (len(COLUMNS) - 2) + [start, length])
+        return _csv([""] * (len(COLUMNS) - 3) + ["", start, length])
     annotations, tk = m.get("annotations"), m.get("test_keys")
     t = _time(m)
     if (m.get("test_name") != "x_reachability" or not isinstance(annotations, dict)
             or not isinstance(tk, dict) or m.get("x_format_version") not in KNOWN_FORMAT_VERSIONS
             or t is None or not all(isinstance(m.get(k), str) for k in
                                     ("measurement_uid", "probe_asn", "input"))):  # fmt: skip
-        return row(None, start, length)
+        return _csv([""] * (len(COLUMNS) - 3) + ["", start, length])
     role, version = annotations.get("x_role"), tk.get("x_analysis_version")
     v = tk.get("x_verdict") if isinstance(tk.get("x_verdict"), dict) else None
     if role == "target" and (version != ANALYSIS_VERSION or v is None or not v.get("status")):
@@ -136,7 +143,7 @@ def row(m: Any, start: int, length: int) -> bytes:
     return _csv([
         m["measurement_uid"], m["probe_asn"], m.get("probe_network_name"), f"{t:.6f}",
         m["input"], family(m["input"]), role, m.get("report_id"), v.get("status"),
-        v.get("method"), v.get("detail"), version, m["x_format_version"], start, length,
+        v.get("method"), v.get("detail"), version, m["x_format_version"], "", start, length,
     ])  # fmt: skip
 
 
@@ -209,13 +216,13 @@ def append(day: Path, m: Mapping[str, Any], start: int, length: int) -> None:
 
 
 def _rows(day: Path) -> Iterator[bytes]:
-    """The index rows of every complete line of the day file (a torn last line has none, nor
-    what follows a damaged part of a ``.gz``: that index will not match its file)."""
+    """The index rows of every line of the day file (none for what follows a damaged part of a
+    ``.gz``: that index will not match its file)."""
     start = 0
     with _open(day) as f, contextlib.suppress(*store.READ_ERRORS):
         for raw in f:
-            if raw.endswith(b"\n"):
-                yield row(store.parse_line(raw), start, len(raw))
+            blank = None if raw.strip() else BLANK
+            yield row(None if blank else store.parse_line(raw), start, len(raw), blank)
             start += len(raw)
 
 

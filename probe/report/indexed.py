@@ -1,12 +1,13 @@
 """Reading the write-time index (:mod:`probe.index`) instead of the raw lines.
 
 A day file whose index matches it (this version's header; its last row ends where the file
-ends; every line indexed) gives its rows to table ``m`` from the index alone: a narrow CSV row
-instead of a line of kilobytes of JSON. Any other file (no index: another volunteer's older
-files, OONI's; an index behind its file; a line the index could not read) is read raw by
-:mod:`probe.report.scan`, whole, as before. A target row of an index whose verdict is from
-older rules (or missing) is stale: only its line is read from the day file, at the offset the
-index gives, for :mod:`probe.report.engine` to re-score.
+ends; every line indexed, or known as blank or no JSON: a torn one) gives its rows to table
+``m`` from the index alone: a narrow CSV row instead of a line of kilobytes of JSON. Any
+other file (no index: another volunteer's older files, OONI's; an index behind its file; a
+line the index could not read) is read raw by :mod:`probe.report.scan`, whole, as before.
+A target row of an index whose verdict is from older rules (or missing) is stale: only its
+line is read from the day file, at the offset the index gives, for
+:mod:`probe.report.engine` to re-score.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ _TYPES: Final = {name: "VARCHAR" for name in index.COLUMNS} | {
 _READ: Final = """
 CREATE OR REPLACE TEMP TABLE ix AS
 SELECT filename, uid, asn, network, time, family, role, report_id, status, method, detail,
-       analysis_version, line_start, line_bytes
+       analysis_version, problem, line_start, line_bytes
 FROM read_csv($files, header=true, columns=$types, auto_detect=false, delim=',', quote='"',
               escape='"', filename=true, ignore_errors=true, max_line_size=1048576)
 """
 # Per index: where its last row says its line ends, and whether a line went unindexed.
-_ENDS: Final = "SELECT filename, max(line_start + line_bytes), count(*) FILTER (uid IS NULL) " \
-               "FROM ix GROUP BY filename"  # fmt: skip
+_ENDS: Final = """
+SELECT filename, max(line_start + line_bytes), count(*) FILTER (uid IS NULL AND problem IS NULL)
+FROM ix GROUP BY filename
+"""
 _GLOB: Final = re.compile(r"[\[?*]")
 _STALE: Final = "role = 'target' AND (analysis_version IS DISTINCT FROM $version OR status IS NULL)"
 _INSERT: Final = f"""
@@ -45,10 +48,11 @@ SELECT uid, asn, network, 'probe' AS source, floor(time)::BIGINT AS t, family,
        coalesce(nullif(report_id, ''),
                 strftime(to_timestamp(floor(time)), '%Y-%m-%d %H:%M:%S')) AS run, role,
        status, method, detail,
-       CASE WHEN role IS NULL OR role NOT IN ('target', 'control')
+       CASE WHEN problem IS NOT NULL THEN problem
+            WHEN role IS NULL OR role NOT IN ('target', 'control')
             THEN 'unknown annotations.x_role' END AS problem,
        problem IS NULL AND {_STALE} AS stale, NULL::VARCHAR AS line
-FROM ix
+FROM ix WHERE problem IS DISTINCT FROM '{index.BLANK}'
 """
 
 

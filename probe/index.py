@@ -35,7 +35,7 @@ import struct
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 from probe import store
 from probe.verdict import ANALYSIS_VERSION, summary_keys, verdict
@@ -169,16 +169,10 @@ def data_size(day: Path) -> int | None:
 def header_ok(index: Path) -> bool:
     """The index file starts with this version's header (any other is not trusted)."""
     try:
-        with _open(index) as f:
+        with store.open_file(index) as f:
             return f.readline() == _HEADER
     except store.READ_ERRORS:
         return False
-
-
-def _open(path: Path) -> IO[bytes]:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]  # GzipFile is an IO[bytes]
-    return open(path, "rb")
 
 
 def _end(index: Path) -> int | None:
@@ -219,7 +213,7 @@ def _rows(day: Path) -> Iterator[bytes]:
     """The index rows of every line of the day file (none for what follows a damaged part of a
     ``.gz``: that index will not match its file)."""
     start = 0
-    with _open(day) as f, contextlib.suppress(*store.READ_ERRORS):
+    with store.open_file(day) as f, contextlib.suppress(*store.READ_ERRORS):
         for raw in f:
             blank = None if raw.strip() else BLANK
             yield row(None if blank else store.parse_line(raw), start, len(raw), blank)

@@ -36,6 +36,7 @@ __all__ = [
     "day_file",
     "fsync_folder",
     "iter_files",
+    "open_file",
     "parse_line",
     "read",
     "repair_tail",
@@ -148,7 +149,7 @@ def read(
     for path in iter_files(paths):
         stats.files += 1
         try:
-            with _open(path) as f:
+            with open_file(path) as f:
                 yield from _lines(f, stats)
         except READ_ERRORS as exc:
             stats.skip(f"unreadable file: {type(exc).__name__}")
@@ -163,7 +164,8 @@ def parse_line(line: str | bytes) -> Any:
         return None
 
 
-def _open(path: Path) -> IO[bytes]:
+def open_file(path: Path) -> IO[bytes]:
+    """A measurement file for reading, inflated if it is a ``.gz``."""
     if path.name.endswith(".gz"):
         return gzip.open(path, "rb")  # type: ignore[return-value]  # GzipFile is an IO[bytes]
     return open(path, "rb")

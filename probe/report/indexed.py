@@ -12,16 +12,15 @@ line is read from the day file, at the offset the index gives, for
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import duckdb
 
-from probe import index
+from probe import index, store
 from probe.verdict import ANALYSIS_VERSION
 
 __all__ = ["stage"]
@@ -74,12 +73,6 @@ def _candidates(files: Sequence[Path]) -> tuple[dict[str, tuple[Path, int]], lis
     return found, raw
 
 
-def _open(path: Path) -> IO[bytes]:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]  # GzipFile is an IO[bytes]
-    return open(path, "rb")
-
-
 def _lines(con: duckdb.DuckDBPyConnection, found: dict[str, tuple[Path, int]]) -> None:
     """The lines of the stale rows, read at their offsets, into ``m``."""
     where: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
@@ -90,7 +83,7 @@ def _lines(con: duckdb.DuckDBPyConnection, found: dict[str, tuple[Path, int]]) -
         return
     uids, lines = [], []
     for name, rows in where.items():
-        with _open(found[name][0]) as f:
+        with store.open_file(found[name][0]) as f:
             for uid, start, length in rows:
                 f.seek(start)  # forward only (sorted): a .gz is inflated once
                 uids.append(uid)

@@ -138,3 +138,23 @@ def test_gz_size_is_the_uncompressed_size(tmp_path: Path) -> None:
     path = tmp_path / "x.jsonl.gz"
     path.write_bytes(gzip.compress(b"a" * 1000))
     assert index.data_size(path) == 1000
+
+
+def test_probe_run_writes_an_index_the_report_trusts(tmp_path: Path, probe_state: Path) -> None:
+    from loopback import internet
+
+    records = {"x.com": {"A": ["127.0.0.1"]}, "www.example.com": {"A": ["127.0.0.1"]}}
+    out = tmp_path / "out"
+    with internet(tmp_path, records) as net:
+        config = tmp_path / "config.toml"
+        config.write_text(net.config(["x.com"], ["www.example.com"]))
+        for _ in range(2):
+            assert main(["run", "--once", "--config", str(config), "--output", str(out)]) == 0
+    [day] = store.iter_files([out])
+    text = index.index_of(day).read_text().splitlines()
+    assert len(text) == 5  # the header, 2 runs x (a target, a control)
+    *_, start, length = text[-1].split(",")
+    assert int(start) + int(length) == day.stat().st_size
+    with_index = build([out], bucket=600)
+    index.index_of(day).unlink()
+    assert build([out], bucket=600) == with_index and with_index.targets == 2

@@ -1,7 +1,7 @@
 """CPU per campaign before and after control lines got a verdict (issue 14 item 6).
 
 A campaign of the default list's shape writes 12 target lines and 2 control lines; each
-line's verdict is computed once, as it is written (probe.summary.with_verdicts). Before
+line's verdict is computed once, as it is written (probe.pipeline.scored). Before
 issue 14 only targets were judged; now controls are too (probe.verdict.control). This
 times the judging of one campaign's lines both ways, in one run, over golden measurements
 (targets: the golden cases in turn; controls: the control sites' own observations of a
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from probe.summary import with_verdicts
+from probe.pipeline import scored
 from probe.verdict import summary_keys, verdict
 from probe.verdict.control import control_verdict
 
@@ -41,11 +41,14 @@ def control_line(m: dict[str, Any], site: str) -> dict[str, Any]:
     return line
 
 
-def old_way(lines: list[dict[str, Any]]) -> None:
+def old_way(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Before: a verdict for target lines only."""
-    for m in lines:
-        if m["annotations"]["x_role"] == "target":
-            m["test_keys"] = summary_keys(verdict(m)) | m["test_keys"]
+    return [
+        m | {"test_keys": summary_keys(verdict(m)) | m["test_keys"]}
+        if m["annotations"]["x_role"] == "target"
+        else m
+        for m in lines
+    ]
 
 
 def main() -> None:
@@ -66,7 +69,7 @@ def main() -> None:
     for _ in range(3):  # alternated, best of three: warm-up and noise hit both alike
         for name, judge in (
             ("targets only (before)", old_way),
-            ("every line (now)", with_verdicts),
+            ("every line (now)", lambda lines: [scored(m) for m in lines]),
         ):
             work = copy.deepcopy(campaigns)
             began = time.process_time()

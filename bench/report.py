@@ -12,6 +12,9 @@ empty arrays, ~1.5 KB):
     the verdict for stale rows) computing the same per ASN x family x bucket counts, in
     this same run: the report must be >= 5x faster; the two aggregates must be equal;
 (c) `probe export --parquet` once, then the report over the Parquet file;
+(e) the same reports with the write-time index beside every file (`probe reindex`, timed once,
+    as the probe's writer would have written them): >= 10x faster than the plain loop, <= 1 GB
+    RSS; (a) is the same files without their indexes (target there: >= 3x);
 (d) the floor: DuckDB's scan alone (read every line, extract the report's keys: from the head
     of a format-3 line; no aggregation) against the plain loop: no report over JSONL can beat
     that ratio; and reading the lines alone (decompressing, splitting; no JSON), the floor of
@@ -29,11 +32,13 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -64,12 +69,18 @@ _CHILD = (
 )
 
 
+CPU: dict[str, float] = {}  # the CPU seconds of the last cli() child (this machine may be busy)
+
+
 def cli(*args: str) -> tuple[float, int, int]:
     """Run the probe CLI in a fresh child; return (wall seconds, its own peak RSS in MB, the
-    peak RSS of its largest worker process in MB)."""
+    peak RSS of its largest worker process in MB); its CPU seconds go to ``CPU["last"]``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _CHILD, *args], check=True, text=True,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU["last"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     own, worker = done.stderr.split()[-2:]
     return time.perf_counter() - start, int(own), int(worker)
 
@@ -91,6 +102,8 @@ def warm(folder: Path) -> None:
     within a minute or two (DAMON), so the first timed reader would otherwise pay the disk
     and the ones after it would not."""
     for path in folder.rglob("*.jsonl*"):
+        path.read_bytes()
+    for path in folder.rglob("*.index.csv*"):
         path.read_bytes()
 
 
@@ -154,31 +167,61 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--observations", choices=("lab", "empty"), default="lab")
+    parser.add_argument(
+        "--index-only",
+        action="store_true",
+        help="only (a), (b) and (e), over the .jsonl.gz archive (a busy machine)",
+    )
     args = parser.parse_args()
     folder, plain = archives(args.rows, args.observations)
     size = sum(p.stat().st_size for p in folder.rglob("*.gz")) / 1e6
     rows = (folder / "done").read_text().strip()
     print(f"archive: {rows} lines, {size:.0f} MB of .jsonl.gz; the same as plain .jsonl")
-    for label, where in (("plain .jsonl", plain), (".jsonl.gz", folder)):
+    forms = (
+        [(".jsonl.gz", folder)]
+        if args.index_only
+        else [("plain .jsonl", plain), (".jsonl.gz", folder)]
+    )
+    for label, where in forms:
         warm(where)
         wall, rss, worker = cli("report", str(where), "--bucket", "3h")
-        print(f"(a) probe report over {label}: {wall:.2f} s wall, peak RSS {rss} MB, largest "
-              f"re-scoring worker {worker} MB (targets: <= 10 s, <= 1536 MB)")  # fmt: skip
-        start = time.perf_counter()
+        cpu = CPU["last"]
+        print(f"(a) probe report over {label}: {wall:.2f} s wall ({cpu:.1f} s CPU), peak RSS "
+              f"{rss} MB, largest re-scoring worker {worker} MB (targets: <= 10 s, "
+              f"<= 1536 MB)")  # fmt: skip
+        start, start_cpu = time.perf_counter(), time.process_time()
         baseline = plain_python(where)
-        python_s = time.perf_counter() - start
+        python_s, python_cpu = time.perf_counter() - start, time.process_time() - start_cpu
         report = build([where], bucket=BUCKET)
         ours = {(c.asn, c.family, c.bucket): [c.measured, c.ok, c.blocked, c.down, c.inconclusive]
                 for c in report.cells if c.family != "X"}  # fmt: skip
         same = "equal" if ours == dict(baseline) else "DIFFERENT"
-        print(f"(b) plain-Python json.loads loop over {label}: {python_s:.2f} s; the report is "
-              f"{python_s / wall:.1f}x faster (target >= 5x); aggregates {same}")  # fmt: skip
+        print(f"(b) plain-Python json.loads loop over {label}: {python_s:.2f} s "
+              f"({python_cpu:.1f} s CPU); the report is {python_s / wall:.1f}x faster "
+              f"({python_cpu / cpu:.1f}x in CPU) (target >= 3x without indexes); aggregates "
+              f"{same}")  # fmt: skip
+        index_s, _, _ = cli("reindex", str(where))
+        warm(where)
+        wall_i, rss_i, worker_i = cli("report", str(where), "--bucket", "3h")
+        cpu_i = CPU["last"]
+        indexed = build([where], bucket=BUCKET)  # its stale lines were re-scored when indexed
+        same_i = "equal" if replace(indexed, rescored=report.rescored) == report else "DIFFERENT"
+        print(f"(e) with indexes (probe reindex: {index_s:.1f} s, once): probe report over "
+              f"{label}: {wall_i:.2f} s wall ({cpu_i:.1f} s CPU), peak RSS {rss_i} MB (worker "
+              f"{worker_i} MB); {python_s / wall_i:.1f}x faster than the plain loop "
+              f"({python_cpu / cpu_i:.1f}x in CPU) (target >= 10x, <= 1024 MB); report "
+              f"{same_i} to the one without indexes")  # fmt: skip
+        for path in where.rglob("*.index.csv*"):  # the archive stays as generated
+            path.unlink()
+        if args.index_only:
+            continue
         warm(where)
         lines_s, scan_s = scan_only(where, "line"), scan_only(where, "k[1]")
         print(f"(d) DuckDB's scan alone over {label}: {scan_s:.2f} s, so no report over it can "
               f"be more than {python_s / scan_s:.1f}x faster than the plain loop; reading "
               f"the lines alone (no JSON): {lines_s:.2f} s")  # fmt: skip
-
+    if args.index_only:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         parquet = Path(tmp) / "archive.parquet"
         export_s, _, _ = cli("export", str(folder), "--parquet", str(parquet))

@@ -29,7 +29,8 @@ from probe import __version__
 
 if TYPE_CHECKING:
     from probe.config import Config
-    from probe.schedule import Outcome, Runner
+    from probe.pipeline import Outcome
+    from probe.schedule import Runner
 
 __all__ = ["main"]
 
@@ -108,6 +109,13 @@ def _parser() -> argparse.ArgumentParser:
     action.add_argument("--show", action="store_true", help="print the text and the status")
     action.add_argument("--withdraw", action="store_true", help="forget the recorded consent")
     agree.set_defaults(handler=cmd_consent)
+
+    reindex = sub.add_parser(
+        "reindex", help="rebuild the index beside each measurement file from its raw lines"
+    )
+    reindex.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                         help="JSONL(.gz) files or folders")  # fmt: skip
+    reindex.set_defaults(handler=cmd_reindex)
 
     from probe.collector.cli import add_parser as add_collector
     from probe.config_show import add_parser as add_config
@@ -209,9 +217,9 @@ def _consented(config: Config, state: Path, *, interactive: bool) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from probe.consent import state_dir
     from probe.rotate import low_disk
     from probe.schedule import Runner, once
+    from probe.state import state_dir
     from probe.summary import table
 
     config = _config(args)
@@ -269,7 +277,7 @@ def _unattended(runner: Runner, work: Callable[[Runner], Coroutine[object, objec
     if not _consented(runner.config, runner.state, interactive=False):
         return 2
     try:
-        with Lock(runner.state):
+        with Lock(runner.output):
             return asyncio.run(work(runner))
     except LockHeld as exc:
         print(f"probe: {exc}; exiting", file=sys.stderr)
@@ -283,8 +291,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from probe.config import DAY
-    from probe.consent import state_dir
     from probe.schedule import Runner
+    from probe.state import state_dir
 
     if args.max_campaigns is not None and args.max_campaigns < 1:
         print("probe: --max-campaigns: must be >= 1", file=sys.stderr)
@@ -344,8 +352,8 @@ def _how(config: Config) -> str:
 
 def cmd_upload(args: argparse.Namespace) -> int:
     """Exit 0 when the outbox is empty after it (sent, or refused: logged), else 1."""
-    from probe.consent import state_dir
     from probe.schedule import Runner
+    from probe.state import state_dir
 
     config = _config(args)
     if config is None:
@@ -362,10 +370,42 @@ def cmd_upload(args: argparse.Namespace) -> int:
     return _unattended(Runner(config, args.output, state_dir()), work)
 
 
+def cmd_reindex(args: argparse.Namespace) -> int:
+    """Exit 0 when every file was indexed, 1 when one could not be (said in one line each).
+    Files are indexed in parallel, one process per core (parsing every line is the cost)."""
+    import multiprocessing
+    import os
+
+    from probe import store
+
+    days = list(store.iter_files(args.paths))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    failed = 0
+    with multiprocessing.get_context("fork").Pool(max(1, cores or 1)) as pool:
+        for day, rows in zip(days, pool.imap(_reindex, days), strict=True):
+            if isinstance(rows, str):
+                print(f"probe: cannot index {day}: {rows}", file=sys.stderr)
+                failed += 1
+            else:
+                print(f"{day}: {rows} lines indexed")
+    return 1 if failed else 0
+
+
+def _reindex(day: Path) -> int | str:
+    """The rows of ``day``'s rebuilt index, or why it could not be written."""
+    from probe import index
+
+    try:
+        return index.rebuild(day)
+    except OSError as exc:
+        return str(exc)
+
+
 def cmd_consent(args: argparse.Namespace) -> int:
     from probe import consent
+    from probe.state import state_dir
 
-    state = consent.state_dir()
+    state = state_dir()
     if args.withdraw:
         gone = consent.withdraw(state)
         print("consent withdrawn" if gone else "no consent was on record")

@@ -6,7 +6,7 @@ can see, from the volunteer's own connection. The first interactive run shows
 never ask: they refuse until consent is recorded (``probe consent``) or the config
 says ``[vantage] consent = true`` (an automated install whose owner read the text).
 
-Consent lives in ``consent.json`` in the state directory (:func:`state_dir`),
+Consent lives in ``consent.json`` in the state directory (:func:`probe.state.state_dir`),
 written atomically. A corrupt file counts as "no consent" and is rewritten the
 next time consent is given: never fatal. :data:`VERSION` goes up when the text
 changes in substance, so a volunteer is asked again.
@@ -15,14 +15,13 @@ changes in substance, so a volunteer is asked again.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Final, TextIO
 
 from probe import store
 
-__all__ = ["FILE", "TEXT", "VERSION", "ask", "record", "recorded", "state_dir", "withdraw"]
+__all__ = ["FILE", "TEXT", "VERSION", "ask", "record", "recorded", "withdraw"]
 
 VERSION: Final = 1
 FILE: Final = "consent.json"
@@ -52,16 +51,6 @@ config names a collector ([upload] url): then every measurement is sent to it.
 
 You can stop at any time (stop the service, or `probe consent --withdraw`).
 """
-
-
-def state_dir() -> Path:
-    """``$PROBE_STATE_DIR``; else ``/var/lib/probe`` for root; else ``~/.local/state/probe``."""
-    if os.environ.get("PROBE_STATE_DIR"):
-        return Path(os.environ["PROBE_STATE_DIR"])
-    if os.geteuid() == 0:
-        return Path("/var/lib/probe")
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "probe"
 
 
 def recorded(state: Path) -> bool:

@@ -15,8 +15,11 @@
   holds nothing of value. Under the run lock no compression is running: every such file
   is stale. Until removed they count against the cap.
 
-Only files named like measurement days are touched. The scheduler calls these
-between campaigns, under the run lock, so no campaign writes while they run.
+A day's index (``YYYY-MM-DD.index.csv``, :mod:`probe.index`) goes with its day file: compressed
+after it (or rebuilt from the new ``.gz`` when an older ``.gz`` was merged in), counted in the
+cap and deleted with it. Only files named like measurement days and their indexes are touched.
+The scheduler calls these between campaigns, under the run lock, so no campaign writes
+while they run.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Final
 
-from probe import store
+from probe import index, store
 
 __all__ = [
     "compress_past_days",
@@ -41,7 +44,8 @@ __all__ = [
 ]
 
 _DAY: Final = re.compile(r"^(\d{4}-\d{2}-\d{2})\.jsonl(\.gz)?$")
-_TEMP: Final = re.compile(r"^\.\d{4}-\d{2}-\d{2}\.jsonl(\.gz)?\.\d+\.tmp$")
+_INDEX: Final = re.compile(r"^(\d{4}-\d{2}-\d{2})\.index\.csv(\.gz)?$")
+_TEMP: Final = re.compile(r"^\.\d{4}-\d{2}-\d{2}\.(jsonl|index\.csv)(\.gz)?\.\d+\.tmp$")
 _CHUNK: Final = 1 << 16
 
 
@@ -49,11 +53,12 @@ def _today(now: float | None) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(time.time() if now is None else now))
 
 
-def day_files(directory: Path) -> list[tuple[str, Path]]:
-    """(day, file) of every measurement file directly in ``directory``, oldest day first."""
+def day_files(directory: Path, pattern: re.Pattern[str] = _DAY) -> list[tuple[str, Path]]:
+    """(day, file) of every measurement file (or, with ``_INDEX``, index) directly in
+    ``directory``, oldest day first."""
     if not directory.is_dir():
         return []
-    found = [(m.group(1), p) for p in directory.iterdir() if (m := _DAY.match(p.name))]
+    found = [(m.group(1), p) for p in directory.iterdir() if (m := pattern.match(p.name))]
     return sorted(found, key=lambda item: (item[0], item[1].name))
 
 
@@ -86,6 +91,15 @@ def compress_past_days(directory: Path, now: float | None = None) -> list[Path]:
                 shutil.copyfileobj(f, out, _CHUNK)
         plain.unlink()
         written.append(gz)
+        if keep_old:  # the old .gz's lines come first: the plain index's offsets are wrong
+            index.rebuild(gz)
+    for day, plain in day_files(directory, _INDEX):  # a crash may have left one behind
+        if day < today and not plain.name.endswith(".gz"):
+            gz = plain.with_name(plain.name + ".gz")
+            with (store.atomic_file(gz) as raw, gzip.GzipFile(fileobj=raw, mode="wb") as out,
+                  open(plain, "rb") as f):  # fmt: skip
+                shutil.copyfileobj(f, out, _CHUNK)
+            plain.unlink()
     return written
 
 
@@ -122,18 +136,22 @@ def _temps(directory: Path) -> list[Path]:
 
 
 def enforce_cap(directory: Path, max_bytes: int, now: float | None = None) -> list[Path]:
-    """Delete the oldest day files until the folder's measurement files (and any temporary
-    files left by a crash) fit ``max_bytes``."""
+    """Delete the oldest day files (with their indexes) until the folder's measurement files,
+    indexes and any temporary files left by a crash fit ``max_bytes``."""
     today = _today(now)
     files = day_files(directory)
-    total = sum(p.stat().st_size for p in [*(p for _, p in files), *_temps(directory)])
+    indexes = day_files(directory, _INDEX)
+    every = [*(p for _, p in files), *(p for _, p in indexes), *_temps(directory)]
+    total = sum(p.stat().st_size for p in every)
     deleted = []
     for day, path in files:
         if total <= max_bytes or day >= today:
             break
-        total -= path.stat().st_size
-        path.unlink()
-        deleted.append(path)
+        for gone in [path, *(p for d, p in indexes if d == day)]:
+            if gone.exists():  # an index goes with the day's first file
+                total -= gone.stat().st_size
+                gone.unlink()
+                deleted.append(gone)
     return deleted
 
 

@@ -35,15 +35,18 @@ The decisions are pure functions of numbers, tested without a network or a clock
 
 :class:`Runner` does the I/O of one unattended campaign: housekeeping of the results
 folder (:mod:`probe.rotate`), the low-disk guard, identity and VPN check
-(:mod:`probe.identity`), the campaign under its time budget, verdicts, storage.
+(:mod:`probe.identity`), the campaign under its time budget, its measurements through
+:mod:`probe.pipeline` (verdict, storage, index).
 :func:`loop` is ``probe schedule``: it sleeps on the monotonic clock, so wall-clock
 changes do not move it, and stops on :class:`Stop`: the first signal lets the current
 campaign finish within ``stop_grace`` seconds, a second one abandons it at once. Each
 measurement is written (fsynced) as soon as it is complete, so an abandoned campaign (a
 stop, its budget, a crash) leaves the measurements it finished, and no partial one.
-:class:`RunLock` (``flock`` on ``run.lock`` in the state dir) keeps two unattended runs
-from measuring at the same time; the kernel drops it when its process dies, so a
-stale or garbled lock file is simply reused.
+:class:`Lock` (``flock`` on ``.probe-run.lock`` in the results folder) keeps two unattended
+runs from measuring into the same folder at the same time (their housekeeping, compression
+and cap would race); two schedulers with different configs and results folders on one
+machine both run. The kernel drops it when its process dies, so a stale or garbled lock file
+is simply reused.
 """
 
 from __future__ import annotations
@@ -64,16 +67,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, TypeVar
 
-from probe import campaign, normalize, rotate, store, upload
+from probe import campaign, rotate, store, upload
 from probe.config import Config, Schedule
 from probe.identity import Discovery, discover
-from probe.summary import Row, row, with_verdicts
+from probe.pipeline import Outcome, Writer
 
 __all__ = [
     "Lock",
     "LockHeld",
     "LockUnusable",
-    "Outcome",
     "Runner",
     "Step",
     "Stop",
@@ -94,7 +96,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-LOCK_FILE: Final = "run.lock"
+LOCK_FILE: Final = ".probe-run.lock"
 BACKOFF_FILE: Final = "backoff.json"
 DECISIVE: Final = ("ok", "blocked")
 log = logging.getLogger("probe")
@@ -220,14 +222,15 @@ class LockHeld(Exception):
 
 
 class LockUnusable(Exception):
-    """The lock file cannot be opened (owned by another user, a read-only state folder)."""
+    """The lock file cannot be opened (owned by another user, a read-only results folder)."""
 
 
 class Lock:
-    """An exclusive, non-blocking ``flock`` on ``<state>/run.lock`` holding our pid."""
+    """An exclusive, non-blocking ``flock`` on ``<results folder>/.probe-run.lock`` holding
+    our pid: one unattended run per results folder."""
 
-    def __init__(self, state: Path) -> None:
-        self.path = state / LOCK_FILE
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK_FILE
         self._file: IO[str] | None = None
 
     def __enter__(self) -> Lock:
@@ -246,7 +249,9 @@ class Lock:
             holder = f.read(32).strip()
             f.close()
             who = f"pid {holder}" if holder.isdigit() else "another process"
-            raise LockHeld(f"another probe run is measuring ({who} holds {self.path})") from None
+            raise LockHeld(
+                f"another probe run is measuring into {self.path.parent} ({who} holds {self.path})"
+            ) from None
         f.seek(0)
         f.truncate()  # whatever was there (a crashed run's pid, garbage) is rebuilt
         f.write(f"{os.getpid()}\n")
@@ -273,75 +278,6 @@ class Stop:
         if self.requested.is_set():
             self.urgent.set()
         self.requested.set()
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    count: int  # measurements written
-    path: Path
-    rows: tuple[Row, ...]  # the targets', in the config's order: what `probe run` prints
-
-    @property
-    def statuses(self) -> dict[str, str]:
-        """Target domain -> verdict status ("inconclusive" when there is no verdict)."""
-        return {r.domain: "inconclusive" if r.status == "-" else r.status for r in self.rows}
-
-
-class _Writer:
-    """A campaign's sink: each domain's measurement, with its verdict, appended (fsynced) to
-    the day file the moment it is complete, and to the upload outbox; only its table row is
-    kept, so memory does not grow with the target list."""
-
-    def __init__(
-        self,
-        config: Config,
-        found: Discovery,
-        trigger: str,
-        output: Path,
-        outbox: upload.Batch | None,
-        each: Callable[[dict[str, Any]], None] | None,
-    ) -> None:
-        self.config, self.found, self.outbox, self.each = config, found, outbox, each
-        self.start = time.time()
-        self.who = normalize.identity_of(config, found.identity)
-        self.report_id = normalize.new_report_id(self.start, self.who)
-        self.annotations = {**found.annotations, "x_trigger": trigger}
-        self.path = store.day_file(output, self.start)
-        self.count = 0
-        self.rows: dict[str, Row] = {}
-        self.error: OSError | None = None  # the first failure to store: the campaign's
-        self._lock = asyncio.Lock()  # one append at a time (each repairs the file's tail)
-
-    async def __call__(
-        self, d: campaign.DomainResult, controls: tuple[campaign.DomainResult, ...]
-    ) -> None:
-        if self.error is not None:
-            return
-        [m] = with_verdicts([
-            normalize.measurement(
-                d, controls, self.start, self.who, self.report_id,
-                annotations=self.annotations, scrub=self.found.scrub,
-            )
-        ])  # fmt: skip
-        async with self._lock:
-            try:  # fsync off the event loop: a slow disk must not stall the timed steps
-                await asyncio.to_thread(store.append, self.path, [m])
-                if self.outbox is not None:
-                    self.outbox.add(m)
-            except OSError as exc:
-                self.error = exc
-                return
-        self.count += 1
-        if (r := row(m)) is not None:
-            self.rows[r.domain] = r
-        if self.each is not None:
-            self.each(m)
-
-    def outcome(self) -> Outcome:
-        if self.error is not None:
-            raise self.error
-        rows = tuple(self.rows[t] for t in self.config.targets if t in self.rows)
-        return Outcome(self.count, self.path, rows)
 
 
 class Runner:
@@ -402,7 +338,7 @@ class Runner:
         """
         config = self.config.only(targets) if targets is not None else self.config
         outbox = upload.Batch(self.state) if self.config.upload.url else None
-        writer = _Writer(config, found, trigger, self.output, outbox, each)
+        writer = Writer(config, found, trigger, self.output, outbox, each)
         try:
             async with asyncio.timeout(self.config.schedule.budget):
                 await campaign.stream(config, writer)

@@ -29,13 +29,17 @@ __all__ = [
     "READ_ERRORS",
     "ReadStats",
     "append",
+    "append_bytes",
+    "append_lines",
     "atomic_file",
     "atomic_write",
     "day_file",
     "fsync_folder",
     "iter_files",
+    "open_file",
     "parse_line",
     "read",
+    "repair_tail",
 ]
 
 #: Why a line that does not parse is skipped.
@@ -57,35 +61,54 @@ def day_file(directory: str | os.PathLike[str], timestamp: float | None = None) 
 
 def append(path: Path, measurements: Iterable[Mapping[str, Any]]) -> int:
     """Append measurements as JSON lines, each flushed and fsynced; return how many."""
+    return len(append_lines(path, measurements))
+
+
+def append_lines(path: Path, measurements: Iterable[Mapping[str, Any]]) -> list[tuple[int, int]]:
+    """Append measurements as JSON lines, each flushed and fsynced; return each line's
+    (offset, length) in bytes (what :mod:`probe.index` records)."""
+    return append_bytes(
+        path,
+        (
+            (json.dumps(m, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+            for m in measurements
+        ),
+    )
+
+
+def append_bytes(path: Path, lines: Iterable[bytes]) -> list[tuple[int, int]]:
+    """Append whole lines (each ending in a newline) to ``path``, each with one ``write``,
+    flushed and fsynced, after cutting a torn tail; return each one's (offset, length)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
+    out = []
     with open(path, "ab") as f:
-        _repair_tail(f, path)
-        for m in measurements:
-            line = json.dumps(m, ensure_ascii=False, separators=(",", ":")) + "\n"
-            f.write(line.encode("utf-8"))
+        end = repair_tail(f, path)
+        for line in lines:
+            f.write(line)
             f.flush()
             os.fsync(f.fileno())
-            count += 1
-    return count
+            out.append((end, len(line)))
+            end += len(line)
+    return out
 
 
-def _repair_tail(f: IO[bytes], path: Path) -> None:
-    """Cut a torn last line (a crash mid-append) back to the last complete line.
+def repair_tail(f: IO[bytes], path: Path) -> int:
+    """Cut a torn last line (a crash mid-append) back to the last complete line; return the
+    file's size after it.
 
     The torn line was never a complete measurement, so nothing is lost; sealing it with a
     newline instead would leave a permanent invalid line in the middle of the file.
     """
     size = end = path.stat().st_size
     if not size:
-        return
+        return 0
     with open(path, "rb") as r:
         while end > 0:
             start = max(0, end - _CHUNK)
             r.seek(start)
             chunk = r.read(end - start)
             if start + len(chunk) == size and chunk.endswith(b"\n"):
-                return  # the usual case: the file ends with a complete line
+                return size  # the usual case: the file ends with a complete line
             newline = chunk.rfind(b"\n")
             if newline >= 0:
                 end = start + newline + 1
@@ -94,6 +117,7 @@ def _repair_tail(f: IO[bytes], path: Path) -> None:
     f.truncate(end)
     f.flush()
     os.fsync(f.fileno())
+    return end
 
 
 @dataclass(slots=True)
@@ -125,7 +149,7 @@ def read(
     for path in iter_files(paths):
         stats.files += 1
         try:
-            with _open(path) as f:
+            with open_file(path) as f:
                 yield from _lines(f, stats)
         except READ_ERRORS as exc:
             stats.skip(f"unreadable file: {type(exc).__name__}")
@@ -140,7 +164,8 @@ def parse_line(line: str | bytes) -> Any:
         return None
 
 
-def _open(path: Path) -> IO[bytes]:
+def open_file(path: Path) -> IO[bytes]:
+    """A measurement file for reading, inflated if it is a ``.gz``."""
     if path.name.endswith(".gz"):
         return gzip.open(path, "rb")  # type: ignore[return-value]  # GzipFile is an IO[bytes]
     return open(path, "rb")

@@ -1,7 +1,7 @@
 """What ``probe run`` shows a volunteer: one row per target, one plain word per step.
 
-Pure functions of measurement dicts, so the same words come out of a live run
-and of stored files.
+Pure functions of measurement dicts (read, never changed), so the same words come out of a
+live run and of stored files.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from probe.printable import printable
-from probe.verdict import summary_keys, verdict
-from probe.verdict.control import control_verdict
 
-__all__ = ["Row", "row", "step_words", "table", "with_verdicts"]
+__all__ = ["Row", "row", "step_words", "table"]
 
 _STEPS = (
     ("DNS", "queries"),
@@ -22,20 +20,6 @@ _STEPS = (
     ("TLS", "tls_handshakes"),
     ("HTTP", "requests"),
 )
-
-
-def with_verdicts(measurements: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Add the verdict keys (``blocking``, ``accessible``, ``x_verdict``) to every line,
-    first in its ``test_keys`` (format 3: in the line's head, before the observations): a
-    target's verdict, or a control site's (:mod:`probe.verdict.control`: ok, down or
-    inconclusive, never blocked), so any scorer reads every line alike."""
-    out = []
-    for m in measurements:
-        target = m.get("annotations", {}).get("x_role") == "target"
-        new = summary_keys(verdict(m) if target else control_verdict(m))
-        m["test_keys"] = new | {k: v for k, v in m["test_keys"].items() if k not in new}
-        out.append(m)
-    return out
 
 
 def _failure(entry: Mapping[str, Any]) -> str | None:

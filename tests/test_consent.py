@@ -14,6 +14,7 @@ import pytest
 
 from probe import consent
 from probe.__main__ import main
+from probe.state import state_dir
 
 CONFIG = """
 [vantage]
@@ -106,18 +107,18 @@ def test_only_an_explicit_yes_is_consent() -> None:
 def test_consent_in_the_config_lets_unattended_runs_through(
     tmp_path: Path, no_consent: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Past the consent check, the run takes the lock in the state dir and measures.
+    # Past the consent check, the run takes the lock of its results folder and measures.
     code = main(
         ["run", "--once", "--config", config(tmp_path, True), "--output", str(tmp_path / "out")]
     )
     assert code == 0 and "no consent" not in capsys.readouterr().err
-    assert (no_consent / "run.lock").exists()
+    assert (tmp_path / "out" / ".probe-run.lock").exists()
 
 
 def test_state_dir_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("PROBE_STATE_DIR")
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    assert consent.state_dir() == tmp_path / "probe"
+    assert state_dir() == tmp_path / "probe"
     monkeypatch.setattr("os.geteuid", lambda: 0)
-    assert consent.state_dir() == Path("/var/lib/probe")
+    assert state_dir() == Path("/var/lib/probe")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
-from probe.summary import with_verdicts
+from probe.pipeline import scored
 from probe.verdict.control import control_verdict
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -51,7 +50,7 @@ def test_an_unreachable_control_site_is_down_and_a_broken_one_inconclusive() -> 
 def test_every_line_gets_x_verdict_first_in_test_keys() -> None:
     target: dict[str, Any] = json.loads((GOLDEN / "sni_reset" / "measurement.json").read_text())
     target["test_keys"].pop("x_verdict", None)
-    lines = with_verdicts([copy.deepcopy(target), control_line("ok")])
+    lines = [scored(m) for m in (target, control_line("ok"))]
     assert [m["test_keys"]["x_verdict"]["status"] for m in lines] == ["blocked", "ok"]
     assert [next(iter(m["test_keys"])) for m in lines] == ["x_analysis_version"] * 2
     assert lines[1]["test_keys"]["blocking"] is False and lines[1]["test_keys"]["accessible"]

@@ -29,13 +29,14 @@ from probe.campaign import CampaignResult, DomainResult
 from probe.config import load
 from probe.identity import Identity
 from probe.normalize import measurements
+from probe.pipeline import scored
 from probe.records import DnsAnswer, DnsQuery, TcpConnect
 from probe.report.engine import build, export_parquet
 from probe.report.model import ALL, choose_bucket, parse_bucket
 from probe.report.scan import _FAST, _SAFE, connect, reader_sql, stage
 from probe.report.tables import CSV_COLUMNS, to_csv, to_json
 from probe.report.text import sentences, summary
-from probe.summary import row, table, with_verdicts
+from probe.summary import row, table
 from probe.verdict import ANALYSIS_VERSION
 
 T0 = datetime(2024, 2, 17, 10, 0, tzinfo=UTC)
@@ -289,8 +290,8 @@ def written_by_the_probe(tmp_path: Path) -> list[dict[str, Any]]:
     config.write_text("[targets]\nx=['x.com']\ncontrols=['www.example.com']\n"
                       "[[resolvers]]\nengine='udp'\naddress='127.0.0.1'\n")  # fmt: skip
     who = Identity("AS64500", "PK", 'Lab "ISP" \\ Pākistān')
-    return with_verdicts(measurements(CampaignResult(1.7e9, domains, 0.3), load(config),
-                                      identity=who))  # fmt: skip
+    return [scored(m) for m in measurements(CampaignResult(1.7e9, domains, 0.3), load(config),
+                                            identity=who)]  # fmt: skip
 
 
 def keys(con: duckdb.DuckDBPyConnection, reader: str, path: Path) -> list[Any]:

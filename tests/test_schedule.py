@@ -151,7 +151,7 @@ def test_plan_prefers_a_burst_due_before_the_regular_campaign() -> None:
 
 def test_lock_is_exclusive_and_names_the_holder(tmp_path: Path) -> None:
     with Lock(tmp_path):
-        assert (tmp_path / "run.lock").read_text() == f"{os.getpid()}\n"
+        assert (tmp_path / ".probe-run.lock").read_text() == f"{os.getpid()}\n"
         with pytest.raises(LockHeld, match=f"pid {os.getpid()} holds"), Lock(tmp_path):
             pass
     with Lock(tmp_path):  # released on exit
@@ -159,15 +159,15 @@ def test_lock_is_exclusive_and_names_the_holder(tmp_path: Path) -> None:
 
 
 def test_a_lock_file_that_cannot_be_opened_says_what_to_do(tmp_path: Path) -> None:
-    (tmp_path / "state").write_text("a file where the state folder should be")
-    with pytest.raises(LockUnusable, match="cannot open the run lock"), Lock(tmp_path / "state"):
+    (tmp_path / "out").write_text("a file where the results folder should be")
+    with pytest.raises(LockUnusable, match="cannot open the run lock"), Lock(tmp_path / "out"):
         pass
 
 
 def test_a_garbled_lock_file_is_rebuilt(tmp_path: Path) -> None:
-    (tmp_path / "run.lock").write_bytes(b"\x00\xffnot a pid" * 100)
+    (tmp_path / ".probe-run.lock").write_bytes(b"\x00\xffnot a pid" * 100)
     with Lock(tmp_path):
-        assert (tmp_path / "run.lock").read_text() == f"{os.getpid()}\n"
+        assert (tmp_path / ".probe-run.lock").read_text() == f"{os.getpid()}\n"
 
 
 @contextmanager
@@ -194,12 +194,14 @@ def run_once(tmp_path: Path, config: str) -> tuple[int, list[dict[str, object]]]
 def test_an_overlapping_run_exits_at_once(
     tmp_path: Path, probe_state: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with internet(tmp_path, RECORDS) as net, Lock(probe_state):
+    with internet(tmp_path, RECORDS) as net, Lock(tmp_path / "out"):
         started = time.monotonic()
         code, measurements = run_once(tmp_path, net.config(["x.com"], ["www.example.com"]))
     assert code == 75 and measurements == []
     assert time.monotonic() - started < 1
-    assert f"another probe run is measuring (pid {os.getpid()}" in capsys.readouterr().err
+    assert f"another probe run is measuring into {tmp_path / 'out'} (pid {os.getpid()}" in (
+        capsys.readouterr().err
+    )
 
 
 def test_run_once_measures_and_logs_one_line(
@@ -250,10 +252,13 @@ def wait_for(path: Path, text: str, timeout: float = 15) -> str:
     raise AssertionError(f"{text!r} never appeared in the log:\n{content}")
 
 
-def schedule_process(tmp_path: Path, config: str) -> tuple[subprocess.Popen[bytes], Path]:
+def schedule_process(
+    tmp_path: Path, config: str, log_name: str = "schedule.log"
+) -> tuple[subprocess.Popen[bytes], Path]:
+    tmp_path.mkdir(exist_ok=True)
     path = tmp_path / "config.toml"
     path.write_text(config)
-    log = tmp_path / "schedule.log"
+    log = tmp_path / log_name
     command = [
         sys.executable,
         "-m",
@@ -317,6 +322,29 @@ def test_sigterm_while_waiting_stops_at_once(tmp_path: Path) -> None:
                 process.kill()
                 process.wait()
     assert len(list(store.read([tmp_path / "out"]))) == 2
+
+
+def test_one_scheduler_per_results_folder_not_per_machine(tmp_path: Path) -> None:
+    with internet(tmp_path, RECORDS) as net:
+        config = net.config(["x.com"], ["www.example.com"])
+        a, log_a = schedule_process(tmp_path / "a", config)
+        b, log_b = schedule_process(tmp_path / "b", config)
+        try:
+            wait_for(log_a, "campaign 1 done")
+            wait_for(log_b, "campaign 1 done")  # another folder: both run
+            again, log_again = schedule_process(tmp_path / "a", config, "again.log")
+            assert again.wait(timeout=10) == 75  # the same folder twice: refused
+            for process in (a, b):
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(timeout=5) == 0
+        finally:
+            for process in (a, b):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    assert f"another probe run is measuring into {tmp_path / 'a' / 'out'}" in log_again.read_text()
+    for folder in ("a", "b"):
+        assert len(list(store.read([tmp_path / folder / "out"]))) == 2
 
 
 def test_schedule_exits_1_when_its_last_campaign_could_not_be_stored(

@@ -54,7 +54,8 @@ from typing import Any, Final
 import duckdb
 
 from probe import store
-from probe.report import gunzip
+from probe.index import GENERIC_SLD, HOST_PATTERN
+from probe.report import gunzip, indexed
 from probe.verdict import ANALYSIS_VERSION
 from probe.verdict.observations import HEAD_FIRST_FORMAT_VERSIONS, KNOWN_FORMAT_VERSIONS
 from probe.verdict.ooni import parse_text, skip_reason
@@ -131,15 +132,12 @@ _SAFE: Final = """
 SELECT json::VARCHAR AS line, json_extract_string(json, {paths}) AS k
 FROM read_json_objects($files, format='newline_delimited', ignore_errors=true)
 """
-# The registrable domain of the URL's host: its last two labels, three under a generic second
-# level of a country (www.dawn.com.pk -> dawn.com.pk); an address stands for itself.
-_HOST: Final = (
-    "lower(regexp_extract(input, '^[a-zA-Z][a-zA-Z0-9+.-]*://(\\[[^\\]]*\\]|[^/:?#]+)', 1))"
-)
-_FAMILY: Final = """CASE
+# The registrable domain of the URL's host, as :func:`probe.index.family` (its patterns).
+_HOST: Final = f"lower(regexp_extract(input, '{HOST_PATTERN}', 1))"
+_FAMILY: Final = f"""CASE
     WHEN host = '' OR host IS NULL THEN 'unknown'
     WHEN host[1] = '[' OR regexp_full_match(host, '[0-9.]+') THEN host
-    WHEN regexp_matches(host, '[^.]\\.(com|net|org|gov|edu|co|ac|gob|mil|or|ne|go)\\.[a-z][a-z]$')
+    WHEN regexp_matches(host, '[^.]\\.({"|".join(GENERIC_SLD)})\\.[a-z][a-z]$')
       THEN regexp_extract(host, '([^.]+\\.[^.]+\\.[^.]+)$', 1)
     ELSE coalesce(nullif(regexp_extract(host, '([^.]+\\.[^.]+)$', 1), ''), host) END"""
 _STAGED: Final = """
@@ -346,6 +344,8 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
     con.execute(f"CREATE OR REPLACE TEMP TABLE m AS {safe.removeprefix('INSERT INTO m ')} LIMIT 0",
                 params | {"files": ["/dev/null"]})  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="probe-report-") as tmp:
+        if not keep_lines:  # files with an index matching them are read from it
+            jsonl = indexed.stage(con, jsonl, _BAD_INPUT)
         if documents:
             staged_docs = Path(tmp) / "documents.jsonl"
             unstaged = _documents(documents, staged_docs, skipped)

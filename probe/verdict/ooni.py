@@ -77,6 +77,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SUPPORTED_VERSIONS",
+    "VOLATILE",
     "OoniVerdict",
     "agrees",
     "chain",
@@ -119,6 +120,18 @@ FLAG_METHODS: Final[Mapping[int, frozenset[str]]] = {
     8: frozenset({"http", "throttling"}),
     16: frozenset({"http"}),
 }
+#: What differs from one measurement to the next without deciding its verdict, as a regular
+#: expression over its JSON text: the steps' timings (``t0``, ``t``: on OONI's data they are
+#: evidence text, never a decision, as OONI's steps have no control-site roles and no transfer
+#: samples, the only ones the timing rules read) and the measurement's own metadata (never
+#: read here). Lines that differ only in these get the same status, method and detail, so the
+#: report (:mod:`probe.report.scan`) scores one line per distinct rest of the text; a member
+#: this does not match (a value with an escape) only makes fewer lines alike.
+VOLATILE: Final = (
+    r'"(t0|t|test_runtime)":-?[0-9][0-9.eE+-]*|"(measurement_start_time|test_start_time|'
+    r"report_id|probe_asn|probe_cc|probe_ip|probe_network_name|resolver_asn|resolver_ip|"
+    r'resolver_network_name)":"[^"\\]*"'
+)
 _T = TypeVar("_T")
 
 

@@ -168,8 +168,8 @@ def _workers() -> Iterator[Pool | None]:
 
 def _rescore(con: duckdb.DuckDBPyConnection, pool: Pool | None, skipped: dict[str, int]) -> None:
     """Score the stale rows of ``m`` with the current rules; drop (and count) the OONI rows
-    that cannot be scored. OONI rows of the same ``evidence`` (their text but for timings and
-    metadata: :data:`probe.verdict.ooni.VOLATILE`) are one group scored once, from one of
+    that cannot be scored. OONI rows of the same ``evidence`` (what their verdict reads but for
+    timings: :data:`probe.verdict.ooni.EVIDENCE_KEYS`) are one group scored once, from one of
     their lines; any other row is a group of its own. The lines go to Python a batch at a
     time: after a rules upgrade every row is stale, and all the lines at once would be
     gigabytes."""

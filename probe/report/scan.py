@@ -25,7 +25,7 @@ campaign's targets, a control when it is one of its control sites, and any other
 input is skipped ("not a target nor a control of the campaign"), so example.org
 never counts as X; without lists (:class:`Roles` None) every row is a target. Rows
 are named by their report, start time, network, length and evidence
-(:data:`probe.verdict.ooni.VOLATILE`; by the md5 of their line without a report id: OONI
+(:data:`probe.verdict.ooni.EVIDENCE_KEYS`; by the md5 of their line without a report id: OONI
 has no ``measurement_uid``; a report measures an input once), always scored (they carry
 no verdict of ours), a group of lines alike (the same evidence) once; other
 OONI tests are skipped with :func:`probe.verdict.ooni.skip_reason`. OONI's
@@ -59,7 +59,7 @@ from probe import store
 from probe.report import gunzip
 from probe.verdict import ANALYSIS_VERSION
 from probe.verdict.observations import HEAD_FIRST_FORMAT_VERSIONS, KNOWN_FORMAT_VERSIONS
-from probe.verdict.ooni import VOLATILE, parse_text, skip_reason
+from probe.verdict.ooni import EVIDENCE_KEYS, TIMINGS, parse_text, skip_reason
 
 __all__ = ["OTHER_INPUT", "Roles", "Staged", "connect", "one", "reader_sql", "stage"]
 
@@ -143,14 +143,14 @@ _FAMILY: Final = """CASE
     ELSE coalesce(nullif(regexp_extract(host, '([^.]+\\.[^.]+)$', 1), ''), host) END"""
 _STAGED: Final = """
 WITH keyed AS (
-    SELECT line, filename, k IS NOT NULL AS valid, {columns},
+    SELECT line, filename, ev, k IS NOT NULL AS valid, {columns},
            CASE WHEN fmt IS NOT NULL OR test_name = 'x_reachability' OR software = 'probe'
                 THEN 'probe' ELSE 'ooni' END AS source  -- as probe.verdict.ooni.is_ooni
     FROM ({source})
 ), hosted AS (
     SELECT *, {host} AS host,
-           CASE WHEN source = 'ooni' THEN hash(regexp_replace(line, '{volatile}', '', 'g'))
-                END AS evidence
+           CASE WHEN source = 'ooni'  -- what its verdict reads, without timings
+                THEN hash(ev[:-2], regexp_replace(ev[-1], '{timings}', '', 'g')) END AS evidence
     FROM keyed
 ), rows AS (  -- OONI has neither x_role (its input's host says: Roles) nor uid
     SELECT * REPLACE (CASE WHEN source <> 'ooni' OR uid IS NOT NULL THEN uid
@@ -217,10 +217,15 @@ def reader_sql(reader: str) -> str:
     """A reader (``_FAST``, ``_SAFE``) as SQL: (line, k) per non-blank line of ``$files``."""
     names = [name for name, _ in _KEYS]
     ends = [f',"x_format_version":"{v}"}}' for v in sorted(HEAD_FIRST_FORMAT_VERSIONS)]
-    return reader.format(
-        paths="[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]",
-        required=" AND ".join(f"head[{names.index(k) + 1}] IS NOT NULL" for k in _IN_HEAD),
-        tails=" ".join(f"WHEN suffix(line, '{end}') THEN '{end}'" for end in ends),
+    paths = [path for _, path in _KEYS] + [f"$.{key}" for key in EVIDENCE_KEYS]
+    return (
+        f"SELECT * REPLACE (k[:{len(_KEYS)}] AS k), k[{len(_KEYS) + 1}:] AS ev FROM ("
+        + reader.format(
+            paths="[" + ", ".join(f"'{path}'" for path in paths) + "]",
+            required=" AND ".join(f"head[{names.index(k) + 1}] IS NOT NULL" for k in _IN_HEAD),
+            tails=" ".join(f"WHEN suffix(line, '{end}') THEN '{end}'" for end in ends),
+        )
+        + ")"
     )
 
 
@@ -340,7 +345,7 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
             host=_HOST,
             invalid=store.INVALID_LINE,
             other=OTHER_INPUT,
-            volatile=VOLATILE,
+            timings=TIMINGS,
         )
         for reader in (_FAST, _SAFE)
     )  # fmt: skip

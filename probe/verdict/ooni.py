@@ -76,8 +76,9 @@ if TYPE_CHECKING:
     from probe.verdict.rules import Verdict
 
 __all__ = [
+    "EVIDENCE_KEYS",
     "SUPPORTED_VERSIONS",
-    "VOLATILE",
+    "TIMINGS",
     "OoniVerdict",
     "agrees",
     "chain",
@@ -120,18 +121,16 @@ FLAG_METHODS: Final[Mapping[int, frozenset[str]]] = {
     8: frozenset({"http", "throttling"}),
     16: frozenset({"http"}),
 }
-#: What differs from one measurement to the next without deciding its verdict, as a regular
-#: expression over its JSON text: the steps' timings (``t0``, ``t``: on OONI's data they are
-#: evidence text, never a decision, as OONI's steps have no control-site roles and no transfer
-#: samples, the only ones the timing rules read) and the measurement's own metadata (never
-#: read here). Lines that differ only in these get the same status, method and detail, so the
-#: report (:mod:`probe.report.scan`) scores one line per distinct rest of the text; a member
-#: this does not match (a value with an escape) only makes fewer lines alike.
-VOLATILE: Final = (
-    r'"(t0|t|test_runtime)":-?[0-9][0-9.eE+-]*|"(measurement_start_time|test_start_time|'
-    r"report_id|probe_asn|probe_cc|probe_ip|probe_network_name|resolver_asn|resolver_ip|"
-    r'resolver_network_name)":"[^"\\]*"'
-)
+#: The members of a measurement its verdict reads (:func:`is_ooni`, :func:`skip_reason`,
+#: :func:`chain`), ``test_keys`` last; the report (:mod:`probe.report.scan`) scores one line
+#: per distinct value of these, :data:`TIMINGS` left out.
+EVIDENCE_KEYS: Final = ("test_name", "test_version", "input", "test_helpers", "software_name",
+                        "x_format_version", "test_keys")  # fmt: skip
+#: The steps' timings in the JSON text of ``test_keys``, as a regular expression. On OONI's
+#: data they are evidence text, never a decision: its steps have no control-site roles and no
+#: transfer samples, the only ones the timing rules read. So lines that differ only in them get
+#: the same status, method and detail.
+TIMINGS: Final = r'"(t0|t)":-?[0-9][0-9.eE+-]*'
 _T = TypeVar("_T")
 
 

@@ -168,29 +168,50 @@ def _workers() -> Iterator[Pool | None]:
 
 def _rescore(con: duckdb.DuckDBPyConnection, pool: Pool | None, skipped: dict[str, int]) -> None:
     """Score the stale rows of ``m`` with the current rules; drop (and count) the OONI rows
-    that cannot be scored. The lines go to Python a batch at a time: after a rules upgrade
-    every row is stale, and all the lines at once would be gigabytes."""
-    con.execute("CREATE OR REPLACE TEMP TABLE fresh (uid VARCHAR, problem VARCHAR, "
+    that cannot be scored. OONI rows of the same ``evidence`` (what their verdict reads but for
+    timings: :data:`probe.verdict.ooni.EVIDENCE_KEYS`) are one group scored once, from one of
+    their lines; any other row is a group of its own. The lines go to Python a batch at a
+    time: after a rules upgrade every row is stale, and all the lines at once would be
+    gigabytes."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE groups AS
+        SELECT row_number() OVER (ORDER BY g) AS i, g, one, evidence FROM (
+            SELECT coalesce(evidence::VARCHAR, uid) AS g, any_value(evidence) AS evidence,
+                   arg_min(rowid, rowid) FILTER (line IS NOT NULL) AS one
+            FROM m WHERE stale GROUP BY g)
+    """)  # fmt: skip
+    con.execute("CREATE OR REPLACE TEMP TABLE scores (g VARCHAR, problem VARCHAR, "
                 "status VARCHAR, method VARCHAR, detail VARCHAR)")  # fmt: skip
-    stale = [r for (r,) in con.execute("SELECT rowid FROM m WHERE stale ORDER BY 1").fetchall()]
-    for i in range(0, len(stale), RESCORE_BATCH):
-        rows = con.execute(
-            "SELECT uid, line FROM m WHERE stale AND rowid BETWEEN $first AND $last",
-            {"first": stale[i], "last": stale[min(i + RESCORE_BATCH, len(stale)) - 1]},
-        ).fetchall()
+    (count,) = one(con, "SELECT count(*) FROM groups")
+    lines_of = """
+        SELECT g.g, coalesce(m.line, e.line, '') FROM groups g
+        LEFT JOIN m ON m.rowid = g.one
+        LEFT JOIN (SELECT evidence, any_value(line) AS line FROM evidence_lines GROUP BY ALL) e
+          ON e.evidence = g.evidence AND g.one IS NULL
+        WHERE g.i > $first AND g.i <= $last
+    """
+    if one(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'evidence_lines'")[0] == 0:
+        con.execute("CREATE TEMP TABLE evidence_lines (evidence UBIGINT, line VARCHAR)")
+    for first in range(0, count, RESCORE_BATCH):
+        rows = con.execute(lines_of, {"first": first, "last": first + RESCORE_BATCH}).fetchall()
         lines = [line for _, line in rows]
-        if pool is not None and len(stale) >= POOL_FROM:
+        if pool is not None and count >= POOL_FROM:
             scores = pool.map(_score, lines, chunksize=max(1, len(lines) // 16))
         else:
             scores = [_score(line) for line in lines]
         columns = list(zip(*scores, strict=True))
         con.execute(
-            "INSERT INTO fresh SELECT unnest($uid), unnest($problem), unnest($status), "
+            "INSERT INTO scores SELECT unnest($g), unnest($problem), unnest($status), "
             "unnest($method), unnest($detail)",
-            {"uid": [uid for uid, _ in rows], "problem": list(columns[0]),
+            {"g": [g for g, _ in rows], "problem": list(columns[0]),
              "status": list(columns[1]), "method": list(columns[2]),
              "detail": list(columns[3])},
         )  # fmt: skip
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE fresh AS
+        SELECT m.uid, s.problem, s.status, s.method, s.detail FROM m
+        JOIN scores s ON s.g = coalesce(m.evidence::VARCHAR, m.uid) WHERE m.stale
+    """)  # fmt: skip
     for reason, n in con.execute(
         "SELECT problem, count(*) FROM fresh WHERE problem IS NOT NULL GROUP BY ALL"
     ).fetchall():
@@ -347,8 +368,9 @@ def export_parquet(
         # sorted, and in small row groups (8192 rows, at most 64 MB): the writer holds a row
         # group in memory, and lines are 4 KB to hundreds of KB (files come in path order, so
         # by ASN and day anyway).
-        con.execute(f"COPY (SELECT * EXCLUDE (stale, problem), CASE WHEN role = 'target' THEN "
-                    f"'{ANALYSIS_VERSION}' END AS version FROM m) TO '{_quote(out)}' "
+        con.execute(f"COPY (SELECT * EXCLUDE (stale, problem, evidence, file), CASE WHEN "
+                    f"role = 'target' THEN '{ANALYSIS_VERSION}' END AS version FROM m) "
+                    f"TO '{_quote(out)}' "
                     f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 8192, "
                     f"ROW_GROUP_SIZE_BYTES '64MB')")  # fmt: skip
         con.close()

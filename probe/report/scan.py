@@ -24,8 +24,10 @@ decides; any other is OONI's (source ``ooni``). OONI has no ``x_role``: an OONI
 campaign's targets, a control when it is one of its control sites, and any other
 input is skipped ("not a target nor a control of the campaign"), so example.org
 never counts as X; without lists (:class:`Roles` None) every row is a target. Rows
-are named by the md5 of their line (OONI has
-no ``measurement_uid``), always scored (they carry no verdict of ours); other
+are named by their report, start time, network, length and evidence
+(:data:`probe.verdict.ooni.EVIDENCE_KEYS`; by the md5 of their line without a report id: OONI
+has no ``measurement_uid``; a report measures an input once), always scored (they carry
+no verdict of ours), a group of lines alike (the same evidence) once; other
 OONI tests are skipped with :func:`probe.verdict.ooni.skip_reason`. OONI's
 ``.json`` files are whole documents (pretty-printed, or the API's JSON-in-JSON
 wrapper): Python reads them with :func:`probe.verdict.ooni.parse_text` and
@@ -58,7 +60,7 @@ from probe.index import GENERIC_SLD, HOST_PATTERN
 from probe.report import gunzip, indexed
 from probe.verdict import ANALYSIS_VERSION
 from probe.verdict.observations import HEAD_FIRST_FORMAT_VERSIONS, KNOWN_FORMAT_VERSIONS
-from probe.verdict.ooni import parse_text, skip_reason
+from probe.verdict.ooni import EVIDENCE_KEYS, TIMINGS, parse_text, skip_reason
 
 __all__ = ["OTHER_INPUT", "Roles", "Staged", "connect", "one", "reader_sql", "stage"]
 
@@ -104,33 +106,33 @@ _KEYS: Final = (
 # longest line, is 256 MB per thread for a .gz (out of memory on a 4-core Pi, and half the time
 # over .gz goes to filling such buffers).
 _FAST: Final = """
-SELECT line, CASE WHEN {required} THEN head ELSE try(json_extract_string(
+SELECT line, filename, CASE WHEN {required} THEN head ELSE try(json_extract_string(
     CASE WHEN CASE WHEN suffix(line, '}}') THEN true ELSE json_valid(line) END THEN line END,
     {paths})) END AS k
 FROM (
-  SELECT line, CASE WHEN cut > 0 THEN try(json_extract_string(
+  SELECT line, filename, CASE WHEN cut > 0 THEN try(json_extract_string(
       left(line, cut - 1) || CASE WHEN target THEN '}}}}' ELSE '' END || tail, {paths})) END AS head
   FROM (
-    SELECT line, target, tail, CASE WHEN tail IS NULL THEN 0
+    SELECT line, filename, target, tail, CASE WHEN tail IS NULL THEN 0
         WHEN target THEN strpos(line, ',"step":')
         WHEN prefix(line, '{{"annotations":{{"x_role":"control"')
           THEN strpos(line, ',"test_keys":{{')
         ELSE 0 END AS cut
     FROM (
-      SELECT line, prefix(line, '{{"annotations":{{"x_role":"target"') OR (
+      SELECT line, filename, prefix(line, '{{"annotations":{{"x_role":"target"') OR (
                prefix(line, '{{"annotations":{{"x_role":"control"')
                AND strpos(line, ',"test_keys":{{"x_analysis_version":') > 0) AS target,
              CASE {tails} END AS tail
       FROM read_csv($files, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
                     header=false, auto_detect=false, new_line='\\n', strict_mode=false,
-                    max_line_size=16777216, buffer_size=16777216)
+                    max_line_size=16777216, buffer_size=16777216, filename=true)
       WHERE CASE WHEN suffix(line, '}}') THEN true ELSE trim(line, ' ' || chr(9) || chr(13)) <> ''
             END)))
 """
 # The safe one parses a line twice but takes anything: NULL for a torn or non-UTF-8 line.
 _SAFE: Final = """
-SELECT json::VARCHAR AS line, json_extract_string(json, {paths}) AS k
-FROM read_json_objects($files, format='newline_delimited', ignore_errors=true)
+SELECT json::VARCHAR AS line, filename, json_extract_string(json, {paths}) AS k
+FROM read_json_objects($files, format='newline_delimited', ignore_errors=true, filename=true)
 """
 # The registrable domain of the URL's host, as :func:`probe.index.family` (its patterns).
 _HOST: Final = f"lower(regexp_extract(input, '{HOST_PATTERN}', 1))"
@@ -142,14 +144,20 @@ _FAMILY: Final = f"""CASE
     ELSE coalesce(nullif(regexp_extract(host, '([^.]+\\.[^.]+)$', 1), ''), host) END"""
 _STAGED: Final = """
 WITH keyed AS (
-    SELECT line, k IS NOT NULL AS valid, {columns},
+    SELECT line, filename, ev, k IS NOT NULL AS valid, {columns},
            CASE WHEN fmt IS NOT NULL OR test_name = 'x_reachability' OR software = 'probe'
                 THEN 'probe' ELSE 'ooni' END AS source  -- as probe.verdict.ooni.is_ooni
     FROM ({source})
 ), hosted AS (
-    SELECT *, {host} AS host FROM keyed
+    SELECT *, {host} AS host,
+           CASE WHEN source = 'ooni'  -- what its verdict reads, without timings
+                THEN hash(ev[:-2], regexp_replace(ev[-1], '{timings}', '', 'g')) END AS evidence
+    FROM keyed
 ), rows AS (  -- OONI has neither x_role (its input's host says: Roles) nor uid
-    SELECT * REPLACE (CASE WHEN source = 'ooni' AND uid IS NULL THEN md5(trim(line)) ELSE uid
+    SELECT * REPLACE (CASE WHEN source <> 'ooni' OR uid IS NOT NULL THEN uid
+                           WHEN coalesce(report_id, '') = '' THEN md5(trim(line))
+                           ELSE md5(concat(evidence, chr(1), report_id, chr(1), start_text,
+                                           chr(1), asn, chr(1), network, chr(1), length(line)))
                            END AS uid,
                       CASE WHEN source <> 'ooni' OR role IS NOT NULL THEN role
                            WHEN $targets IS NULL THEN 'target'
@@ -177,7 +185,9 @@ SELECT uid, asn, network, source,
        END AS problem,
        problem IS NULL AND role = 'target'
          AND (source = 'ooni' OR version IS DISTINCT FROM $version OR status IS NULL) AS stale,
-       CASE WHEN stale OR $keep THEN line END AS line
+       CASE WHEN (stale AND source <> 'ooni') OR $keep THEN line END AS line,
+       CASE WHEN stale AND source = 'ooni' THEN evidence END AS evidence,
+       CASE WHEN stale AND source = 'ooni' THEN filename END AS file
 FROM rows
 """
 # A Parquet file's rows without their lines (~7 KB each: reading them all would cost
@@ -208,10 +218,15 @@ def reader_sql(reader: str) -> str:
     """A reader (``_FAST``, ``_SAFE``) as SQL: (line, k) per non-blank line of ``$files``."""
     names = [name for name, _ in _KEYS]
     ends = [f',"x_format_version":"{v}"}}' for v in sorted(HEAD_FIRST_FORMAT_VERSIONS)]
-    return reader.format(
-        paths="[" + ", ".join(f"'{path}'" for _, path in _KEYS) + "]",
-        required=" AND ".join(f"head[{names.index(k) + 1}] IS NOT NULL" for k in _IN_HEAD),
-        tails=" ".join(f"WHEN suffix(line, '{end}') THEN '{end}'" for end in ends),
+    paths = [path for _, path in _KEYS] + [f"$.{key}" for key in EVIDENCE_KEYS]
+    return (
+        f"SELECT * REPLACE (k[:{len(_KEYS)}] AS k), k[{len(_KEYS) + 1}:] AS ev FROM ("
+        + reader.format(
+            paths="[" + ", ".join(f"'{path}'" for path in paths) + "]",
+            required=" AND ".join(f"head[{names.index(k) + 1}] IS NOT NULL" for k in _IN_HEAD),
+            tails=" ".join(f"WHEN suffix(line, '{end}') THEN '{end}'" for end in ends),
+        )
+        + ")"
     )
 
 
@@ -331,6 +346,7 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
             host=_HOST,
             invalid=store.INVALID_LINE,
             other=OTHER_INPUT,
+            timings=TIMINGS,
         )
         for reader in (_FAST, _SAFE)
     )  # fmt: skip
@@ -352,6 +368,7 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
             jsonl.append(staged_docs)
         if jsonl:
             _insert(con, (fast, safe), jsonl, params, skipped)
+            _evidence_lines(con, (fast, safe), params)
     readable = []
     for f in parquet:
         try:
@@ -405,6 +422,35 @@ def _insert(con: duckdb.DuckDBPyConnection, readers: tuple[str, str], files: lis
     half = len(files) // 2
     _insert(con, readers, files[:half], params, skipped, serve)
     _insert(con, readers, files[half:], params, skipped, serve)
+
+
+def _evidence_lines(con: duckdb.DuckDBPyConnection, readers: tuple[str, str],
+                    params: dict[str, Any]) -> None:  # fmt: skip
+    """Table ``evidence_lines``: one line for each distinct ``evidence`` of the OONI rows to
+    score, read again from only the files that hold the first row of each (the scan kept no
+    OONI line: an archive's lines are gigabytes, and the rows of one evidence share a verdict).
+    The fast reader first; the safe one for what it missed (the files only the safe one read:
+    it hashes DuckDB's copy of each line, not the line)."""
+    con.execute("CREATE OR REPLACE TEMP TABLE evidence_lines (evidence UBIGINT, line VARCHAR)")
+    missing = """
+        CREATE OR REPLACE TEMP TABLE missing AS SELECT evidence, arg_min(file, rowid) AS file
+        FROM m WHERE evidence IS NOT NULL AND line IS NULL
+          AND evidence NOT IN (SELECT evidence FROM evidence_lines) GROUP BY evidence
+    """
+    for select in (r.removeprefix("INSERT INTO m ") for r in readers):
+        con.execute(missing)
+        files = [f for (f,) in con.execute("SELECT DISTINCT file FROM missing").fetchall()]
+        if not files:
+            return
+        try:
+            con.execute(
+                "INSERT INTO evidence_lines SELECT evidence, any_value(line) FROM (" + select
+                + ") WHERE evidence IN (SELECT evidence FROM missing) GROUP BY evidence",
+                params | {"keep": True, "files": files},
+            )  # fmt: skip
+        except duckdb.Error as exc:
+            if not _bad_input(exc, served=True):
+                raise
 
 
 def _names(files: Sequence[Path], serve: bool) -> list[str]:

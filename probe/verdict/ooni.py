@@ -80,7 +80,9 @@ if TYPE_CHECKING:
     from probe.verdict.rules import Verdict
 
 __all__ = [
+    "EVIDENCE_KEYS",
     "SUPPORTED_VERSIONS",
+    "TIMINGS",
     "OoniVerdict",
     "agrees",
     "chain",
@@ -123,6 +125,16 @@ FLAG_METHODS: Final[Mapping[int, frozenset[str]]] = {
     8: frozenset({"http", "throttling"}),
     16: frozenset({"http"}),
 }
+#: The members of a measurement its verdict reads (:func:`is_ooni`, :func:`skip_reason`,
+#: :func:`chain`), ``test_keys`` last; the report (:mod:`probe.report.scan`) scores one line
+#: per distinct value of these, :data:`TIMINGS` left out.
+EVIDENCE_KEYS: Final = ("test_name", "test_version", "input", "test_helpers", "software_name",
+                        "x_format_version", "test_keys")  # fmt: skip
+#: The steps' timings in the JSON text of ``test_keys``, as a regular expression. On OONI's
+#: data they are evidence text, never a decision: its steps have no control-site roles and no
+#: transfer samples, the only ones the timing rules read. So lines that differ only in them get
+#: the same status, method and detail.
+TIMINGS: Final = r'"(t0|t)":-?[0-9][0-9.eE+-]*'
 _T = TypeVar("_T")
 
 

@@ -133,10 +133,12 @@ FROM read_json_objects($files, format='newline_delimited', ignore_errors=true)
 _HOST: Final = (
     "lower(regexp_extract(input, '^[a-zA-Z][a-zA-Z0-9+.-]*://(\\[[^\\]]*\\]|[^/:?#]+)', 1))"
 )
+# Both written in the SQL Spark runs too (probe.report.spark; backslashes taken literally).
 _FAMILY: Final = """CASE
     WHEN host = '' OR host IS NULL THEN 'unknown'
-    WHEN host[1] = '[' OR regexp_full_match(host, '[0-9.]+') THEN host
-    WHEN regexp_matches(host, '[^.]\\.(com|net|org|gov|edu|co|ac|gob|mil|or|ne|go)\\.[a-z][a-z]$')
+    WHEN left(host, 1) = '[' OR regexp_extract(host, '^[0-9.]+$', 0) <> '' THEN host
+    WHEN regexp_extract(host, '[^.]\\.(com|net|org|gov|edu|co|ac|gob|mil|or|ne|go)\\.[a-z][a-z]$',
+                        0) <> ''
       THEN regexp_extract(host, '([^.]+\\.[^.]+\\.[^.]+)$', 1)
     ELSE coalesce(nullif(regexp_extract(host, '([^.]+\\.[^.]+)$', 1), ''), host) END"""
 _STAGED: Final = """

@@ -177,13 +177,15 @@ def build(
     master: str = LOCAL,
 ) -> Report:
     """The report over ``paths`` as :func:`probe.report.engine.build` makes it, on ``spark``
-    (None: a session on ``master``, stopped when done)."""
+    (None: the session running in this process, else a new one on ``master``, stopped when
+    done)."""
     with _session(spark, master) as s, tempfile.TemporaryDirectory(prefix="probe-spark-") as tmp:
         return _build(s, paths, since, until, bucket, roles, Path(tmp))
 
 
 @contextmanager
 def _session(spark: SparkSession | None, master: str) -> Iterator[SparkSession]:
+    spark = spark or SparkSession.getActiveSession()  # one already running in this process
     if spark is not None:
         yield spark
         return
@@ -261,7 +263,7 @@ def _lines(spark: SparkSession, texts: list[str], roles: Roles | None) -> DataFr
         is_control=_member(_hosts(roles.controls)) if roles else "false",
         invalid=store.INVALID_LINE, ask=_ASK_OONI, other=OTHER_INPUT,
     ))  # fmt: skip
-    ooni_skip = F.udf(_ooni_skip, "string")
+    ooni_skip = F.udf(_ooni_skip, "string", useArrow=False)
     asked = F.col("problem").eqNullSafe(_ASK_OONI)
     rows = rows.where(~asked).unionByName(
         rows.where(asked).withColumn("problem", ooni_skip("line"))
@@ -300,7 +302,7 @@ def _parquet(spark: SparkSession, names: list[str], skipped: dict[str, int]) -> 
 def _rescore(unique: DataFrame, skipped: dict[str, int]) -> DataFrame:
     """The rows with the current rules' verdict on the stale ones (a Python UDF, the DuckDB
     engine's); the stale rows that cannot be scored are dropped and counted."""
-    score = F.udf(_score, _SCORED)
+    score = F.udf(_score, _SCORED, useArrow=False)
     fresh = unique.where("stale").withColumn("s", score("line")).select(
         *(F.col(f"s.{c}").alias(c) if c in ("problem", "status", "method", "detail")
           else c for c in _COLUMNS)

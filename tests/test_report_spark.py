@@ -46,7 +46,7 @@ from probe.__main__ import main  # noqa: E402
 from probe.report import spark  # noqa: E402
 from probe.report.engine import build, export_parquet  # noqa: E402
 from probe.report.model import Report  # noqa: E402
-from probe.report.scan import Roles  # noqa: E402
+from probe.report.scan import OTHER_INPUT, Roles  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from synth import generate  # noqa: E402
@@ -83,54 +83,44 @@ def _same(report: Report) -> Any:
     return rounded(dataclasses.astuple(report))
 
 
-def test_spark_gives_duckdbs_report_on_a_synthetic_archive(session: SparkSession,
-                                                           archive: Path) -> None:  # fmt: skip
-    expected = build([archive])
-    assert expected.targets > 3000 and expected.duplicates and expected.rescored
-    assert expected.skipped  # the torn lines
-    assert _same(spark.build([archive], spark=session)) == _same(expected)
-
-
-def test_since_until_and_a_fixed_bucket(session: SparkSession, archive: Path) -> None:
-    from datetime import datetime
-
-    window = {"since": datetime(2024, 2, 17, 6), "until": datetime(2024, 2, 18, 3), "bucket": 600}
-    expected = build([archive], **window)  # type: ignore[arg-type]
-    assert expected.filtered
-    assert _same(spark.build([archive], spark=session, **window)) == _same(expected)  # type: ignore[arg-type]
-
-
-def test_parquet_export_and_ooni_rows(session: SparkSession, tmp_path: Path) -> None:
+def _ours_and_oonis(root: Path) -> list[Path]:
     """A ``probe export`` Parquet file (one row of older rules: re-scored from its line),
     our JSONL, OONI's JSONL classified by input, and OONI's whole-document .json.gz."""
     rows = [measurement("a", run, d, "blocked") for run in (0, 1) for d in ("x.com", "t.co")]
     rows += [measurement("b", run, "x.com", "ok") for run in range(3)]
     rows += [measurement("a", run, "www.example.com", None, role="control") for run in (0, 1)]
     rows[0]["test_keys"]["x_analysis_version"] = "0"
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    export_parquet([tmp_path / "in"], tmp_path / "old.parquet")
-    (tmp_path / "in" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[4:]))
+    (root / "in").mkdir()
+    (root / "in" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    export_parquet([root / "in"], root / "old.parquet")
+    (root / "in" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[4:]))
     ooni = [wc("connection_reset", url=u) for u in
             ("https://x.com/", "https://www.example.com/", "https://example.org/")]  # fmt: skip
-    (tmp_path / "in" / "ooni.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ooni[:2]))
-    (tmp_path / "in" / "one.json.gz").write_bytes(gzip.compress(json.dumps(ooni[2]).encode()))
-    paths = [tmp_path / "in", tmp_path / "old.parquet"]
+    (root / "in" / "ooni.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ooni[:2]))
+    (root / "in" / "one.json.gz").write_bytes(gzip.compress(json.dumps(ooni[2]).encode()))
+    return [root / "in", root / "old.parquet"]
+
+
+def test_spark_gives_duckdbs_report(session: SparkSession, archive: Path, tmp_path: Path) -> None:
+    """The synthetic archive, with a Parquet export and OONI's rows beside it."""
+    paths = [archive, *_ours_and_oonis(tmp_path)]
     roles = Roles(("x.com", "t.co"), ("www.example.com",))
     expected = build(paths, roles=roles)
-    assert expected.sources.keys() == {"probe", "ooni"} and expected.skipped
-    assert expected.duplicates and expected.rescored
+    assert expected.targets > 3000 and expected.duplicates and expected.rescored
+    assert expected.sources.keys() == {"probe", "ooni"}
+    assert expected.skipped.keys() > {OTHER_INPUT}  # and the torn lines
     assert _same(spark.build(paths, roles=roles, spark=session)) == _same(expected)
 
 
 def test_the_cli_runs_the_spark_engine(session: SparkSession, archive: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    """``--engine spark`` (the module's session is reused: getOrCreate) writes the same JSON."""
+    """``--engine spark`` (the module's session is reused) writes DuckDB's JSON, here with
+    --since, --until and a fixed bucket."""
+    window = ["--since", "2024-02-17 06:00", "--until", "2024-02-18 03:00", "--bucket", "10m"]
     for engine in ("duckdb", "spark"):
         out = tmp_path / f"{engine}.json"
-        assert main(["report", str(archive), "--engine", engine, "--json", str(out)]) == 0
+        assert main(["report", str(archive), *window, "--engine", engine, "--json", str(out)]) == 0
     duck, on_spark = (json.loads((tmp_path / f"{e}.json").read_text()) for e in ("duckdb", "spark"))
-    duck.pop("generated", None)
-    on_spark.pop("generated", None)
+    assert duck["summary"]["filtered"]
     assert on_spark == duck
     assert "Synthetic ISP" in capsys.readouterr().out

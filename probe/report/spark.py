@@ -210,10 +210,9 @@ def _build(spark: SparkSession, paths: Sequence[str | os.PathLike[str]],
         unstaged = _documents(documents, tmp / "documents.jsonl", skipped)
         texts.append(_literal(tmp / "documents.jsonl"))
     parquet = [_literal(f) for f in files if f.name.endswith(".parquet")]
-    staged = _lines(spark, texts, roles)
+    parsed, staged = _lines(spark, texts, roles)
     for part in _parquet(spark, parquet + [u for u in urls if u.endswith(".parquet")], skipped):
         staged = staged.unionByName(part)
-    staged = staged.persist()
     lines = 0
     for problem, n in staged.groupBy("problem").count().collect():
         lines += n
@@ -224,15 +223,14 @@ def _build(spark: SparkSession, paths: Sequence[str | os.PathLike[str]],
     first = F.row_number().over(Window.partitionBy("uid").orderBy("stale"))
     unique = good.withColumn("n", first).where("n = 1").drop("n").persist()
     duplicates = valid - unique.count()
-    scored = _rescore(unique, skipped).persist()
-    n_scored = scored.count()
-    staged.unpersist()
+    scored, n_scored = _rescore(unique, skipped)
+    parsed.unpersist()
     unique.unpersist()
     if since is not None:
         scored = scored.where(F.col("t") >= int(since.replace(tzinfo=UTC).timestamp()))
     if until is not None:
         scored = scored.where(F.col("t") < int(until.replace(tzinfo=UTC).timestamp()))
-    scored.drop("line").createOrReplaceTempView("m")
+    scored.createOrReplaceTempView("m")
     read = Read(len(files) + len(urls), lines + unstaged, skipped, duplicates, n_scored)
     return report(_Sql(spark), read, bucket)
 
@@ -250,8 +248,10 @@ def _member(names: Sequence[str]) -> str:
     return "TRIM(TRAILING '.' FROM host) IN (" + ", ".join(f"'{n}'" for n in names) + ")"
 
 
-def _lines(spark: SparkSession, texts: list[str], roles: Roles | None) -> DataFrame:
-    """The rows of the text files (one per non-blank line), with the scan's columns."""
+def _lines(spark: SparkSession, texts: list[str],
+           roles: Roles | None) -> tuple[DataFrame, DataFrame]:  # fmt: skip
+    """The rows of the text files (one per non-blank line), with the scan's columns: (the
+    parsed rows, kept in memory until released; the rows with every problem named)."""
     if texts:
         spark.read.text(texts).withColumnRenamed("value", "line").createOrReplaceTempView("lines")
     else:
@@ -263,17 +263,18 @@ def _lines(spark: SparkSession, texts: list[str], roles: Roles | None) -> DataFr
         is_control=_member(_hosts(roles.controls)) if roles else "false",
         invalid=store.INVALID_LINE, ask=_ASK_OONI, other=OTHER_INPUT,
     ))  # fmt: skip
-    ooni_skip = F.udf(_ooni_skip, "string", useArrow=False)
-    asked = F.col("problem").eqNullSafe(_ASK_OONI)
-    rows = rows.where(~asked).unionByName(
-        rows.where(asked).withColumn("problem", ooni_skip("line"))
-    )
     stale = F.expr(_STALE)
-    return (
+    asked = F.col("problem").eqNullSafe(_ASK_OONI)
+    # Parsed once, kept narrow: a line only where Python still reads it.
+    rows = (
         rows.withColumn("stale", stale)
-        .withColumn("line", F.when(stale, F.col("line")))
+        .withColumn("line", F.when(stale | asked, F.col("line")))
         .select(*_COLUMNS)
+        .persist()
     )
+    ooni_skip = F.udf(_ooni_skip, "string", useArrow=False)
+    told = rows.where(asked).withColumn("problem", ooni_skip("line"))
+    return rows, rows.where(~asked).unionByName(told.withColumn("line", F.lit(None).cast("string")))
 
 
 def _parquet(spark: SparkSession, names: list[str], skipped: dict[str, int]) -> list[DataFrame]:
@@ -299,9 +300,10 @@ def _parquet(spark: SparkSession, names: list[str], skipped: dict[str, int]) -> 
     return out
 
 
-def _rescore(unique: DataFrame, skipped: dict[str, int]) -> DataFrame:
+def _rescore(unique: DataFrame, skipped: dict[str, int]) -> tuple[DataFrame, int]:
     """The rows with the current rules' verdict on the stale ones (a Python UDF, the DuckDB
-    engine's); the stale rows that cannot be scored are dropped and counted."""
+    engine's), kept in memory, and their number; the stale rows that cannot be scored are
+    dropped and counted."""
     score = F.udf(_score, _SCORED, useArrow=False)
     fresh = unique.where("stale").withColumn("s", score("line")).select(
         *(F.col(f"s.{c}").alias(c) if c in ("problem", "status", "method", "detail")
@@ -309,4 +311,8 @@ def _rescore(unique: DataFrame, skipped: dict[str, int]) -> DataFrame:
     ).persist()  # fmt: skip
     for problem, n in fresh.where("problem IS NOT NULL").groupBy("problem").count().collect():
         skipped[problem] += n
-    return unique.where("NOT stale").unionByName(fresh.where("problem IS NULL"))
+    kept = fresh.where("problem IS NULL").drop("line")
+    scored = unique.where("NOT stale").drop("line").unionByName(kept).persist()
+    n = scored.count()
+    fresh.unpersist()
+    return scored, n

@@ -9,7 +9,8 @@ Spark's session start apart, and whether the figures are identical. Spark in loc
 one machine is not expected to beat DuckDB: the figure says what the scale-out costs where
 DuckDB would do, and that it gives the same answer.
 
-The archive is generated once into $TMPDIR/probe-bench-scale-<observations>-<rows> and reused.
+The archive is generated once into $TMPDIR/probe-bench-scale-<observations>-<rows>-v<rules>
+(verdicts written by the current rules, a few older: re-scored) and reused.
 Run: python bench/engine_scale.py [--rows N] [--observations lab|empty] [--master URL]
 """
 
@@ -31,6 +32,7 @@ from test_report_spark import _same  # noqa: E402
 
 from probe.report import spark  # noqa: E402
 from probe.report.engine import build  # noqa: E402
+from probe.verdict import ANALYSIS_VERSION  # noqa: E402
 
 
 def main() -> None:
@@ -39,12 +41,15 @@ def main() -> None:
     parser.add_argument("--observations", choices=("lab", "empty"), default="empty")
     parser.add_argument("--master", default=spark.LOCAL)
     args = parser.parse_args()
-    folder = Path(tempfile.gettempdir()) / f"probe-bench-scale-{args.observations}-{args.rows}"
+    folder = (
+        Path(tempfile.gettempdir())
+        / f"probe-bench-scale-{args.observations}-{args.rows}-v{ANALYSIS_VERSION}"
+    )
     if not folder.is_dir():
         part = folder.with_suffix(".part")
         part.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        lines = generate(part, rows=args.rows, kind=args.observations)
+        lines = generate(part, rows=args.rows, version=ANALYSIS_VERSION, kind=args.observations)
         part.rename(folder)
         print(f"generated {lines} lines in {time.perf_counter() - start:.0f} s: {folder}")
     start = time.perf_counter()

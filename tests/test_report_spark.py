@@ -47,6 +47,7 @@ from probe.report import spark  # noqa: E402
 from probe.report.engine import build, export_parquet  # noqa: E402
 from probe.report.model import Report  # noqa: E402
 from probe.report.scan import OTHER_INPUT, Roles  # noqa: E402
+from probe.verdict import ANALYSIS_VERSION  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from synth import generate  # noqa: E402
@@ -64,7 +65,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic archive (bench/synth.py): every ISP shape, re-scored rows,
     duplicates in a second upload, torn last lines, .jsonl.gz per volunteer and day."""
     root = tmp_path_factory.mktemp("synth")
-    generate(root, rows=4000, asns=12, days=2, kind="empty")
+    generate(root, rows=4000, asns=12, days=2, version=ANALYSIS_VERSION, kind="empty")
     return root
 
 

@@ -144,6 +144,7 @@ def session(master: str = LOCAL) -> SparkSession:
     if master.startswith("local"):
         # The Python workers (verdict UDFs) run this interpreter, which has probe installed.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # never an outside interface
         builder = (
             builder.config("spark.driver.host", "127.0.0.1")
             .config("spark.driver.bindAddress", "127.0.0.1")

@@ -8,7 +8,8 @@ pytest.importorskip("duckdb", reason="the report needs the project's [report] ex
 
 import duckdb
 
-from probe.report.engine import RunStats, run_statistics
+from probe.report.aggregate import RunStats, run_statistics
+from probe.report.engine import Duck
 from probe.report.sporadic import Changepoint, MethodChange, Sporadic, Window, cusum, method_changes
 
 WORD = {"B": "blocked", "O": "open", "U": "unknown"}
@@ -23,7 +24,7 @@ def stats(states: str, step: float = 10.0, times: list[float] | None = None) -> 
     moments = times if times is not None else [i * step for i in range(len(states))]
     con.executemany("INSERT INTO runs VALUES ('AS1', 'probe', 'X', ?, ?)",
                     [(t, WORD[c]) for t, c in zip(moments, states, strict=True)])  # fmt: skip
-    return run_statistics(con).get(("AS1", "probe", "X"))
+    return run_statistics(Duck(con)).get(("AS1", "probe", "X"))
 
 
 def test_open_windows_are_bounded_by_midpoints_to_the_blocked_runs() -> None:
@@ -75,7 +76,7 @@ def test_series_are_kept_apart() -> None:
         ('AS1', 'probe', 'X', 0.0, 'blocked'), ('AS1', 'probe', 'X', 10.0, 'open'),
         ('AS1', 'ooni', 'X', 0.0, 'open'), ('AS2', 'probe', 'x.com', 5.0, 'blocked'))
         AS runs(asn, source, family, t, state)""")  # fmt: skip
-    found = run_statistics(con)
+    found = run_statistics(Duck(con))
     assert {k: (v.decided, v.duty_cycle, v.switches) for k, v in found.items()} == {
         ("AS1", "probe", "X"): (2, 0.5, 1),
         ("AS1", "ooni", "X"): (1, 0.0, 0),

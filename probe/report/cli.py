@@ -3,8 +3,10 @@
 :func:`add_parser` mounts both on the probe's command line. DuckDB (the
 project's ``report`` extra) is imported inside the handlers, so mounting costs
 nothing and a probe installed without the extra still runs; the commands then
-say how to install it. Exit codes: 0 done (also over zero measurements, which
-the summary says), 2 bad input (a bad time or bucket, a missing path, no DuckDB).
+say how to install it. ``--engine spark`` runs the same report on Apache Spark
+(:mod:`probe.report.spark`, the ``spark`` extra). Exit codes: 0 done (also over
+zero measurements, which the summary says), 2 bad input (a bad time or bucket, a
+missing path, no DuckDB, no pyspark).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from probe.extras import needs_extra
 __all__ = ["add_parser", "parse_time"]
 
 _NO_DUCKDB = needs_extra("the report needs DuckDB", "report")
+_NO_PYSPARK = needs_extra("--engine spark needs pyspark", "spark")
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,8 +30,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     report = subparsers.add_parser(
         "report", help="merge measurement files of many volunteers into a per-ISP report"
     )
-    report.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                        help="JSONL(.gz) files, folders, or `probe export` Parquet")  # fmt: skip
+    report.add_argument("paths", nargs="+", metavar="PATH",
+                        help="JSONL(.gz) files, folders, or `probe export` Parquet (with "
+                        "--engine spark also s3a:// or gs:// URLs)")  # fmt: skip
     report.add_argument("--since", type=parse_time, metavar="T",
                         help="only measurements from T on (UTC, e.g. 2024-02-17 or "
                         "'2024-02-17 10:00')")  # fmt: skip
@@ -38,6 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     report.add_argument("--config", type=Path, metavar="FILE",
                         help="campaign config whose targets and controls classify OONI's "
                         "measurements by input (default: as `probe run`)")  # fmt: skip
+    report.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                        help="duckdb (default: this machine) or spark (the [spark] extra; "
+                        "docs/report.md)")  # fmt: skip
+    report.add_argument("--master", default="local[2]", metavar="URL",
+                        help="Spark master with --engine spark (default local[2]: in this "
+                        "process, on loopback)")  # fmt: skip
     report.add_argument("--html", type=Path, metavar="FILE", help="write the HTML report")
     report.add_argument("--csv", type=Path, metavar="FILE", help="write the aggregate as CSV")
     report.add_argument("--json", type=Path, metavar="FILE", help="write everything as JSON")
@@ -64,8 +74,8 @@ def parse_time(text: str) -> datetime:
     return moment
 
 
-def _missing(paths: list[Path]) -> bool:
-    gone = [str(p) for p in paths if not p.exists()]
+def _missing(paths: list[Path] | list[str]) -> bool:
+    gone = [str(p) for p in paths if not Path(p).exists()]
     if gone:
         print(f"probe: no such file or folder: {', '.join(gone)}", file=sys.stderr)
     return bool(gone)
@@ -79,13 +89,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"probe: {exc}", file=sys.stderr)
         return 2
-    if _missing(args.paths):
+    spark = args.engine == "spark"
+    if _missing([p for p in args.paths if not (spark and "://" in p)]):
         return 2
     try:
         from probe.report.engine import build
     except ImportError:
         print(_NO_DUCKDB, file=sys.stderr)
         return 2
+    if spark:
+        try:
+            from probe.report import spark as on_spark
+        except ImportError:
+            print(_NO_PYSPARK, file=sys.stderr)
+            return 2
     from probe.config import ConfigError, default_config_path, load
     from probe.report.html import render
     from probe.report.scan import Roles
@@ -98,7 +115,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"probe: config error: {exc}", file=sys.stderr)
         return 2
     roles = Roles(config.targets, config.controls)
-    report = build(args.paths, since=args.since, until=args.until, bucket=bucket, roles=roles)
+    if spark:
+        report = on_spark.build(args.paths, since=args.since, until=args.until, bucket=bucket,
+                                roles=roles, master=args.master)  # fmt: skip
+    else:
+        report = build(args.paths, since=args.since, until=args.until, bucket=bucket, roles=roles)
     print(summary(report))
     if args.csv:
         args.csv.write_text(to_csv(report), encoding="utf-8")

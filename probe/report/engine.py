@@ -14,26 +14,17 @@ of them (a rules upgrade, an OONI archive) a pool of processes forked before
 DuckDB starts its threads shares the work between the cores.
 
 Aggregating. Duplicates (the same ``measurement_uid`` uploaded twice) are
-dropped, then one SQL query counts targets per ASN x source x domain family x time
-bucket and per series (``GROUPING SETS``), and another turns each run
-(``report_id``) into one state per family. The statistics
-over runs (duty cycle, switches, open windows: see :mod:`probe.report.sporadic`
-for their definitions) are window functions over those states; Python only
-runs the CUSUM and the method changes over the (few) buckets. A domain family
-is the registrable domain of the target (``pbs.twimg.com`` -> ``twimg.com``),
-plus :data:`ALL`.
+dropped here; :mod:`probe.report.aggregate` then counts the rows with the SQL that
+the Spark engine (:mod:`probe.report.spark`) runs too.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import statistics
 import tempfile
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.pool import Pool
 from pathlib import Path
@@ -42,13 +33,13 @@ from typing import Any, Final
 import duckdb
 
 from probe import store
-from probe.report.model import ALL, METHODS, Cell, Report, Series, choose_bucket
+from probe.report.aggregate import Read, report
+from probe.report.model import Report
 from probe.report.scan import Roles, connect, one, stage
-from probe.report.sporadic import Sporadic, Window, cusum, method_changes
 from probe.verdict import ANALYSIS_VERSION, summary_keys, verdict
 from probe.verdict.ooni import is_ooni, skip_reason
 
-__all__ = ["RunStats", "build", "export_parquet", "run_statistics"]
+__all__ = ["Duck", "build", "export_parquet"]
 
 # Drop the unusable rows, and of two copies of a measurement_uid the one without the
 # current verdict (duplicates are rare: only their uids go through the window).
@@ -59,82 +50,23 @@ DELETE FROM m WHERE problem IS NOT NULL OR rowid IN (
         SELECT uid FROM m WHERE problem IS NULL GROUP BY uid HAVING count(*) > 1)
     QUALIFY row_number() OVER (PARTITION BY uid ORDER BY stale) > 1)
 """
-# The per-family counts of every cell (per bucket ``b``) and series (``b`` NULL), in one scan.
-_COUNTS: Final = f"""
-SELECT asn, source, coalesce(family, '{ALL}') AS fam, t // $bucket * $bucket AS b, count(*),
-       count(*) FILTER (status = 'ok'), count(*) FILTER (status = 'blocked'),
-       count(*) FILTER (status = 'down'),
-       count(*) FILTER (status IS NULL OR status NOT IN ('ok', 'blocked', 'down')),
-       {", ".join(f"count(*) FILTER (status = 'blocked' AND method = '{m}')" for m in METHODS)},
-       histogram(method) FILTER (status = 'blocked' AND method NOT IN {METHODS!r}),
-       mode(coalesce(detail, method)) FILTER (status = 'blocked')
-FROM m GROUP BY GROUPING SETS ((asn, source, family, b), (asn, source, b), (asn, source, family),
-                               (asn, source))
-ORDER BY asn, source, fam, b
-"""
-# One state per run and family: the majority of the family's targets in that run.
-_RUNS: Final = f"""
-CREATE OR REPLACE TEMP TABLE runs AS
-SELECT asn, source, coalesce(family, '{ALL}') AS family, min(t)::DOUBLE AS t,
-       CASE WHEN count(*) FILTER (status = 'blocked') > 0
-             AND count(*) FILTER (status = 'blocked') >= count(*) FILTER (status = 'ok')
-            THEN 'blocked'
-            WHEN count(*) FILTER (status = 'ok') > 0 THEN 'open' ELSE 'unknown' END AS state
-FROM m GROUP BY GROUPING SETS ((asn, source, family, run), (asn, source, run))
-"""
-# The statistics over the runs of each series (definitions in probe.report.sporadic).
-_RUN_STATS: Final = """
-CREATE OR REPLACE TEMP TABLE decided AS
-WITH gaps AS (
-    SELECT asn, source, family, t - lag(t) OVER (PARTITION BY asn, source, family ORDER BY t) AS gap
-    FROM runs
-), limits AS (  -- max_gap: 4x the median interval between runs, at least 1 s
-    SELECT asn, source, family,
-           greatest(1.0, coalesce(4 * median(gap) FILTER (gap > 0), 1.0)) AS cap
-    FROM gaps GROUP BY ALL
-), d AS (
-    SELECT asn, source, family, t, state,
-           row_number() OVER w AS i, lag(t) OVER w AS prev_t, lead(t) OVER w AS next_t,
-           lag(state) OVER w AS prev_state
-    FROM runs WHERE state <> 'unknown'
-    WINDOW w AS (PARTITION BY asn, source, family ORDER BY t, state)
-)
-SELECT d.*,  -- the time each decided run owns: half the (capped) gap to each neighbour
-       least(coalesce(t - prev_t, 0), cap) / 2 AS before,  -- (least() skips a NULL)
-       least(coalesce(next_t - t, 0), cap) / 2 AS after,
-       sum((state IS DISTINCT FROM prev_state)::INT) OVER (
-           PARTITION BY asn, source, family ORDER BY i ROWS UNBOUNDED PRECEDING) AS stretch
-FROM d JOIN limits USING (asn, source, family)
-"""
-_SERIES_STATS: Final = """
-SELECT asn, source, family, count(*),
-       CASE WHEN sum(before + after) > 0
-            THEN coalesce(sum(before + after) FILTER (state = 'blocked'), 0) / sum(before + after)
-            ELSE avg((state = 'blocked')::INT) END,
-       count(*) FILTER (state <> prev_state)
-FROM decided GROUP BY ALL
-"""
-_WINDOWS: Final = """
-SELECT asn, source, family, min(t) - arg_min(before, i), max(t) + arg_max(after, i),
-       min(t), max(t), count(*), bool_or(prev_t IS NULL OR next_t IS NULL)
-FROM decided WHERE state = 'open' GROUP BY asn, source, family, stretch ORDER BY ALL
-"""
 #: Below this many rows to score, forking a pool costs more than it saves.
 POOL_FROM: Final = 2000
 #: Lines scored per batch (a few MB to a few tens of MB of lines in Python at a time).
 RESCORE_BATCH: Final = 2000
 
-Key = tuple[str, str, str]  # (asn, source, family)
 
+class Duck:
+    """A DuckDB connection as the aggregation's :class:`~probe.report.aggregate.Sql`."""
 
-@dataclass(frozen=True, slots=True)
-class RunStats:
-    """The statistics of one series computed in SQL over its runs."""
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
 
-    decided: int
-    duty_cycle: float | None
-    switches: int
-    windows: tuple[Window, ...]
+    def rows(self, query: str) -> list[tuple[Any, ...]]:
+        return self.con.execute(query).fetchall()
+
+    def table(self, name: str, query: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
 
 
 def _score(line: str) -> tuple[str | None, str | None, str | None, str | None]:
@@ -255,98 +187,8 @@ def _build(paths: Sequence[str | os.PathLike[str]], since: datetime | None,
         con.execute("DELETE FROM m WHERE NOT (($since IS NULL OR t >= epoch($since::TIMESTAMP)) "
                     "AND ($until IS NULL OR t < epoch($until::TIMESTAMP)))",
                     {"since": since, "until": until})  # fmt: skip
-    counts = con.execute("""
-        SELECT source, count(*) FILTER (role = 'target'), count(*) FILTER (role = 'control'),
-               count(*) FILTER (stale), min(t), max(t) FROM m GROUP BY source ORDER BY source
-    """).fetchall()  # fmt: skip
-    sources = {source: targets for source, targets, *_ in counts if targets}
-    starts = [row[4] for row in counts]
-    networks = dict(con.execute("""
-        SELECT asn, coalesce(mode(network) FILTER (network <> ''), '') FROM m GROUP BY asn
-    """).fetchall())  # fmt: skip
-    con.execute("DELETE FROM m WHERE role <> 'target'")
-    start, end = (min(starts), max(row[5] for row in counts)) if starts else (None, None)
-    if bucket is None:
-        bucket = choose_bucket((end or 0) - (start or 0), _run_interval(con))
-    cells, totals = _cells(con, bucket)
-    series = _series(con, cells, totals, networks)
-    return Report(
-        files=staged.files,
-        lines=staged.lines,
-        targets=sum(row[1] for row in counts),
-        controls=sum(row[2] for row in counts),
-        duplicates=valid - unique,
-        rescored=sum(row[3] for row in counts),
-        filtered=scored - sum(row[1] + row[2] for row in counts),
-        skipped=dict(staged.skipped),
-        analysis_version=ANALYSIS_VERSION,
-        bucket=bucket,
-        start=start,
-        end=end,
-        cells=cells,
-        series=series,
-        sources=sources,
-    )
-
-
-def _run_interval(con: duckdb.DuckDBPyConnection) -> float:
-    """The typical time between two runs on one ASN (median over ASNs), in seconds."""
-    spans = con.execute("""
-        SELECT (max(t) - min(t)) / (count(DISTINCT run) - 1) FROM m
-        GROUP BY asn, source HAVING count(DISTINCT run) > 1
-    """).fetchall()  # fmt: skip
-    return statistics.median(s for (s,) in spans) if spans else 0.0
-
-
-def _blocked_by(counts: Sequence[int], other: dict[str, int] | None) -> dict[str, int]:
-    return dict(zip(METHODS, counts, strict=True)) | (other or {})
-
-
-def _cells(con: duckdb.DuckDBPyConnection, bucket: int) -> tuple[tuple[Cell, ...], list[Any]]:
-    """The cells, and the rows of per-series totals (``b`` NULL) of the same query."""
-    rows = con.execute(_COUNTS, {"bucket": bucket}).fetchall()
-    k = len(METHODS)
-    cells = tuple(
-        Cell(asn, source, family, b, n, ok, bl, dn, inc, _blocked_by(r[:k], r[k]), r[k + 1])
-        for asn, source, family, b, n, ok, bl, dn, inc, *r in rows
-        if b is not None
-    )
-    return cells, [row for row in rows if row[3] is None]
-
-
-def run_statistics(con: duckdb.DuckDBPyConnection) -> dict[Key, RunStats]:
-    """The statistics of every series of table ``runs`` (asn, source, family, t, state)."""
-    con.execute(_RUN_STATS)
-    windows: dict[Key, list[Window]] = defaultdict(list)
-    for asn, source, family, *window in con.execute(_WINDOWS).fetchall():
-        windows[asn, source, family].append(Window(*window))
-    return {
-        (asn, source, family): RunStats(n, duty, switches, tuple(windows[asn, source, family]))
-        for asn, source, family, n, duty, switches in con.execute(_SERIES_STATS).fetchall()
-    }
-
-
-def _series(con: duckdb.DuckDBPyConnection, cells: Sequence[Cell], totals: Sequence[Any],
-            networks: dict[str, str]) -> tuple[Series, ...]:  # fmt: skip
-    con.execute(_RUNS)
-    stats = run_statistics(con)
-    by_key: dict[Key, list[Cell]] = defaultdict(list)
-    for c in cells:
-        by_key[c.asn, c.source, c.family].append(c)
-    out = []
-    k = len(METHODS)
-    none = RunStats(0, None, 0, ())
-    for asn, source, family, _, n, ok, bl, dn, inc, *r in totals:
-        run = stats.get((asn, source, family), none)
-        buckets = by_key[asn, source, family]
-        sporadic = Sporadic(
-            run.decided, run.duty_cycle, run.switches, run.windows,
-            cusum([(c.bucket, c.blocked_share or 0.0, c.ok + c.blocked) for c in buckets]),
-            method_changes([(c.bucket, c.detail) for c in buckets]),
-        )  # fmt: skip
-        out.append(Series(asn, source, networks.get(asn, ""), family, n, ok, bl, dn, inc,
-                          _blocked_by(r[:k], r[k]), r[k + 1], sporadic))  # fmt: skip
-    return tuple(out)
+    read = Read(staged.files, staged.lines, staged.skipped, valid - unique, scored)
+    return report(Duck(con), read, bucket)
 
 
 def export_parquet(

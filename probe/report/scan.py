@@ -134,12 +134,13 @@ _SAFE: Final = """
 SELECT json::VARCHAR AS line, filename, json_extract_string(json, {paths}) AS k
 FROM read_json_objects($files, format='newline_delimited', ignore_errors=true, filename=true)
 """
-# The registrable domain of the URL's host, as :func:`probe.index.family` (its patterns).
+# The registrable domain of the URL's host, as :func:`probe.index.family` (its patterns);
+# written in the SQL Spark runs too (probe.report.spark; backslashes taken literally).
 _HOST: Final = f"lower(regexp_extract(input, '{HOST_PATTERN}', 1))"
 _FAMILY: Final = f"""CASE
     WHEN host = '' OR host IS NULL THEN 'unknown'
-    WHEN host[1] = '[' OR regexp_full_match(host, '[0-9.]+') THEN host
-    WHEN regexp_matches(host, '[^.]\\.({"|".join(GENERIC_SLD)})\\.[a-z][a-z]$')
+    WHEN left(host, 1) = '[' OR regexp_extract(host, '^[0-9.]+$', 0) <> '' THEN host
+    WHEN regexp_extract(host, '[^.]\\.({"|".join(GENERIC_SLD)})\\.[a-z][a-z]$', 0) <> ''
       THEN regexp_extract(host, '([^.]+\\.[^.]+\\.[^.]+)$', 1)
     ELSE coalesce(nullif(regexp_extract(host, '([^.]+\\.[^.]+)$', 1), ''), host) END"""
 _STAGED: Final = """

@@ -110,6 +110,13 @@ def test_bad_submissions_get_a_4xx_naming_the_field(collector: Collector) -> Non
     assert post(url, None, raw=b"{not json").status_code == 400
     assert post(url, None, raw=b"[1]").status_code == 400
     assert post(url, {"format": "json", "content": "x"}).json()["field"] == "content"
+    # what no archive line may hold (invalid JSON once written back): a 400, never a 500
+    good = json.dumps({"format": "json", "content": m | {"report_id": report}})
+    for evil in ('"input": "\\ud800"', '"input": NaN'):
+        raw = good.replace('"input": "https://x.com/"', evil)
+        assert evil in raw
+        r = post(url, None, raw=raw.encode())
+        assert (r.status_code, r.json()["error"]) == (400, "body: not JSON")
     r = post(f"{collector.url}/report", {"format": "json", "probe_asn": "AS../../etc"})
     assert r.status_code == 400 and r.json()["field"] == "probe_asn"
     # bounded: on the wire, once inflated (a gzip bomb), unknown encodings

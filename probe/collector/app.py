@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import jsonschema_rs
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -106,9 +107,9 @@ async def _body(request: Request, limits: Limits) -> Any:
             raise Refused(400, "body: truncated gzip")
     elif encoding != "identity":
         raise Refused(415, f"unsupported Content-Encoding: {encoding}")
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
+    try:  # strict: no NaN, no lone surrogate (no line it could not write back as JSON)
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         raise Refused(400, "body: not JSON") from None
     if not isinstance(value, dict):
         raise Refused(400, "body: not a JSON object")
@@ -240,7 +241,7 @@ class _Collector:
             want = report.id if name == "report_id" else getattr(report, name)
             if content.get(name) != want:
                 raise Refused(400, f"{name}: does not match the report's", name)
-        line = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
+        line = orjson.dumps(content)  # compact UTF-8, 10-20x faster than json.dumps
         done = asyncio.get_running_loop().create_future()
         await self.queue.put((Entry(content, line), done))
         await done

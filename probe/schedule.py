@@ -445,7 +445,7 @@ async def loop(
         kind = "regular" if step.targets is None else f"{what} of {', '.join(step.targets)}"
         log.info("campaign %d (%s) started", campaigns, kind)
         try:
-            trigger = "schedule" if step.targets is None else "burst"
+            trigger = "schedule" if step.targets is None else "spot" if step.spot else "burst"
             outcome = await _guarded(
                 runner.measure(found, trigger, step.targets), stop, policy.stop_grace
             )

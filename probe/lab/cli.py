@@ -69,12 +69,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="measurements go to DIR/<isp>/, the truth to DIR/truth.jsonl "
         "(default: results/lab-<scenario>-<UTC time>)",
     )
+    _min_open_detected(run)
     run.set_defaults(handler=cmd_run)
 
     evaluate = sub.add_parser("eval", help="score the verdicts of a `lab run` against its truth")
     evaluate.add_argument(
         "directory", type=Path, metavar="DIR", help="the --output folder of a `lab run`"
     )
+    _min_open_detected(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
 
     scenarios = sub.add_parser(
@@ -151,14 +153,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"probe lab: {failures} rounds failed", file=sys.stderr)
     from probe.lab import evaluate
 
-    verdicts = evaluate.main([str(args.output)])
+    verdicts = evaluate.main([str(args.output), *_gate(args)])
     return 1 if failures or verdicts else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from probe.lab import evaluate
 
-    return evaluate.main([str(args.directory)])
+    return evaluate.main([str(args.directory), *_gate(args)])
+
+
+def _min_open_detected(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--min-open-detected",
+        type=float,
+        metavar="FRACTION",
+        help="the share of true open windows of >= 10 s the run must have seen open "
+        "(default 0.9; 0 for a run too short to sample many windows)",
+    )
+
+
+def _gate(args: argparse.Namespace) -> list[str]:
+    gate: float | None = args.min_open_detected
+    return [] if gate is None else ["--min-open-detected", str(gate)]
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:

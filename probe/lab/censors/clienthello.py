@@ -8,10 +8,11 @@ says whether more bytes are needed (None), or what the hello names.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["Hello", "parse_hello"]
+__all__ = ["Hello", "parse_hello", "read_hello"]
 
 _HANDSHAKE: Final = 22
 _CLIENT_HELLO: Final = 1
@@ -24,6 +25,18 @@ _MAX_HELLO: Final = 1 << 16  # a larger "hello" is not one a client would send
 @dataclass(frozen=True, slots=True)
 class Hello:
     server_name: str | None  # lowercase; None: no SNI, or not a TLS ClientHello at all
+
+
+async def read_hello(reader: asyncio.StreamReader) -> tuple[Hello, bytes] | None:
+    """Read a connection's ClientHello: what it names and the bytes read (to forward);
+    None if the client left before finishing it."""
+    data = b""
+    while (hello := parse_hello(data)) is None:
+        chunk = await reader.read(_MAX_HELLO)
+        if not chunk:
+            return None
+        data += chunk
+    return hello, data
 
 
 def parse_hello(data: bytes) -> Hello | None:

@@ -23,7 +23,7 @@ from typing import Final
 from probe.lab.censors import RouterContext
 from probe.lab.censors._nft import FILTER_FORWARD, NftTable, addresses, match_daddr
 from probe.lab.censors._redirect import RedirectCensor, RedirectProxy, reset, splice
-from probe.lab.censors.clienthello import parse_hello
+from probe.lab.censors.clienthello import read_hello
 from probe.lab.censors.http_blockpage import HttpBlockpage
 
 __all__ = ["Residual", "SilentServer", "UnknownBlockpage"]
@@ -57,12 +57,9 @@ class Residual(RedirectCensor):
         writer: asyncio.StreamWriter,
         destination: tuple[str, int],
     ) -> None:
-        data = b""
-        while (hello := parse_hello(data)) is None:
-            chunk = await reader.read(_CHUNK)
-            if not chunk:
-                return
-            data += chunk
+        if (read := await read_hello(reader)) is None:
+            return
+        hello, data = read
         now = time.monotonic()
         if hello.server_name in self.active:
             self._blocked[destination[0]] = now + self._penalty

@@ -19,7 +19,7 @@ import asyncio
 from typing import Final, Literal
 
 from probe.lab.censors._redirect import RedirectCensor, reset, splice
-from probe.lab.censors.clienthello import parse_hello
+from probe.lab.censors.clienthello import read_hello
 
 __all__ = ["SniProxy"]
 
@@ -38,12 +38,9 @@ class SniProxy(RedirectCensor):
         writer: asyncio.StreamWriter,
         destination: tuple[str, int],
     ) -> None:
-        data = b""
-        while (hello := parse_hello(data)) is None:
-            chunk = await reader.read(_CHUNK)
-            if not chunk:
-                return  # the client left before finishing its hello
-            data += chunk
+        if (read := await read_hello(reader)) is None:
+            return  # the client left before finishing its hello
+        hello, data = read
         if hello.server_name not in self.active:
             await splice((reader, writer), destination, data)
         elif self.name == "sni_reset":

@@ -403,7 +403,7 @@ def _tcp(e: Mapping[str, Any], ref: str, addresses: frozenset[str], ops: dict[An
     ip = _get(e, "ip", str)
     failure = _failure(status)
     if failure is not None:
-        ops[e.get("transaction_id")] = "connect"
+        ops[_opt(e, "transaction_id", int)] = "connect"
     return Connect(
         ref, ip, _get(e, "port", int), failure, "target" if ip in addresses else "other", _span(e)
     )
@@ -415,7 +415,7 @@ def _tls(e: Mapping[str, Any], ref: str, domain: str, ops: dict[Any, str]) -> Ha
     name = _get(e, "server_name", str).rstrip(".").lower()
     failure = _failure(e)
     if failure is not None:
-        ops.setdefault(e.get("transaction_id"), "tls_handshake")
+        ops.setdefault(_opt(e, "transaction_id", int), "tls_handshake")
     t0 = _number(e.get("t0"), _number(e.get("t"), 0.0))
     return Handshake(
         ref=ref,
@@ -444,7 +444,7 @@ def _http(e: Mapping[str, Any], ref: str, domain: str, ops: dict[Any, str]) -> H
         ip=ip,
         port=port,
         failure=failure,
-        failed_operation=ops.get(e.get("transaction_id")) if failure is not None else None,
+        failed_operation=ops.get(_opt(e, "transaction_id", int)) if failure is not None else None,
         role="target" if _idna(domain_of(url) or "") == domain else "other",
         status=code or None,  # OONI writes 0 when there was no response
         headers=_headers(headers),

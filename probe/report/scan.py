@@ -143,6 +143,33 @@ _FAMILY: Final = f"""CASE
     WHEN regexp_extract(host, '[^.]\\.({"|".join(GENERIC_SLD)})\\.[a-z][a-z]$', 0) <> ''
       THEN regexp_extract(host, '([^.]+\\.[^.]+\\.[^.]+)$', 1)
     ELSE coalesce(nullif(regexp_extract(host, '([^.]+\\.[^.]+)$', 1), ''), host) END"""
+# Why a row is no measurement to count (NULL: it is one), in SQL both engines run
+# (probe.report.spark); ``ooni_skip`` says why for another OONI test.
+_PROBLEM: Final = """CASE
+         WHEN NOT valid THEN '{invalid}'
+         WHEN test_name IS NULL THEN 'not a measurement (no test_name)'
+         WHEN source = 'probe' AND test_name <> 'x_reachability' THEN
+           'other software: test_name ' || test_name
+         WHEN source = 'probe' AND (fmt IS NULL OR fmt NOT IN {formats}) THEN
+           'unknown x_format_version ' || coalesce(fmt, '(none)')
+         WHEN source = 'ooni' AND test_name <> 'web_connectivity' THEN {ooni_skip}
+         WHEN uid IS NULL OR asn IS NULL OR t IS NULL OR input IS NULL THEN
+           'missing or unreadable base key'
+         WHEN role = 'other' THEN '{other}'
+         WHEN role IS NULL OR role NOT IN ('target', 'control') THEN 'unknown annotations.x_role'
+       END"""
+
+
+def _problem_sql(ooni_skip: str) -> str:
+    """The ``problem`` column's expression (:data:`_PROBLEM`)."""
+    return _PROBLEM.format(
+        invalid=store.INVALID_LINE,
+        formats=_sql_set(KNOWN_FORMAT_VERSIONS),
+        other=OTHER_INPUT,
+        ooni_skip=ooni_skip,
+    )
+
+
 _STAGED: Final = """
 WITH keyed AS (
     SELECT line, filename, ev, k IS NOT NULL AS valid, {columns},
@@ -171,19 +198,7 @@ SELECT uid, asn, network, source,
        epoch(try_strptime(start_text, '%Y-%m-%d %H:%M:%S'))::BIGINT AS t, {family} AS family,
        coalesce(nullif(report_id, ''), start_text) AS run, role,
        stored_status AS status, stored_method AS method, stored_detail AS detail,
-       CASE
-         WHEN NOT valid THEN '{invalid}'
-         WHEN test_name IS NULL THEN 'not a measurement (no test_name)'
-         WHEN source = 'probe' AND test_name <> 'x_reachability' THEN
-           'other software: test_name ' || test_name
-         WHEN source = 'probe' AND (fmt IS NULL OR fmt NOT IN {formats}) THEN
-           'unknown x_format_version ' || coalesce(fmt, '(none)')
-         WHEN source = 'ooni' AND test_name <> 'web_connectivity' THEN ooni_skip(line)
-         WHEN uid IS NULL OR asn IS NULL OR t IS NULL OR input IS NULL THEN
-           'missing or unreadable base key'
-         WHEN role = 'other' THEN '{other}'
-         WHEN role IS NULL OR role NOT IN ('target', 'control') THEN 'unknown annotations.x_role'
-       END AS problem,
+       {problem} AS problem,
        problem IS NULL AND role = 'target'
          AND (source = 'ooni' OR version IS DISTINCT FROM $version OR status IS NULL) AS stale,
        CASE WHEN (stale AND source <> 'ooni') OR $keep THEN line END AS line,
@@ -342,11 +357,9 @@ def stage(con: duckdb.DuckDBPyConnection, paths: Iterable[str | os.PathLike[str]
         "INSERT INTO m " + _STAGED.format(
             source=reader_sql(reader),
             columns=", ".join(f"k[{i + 1}] AS {name}" for i, (name, _) in enumerate(_KEYS)),
-            formats=_sql_set(KNOWN_FORMAT_VERSIONS),
             family=_FAMILY,
             host=_HOST,
-            invalid=store.INVALID_LINE,
-            other=OTHER_INPUT,
+            problem=_problem_sql("ooni_skip(line)"),
             timings=TIMINGS,
         )
         for reader in (_FAST, _SAFE)

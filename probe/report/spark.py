@@ -35,7 +35,6 @@ from typing import Any, Final
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from probe import store
 from probe.report.aggregate import Read, report
 from probe.report.engine import _score
 from probe.report.model import Report
@@ -43,16 +42,14 @@ from probe.report.scan import (
     _DOCUMENTS,
     _FAMILY,
     _HOST,
-    OTHER_INPUT,
     Roles,
     _documents,
     _files,
     _hosts,
     _ooni_skip,
-    _sql_set,
+    _problem_sql,
 )  # fmt: skip
 from probe.verdict import ANALYSIS_VERSION
-from probe.verdict.observations import KNOWN_FORMAT_VERSIONS
 
 __all__ = ["LOCAL", "build", "session"]
 
@@ -102,19 +99,7 @@ WITH keyed AS (
 )
 SELECT uid, asn, network, source, t, {family} AS family,
        coalesce(nullif(report_id, ''), start_text) AS run, role, status, method, detail,
-       CASE
-         WHEN NOT valid THEN '{invalid}'
-         WHEN test_name IS NULL THEN 'not a measurement (no test_name)'
-         WHEN source = 'probe' AND test_name <> 'x_reachability' THEN
-           'other software: test_name ' || test_name
-         WHEN source = 'probe' AND (fmt IS NULL OR fmt NOT IN {formats}) THEN
-           'unknown x_format_version ' || coalesce(fmt, '(none)')
-         WHEN source = 'ooni' AND test_name <> 'web_connectivity' THEN '{ask}'
-         WHEN uid IS NULL OR asn IS NULL OR t IS NULL OR input IS NULL THEN
-           'missing or unreadable base key'
-         WHEN role = 'other' THEN '{other}'
-         WHEN role IS NULL OR role NOT IN ('target', 'control') THEN 'unknown annotations.x_role'
-       END AS problem,
+       {problem} AS problem,
        version, line
 FROM rows
 """
@@ -258,11 +243,10 @@ def _lines(spark: SparkSession, texts: list[str],
     else:
         spark.createDataFrame([], "line STRING").createOrReplaceTempView("lines")
     rows = spark.sql(_STAGED.format(
-        schema=_SCHEMA, host=_HOST, family=_FAMILY, formats=_sql_set(KNOWN_FORMAT_VERSIONS),
+        schema=_SCHEMA, host=_HOST, family=_FAMILY, problem=_problem_sql(f"'{_ASK_OONI}'"),
         all_targets="true" if roles is None else "false",
         is_target=_member(_hosts(roles.targets)) if roles else "false",
         is_control=_member(_hosts(roles.controls)) if roles else "false",
-        invalid=store.INVALID_LINE, ask=_ASK_OONI, other=OTHER_INPUT,
     ))  # fmt: skip
     stale = F.expr(_STALE)
     asked = F.col("problem").eqNullSafe(_ASK_OONI)

@@ -4,10 +4,12 @@
 scores OONI's web_connectivity measurements too, read by
 :mod:`probe.verdict.ooni`);
 ``summary_keys`` turns a verdict into the OONI-style keys the measurement
-stores. The rules are documented in :mod:`probe.verdict.rules`, the
-observations view in :mod:`probe.verdict.observations`, the fingerprint and
-bogon data in ``fingerprints.json`` / ``bogons.json``, and the lab evaluation
-in :mod:`probe.lab.evaluate`. Nothing here touches the network.
+stores. The pipeline (observations -> named facts -> decisions, as OONI's
+probe-cli minipipeline) is documented in :mod:`probe.verdict.rules`, the
+observations view in :mod:`probe.verdict.view`, the facts in
+:mod:`probe.verdict.facts`, the fingerprint and bogon data in
+``fingerprints.json`` / ``bogons.json``, and the lab evaluation in
+:mod:`probe.lab.evaluate`. Nothing here touches the network.
 """
 
 from probe.verdict.fingerprints import Fingerprints, load_fingerprints

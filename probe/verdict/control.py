@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from probe.verdict.observations import Connect, Handshake, HttpExchange, observations
-from probe.verdict.rules import Verdict
+from probe.verdict.outcome import Verdict
 
 __all__ = ["control_verdict"]
 

@@ -25,7 +25,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from probe.verdict.observations import Connect, HttpExchange
+from probe.verdict.view import Connect, HttpExchange
 
 __all__ = ["Substitute", "substitute_page"]
 

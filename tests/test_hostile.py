@@ -33,6 +33,8 @@ from probe.lab.pki import Authority, Issued
 
 TARGET, CONTROL, HOSTILE_IP = "x.com", "www.example.com", "127.0.0.2"
 RECORDS = {TARGET: {"A": [HOSTILE_IP]}, CONTROL: {"A": ["127.0.0.1"]}}
+#: the zone of a resolver that sends the target where nothing listens
+DEAD_RECORDS = {TARGET: {"A": ["127.0.0.9"]}, CONTROL: {"A": ["127.0.0.1"]}}
 TIMEOUTS = {"dns": 1.0, "connect": 1.0, "tls": 1.0, "http": 1.5}
 LATE_WINDOW = 0.05  # the loopback config's dns_late_window
 #: Peak RSS of one ``probe run`` (bytes): an honest run takes about 50 MB.
@@ -86,6 +88,8 @@ class Case:
     http: Handler | None = None
     doh: Handler | None = None  # a DoH resolver (a control) with this behaviour
     timeouts: Mapping[str, float] = field(default_factory=lambda: TIMEOUTS)
+    detail: str | None = None  # the verdict's detail, when it matters
+    says: str = ""  # words of the verdict's explanation
 
 
 def _entries(m: Entry, step: str) -> list[Entry]:
@@ -101,15 +105,29 @@ CASES = [
          ("inconclusive", None), True, dns=hostile.dns_wrong_id),
     Case("dns_truncated", "queries", _target_query("tcp"), "dns_server_misbehaving",
          ("inconclusive", None), dns=hostile.dns_truncated),
-    # the forged address (nothing listens there) comes first, but the real one answers
+    # the forged address (nothing listens there) comes first, the real one later (and it
+    # validates TLS for the name): an application takes the first, so DNS injection, although
+    # the injector forged the plain-DNS control's answer too
     Case("dns_injector", "queries", _target_query("udp"), None,
-         ("ok", None), dns=lambda zone: hostile.dns_injector(zone, "127.0.0.9")),
+         ("blocked", "dns"), dns=lambda zone: hostile.dns_injector(zone, "127.0.0.9"),
+         detail="dns.injected", says="forged DNS answer (127.0.0.9)"),
+    # the injector forges the site's working address (the resolver's own answer is a dead
+    # one): two answers to one query, but the first reaches the site: ok, and it says so
+    Case("dns_injector_forging_a_working_address", "queries", _target_query("udp"), None,
+         ("ok", None), dns=lambda _zone: hostile.dns_injector(Zone(DEAD_RECORDS), HOSTILE_IP),
+         says="got two different answers"),
     # 4,000 addresses (dnspython shuffles them on the wire): at most 4 are connected to, and
-    # nothing listens on (almost) any of them while the control site works, which the rules
-    # read as TCP/IP blocking (the query says x_oversized).
+    # nothing listens on (almost) any of them while the control site works. The plain-DNS
+    # control gets the same flood, so nothing tells the name's real answer: inconclusive,
+    # never TCP/IP blocking of addresses the resolver chose (the query says x_oversized)
     Case("dns_4000_addresses", "queries", _target_query("udp"), None,
-         ("blocked", "tcp_ip"), dns=hostile.dns_flood,
-         timeouts={**TIMEOUTS, "dns": 5.0}),  # dnspython parses 4,000 records slowly
+         ("inconclusive", None), dns=hostile.dns_flood,
+         timeouts={**TIMEOUTS, "dns": 5.0},  # dnspython parses 4,000 records slowly
+         says="only to addresses an oversized DNS answer named"),
+    # the same flood against an honest DoH control's one address: DNS tampering
+    Case("dns_4000_addresses_doh_control", "queries", _target_query("udp"), None,
+         ("blocked", "dns"), dns=hostile.dns_flood, doh=hostile.doh_zone(Zone(RECORDS)),
+         timeouts={**TIMEOUTS, "dns": 5.0}, detail="dns.oversized", says="4000 address records"),
     Case("https_1_gib_body", "requests", _request("https"), None,
          ("ok", None), https=hostile.one_gib()),
     Case("https_endless_chunked", "requests", _request("https"), None,
@@ -189,6 +207,7 @@ def test_hostile_server(tmp_path: Path, case: Case) -> None:
     assert entries and failures == {case.failure}, entries
     v = m["test_keys"]["x_verdict"]
     assert (v["status"], v["method"]) == case.verdict, v
+    assert case.detail in (None, v["detail"]) and case.says in v["explanation"], v
     timeout = case.timeouts[STEP_TIMEOUT[case.step]]
     for e in entries:  # the step's deadline holds, and is what ended it, or was not needed
         took = e["t"] - e["t0"]

@@ -42,6 +42,7 @@ _DETAILS: Final = {
     "tls.residual": "TLS SNI filtering with residual blocking of the address",
     "tls.interception": "TLS interception",
     "dns.injected": "DNS injection",
+    "dns.oversized": "oversized DNS answers",
     "dns.blockpage": "DNS blockpage",
     "dns.bogon": "DNS bogon answers",
     "dns.nxdomain": "DNS NXDOMAIN",

@@ -31,7 +31,7 @@ nameless case and 5). The facts are :mod:`probe.verdict.facts_dns`'s.
 
 from __future__ import annotations
 
-from probe.verdict.evidence import show_dns, show_http, show_tls
+from probe.verdict.evidence import show_dns, show_http, show_tls, shown
 from probe.verdict.facts import Context
 from probe.verdict.facts_dns import RESOLVER_ERRORS
 from probe.verdict.facts_steps import TIMEOUT
@@ -44,6 +44,7 @@ __all__ = ["dns_stage"]
 def dns_stage(ctx: Context) -> Finding | Verdict | None:
     rules = (
         _dns_injected,
+        _dns_oversized,
         _dns_fingerprint,
         _dns_bogon,
         _dns_error,
@@ -58,21 +59,93 @@ def dns_stage(ctx: Context) -> Finding | Verdict | None:
 
 
 def _dns_injected(ctx: Context) -> Finding | None:
-    known = ctx.facts.dns.reference | ctx.facts.dns.validated
-    for first, later in ctx.facts.dns.raced:
-        if not known or (first.failure is None and set(first.addresses) & known):
-            continue
-        forged = ", ".join(first.addresses) or first.failure or "nothing"
-        genuine = ", ".join(a for late in later for a in late.addresses) or "an error"
+    """One UDP query, two different answers: an on-path injector raced the resolver.
+
+    A resolver sends one response to a query; an injector on the path (the
+    GFW's way) sends its own first and the genuine one arrives after it. An
+    application takes the first, so the first decides. It is forged when the
+    trusted DNS control disagrees with it, or when only a later answer's
+    address completed a valid TLS handshake for the name (the injector
+    reaches plain-DNS controls too, so their agreement with the first proves
+    nothing). A first answer whose address validates TLS for the name reaches
+    the site whoever sent it: said, not blocked.
+    """
+    dns = ctx.facts.dns
+    known = dns.reference | dns.validated
+    for first, later in dns.raced:
+        forged = ", ".join(shown(first.addresses)) or first.failure or "nothing"
+        genuine = ", ".join(shown([a for late in later for a in late.addresses])) or "an error"
         resolver = first.resolver or "the system resolver"
-        return Finding(
-            "dns", "dns.injected", "dns", first.addresses[0] if first.addresses else None,
-            (show_dns(first), *map(show_dns, later), ctx.cite_control()), 0.95,
-            f"a forged DNS answer ({forged}) for {ctx.obs.domain} from {resolver} raced the "
-            f"genuine one ({genuine}), which the DNS control confirms",
-            "active",
-        )  # fmt: skip
+        evidence = (show_dns(first), *map(show_dns, later), ctx.cite_control())
+        works = sorted(set(first.addresses) & dns.validated) if first.failure is None else []
+        if works:
+            ctx.notes.append(
+                f"one query for {ctx.obs.domain} to {resolver} got two different answers "
+                f"({forged}, then {genuine}: an injector's signature), but the first answer's "
+                f"{works[0]} completed a valid TLS handshake for the name: it reaches the site"
+            )
+            continue
+        proven = sorted({a for late in later for a in late.addresses} & dns.validated)
+        polluted = set(first.addresses) & dns.reference
+        refuted = bool(dns.reference) and not (first.failure is None and polluted)
+        if proven and not refuted and not (polluted and dns.secure_reference):
+            return Finding(
+                "dns", "dns.injected", "dns", first.addresses[0] if first.addresses else None,
+                (*evidence, *_validating(ctx, proven[0])), 0.9,
+                f"a forged DNS answer ({forged}) for {ctx.obs.domain} from {resolver} raced "
+                f"the genuine one ({genuine}), whose {proven[0]} completed a valid TLS "
+                "handshake for the name; an application takes the first answer"
+                + ("; the plain-DNS control got the forged answer too" if polluted else ""),
+                "active",
+            )  # fmt: skip
+        if known and not (first.failure is None and set(first.addresses) & known):
+            return Finding(
+                "dns", "dns.injected", "dns", first.addresses[0] if first.addresses else None,
+                evidence, 0.95,
+                f"a forged DNS answer ({forged}) for {ctx.obs.domain} from {resolver} raced "
+                f"the genuine one ({genuine}), which the DNS control confirms",
+                "active",
+            )  # fmt: skip
+        if not known:
+            ctx.notes.append(
+                f"one query for {ctx.obs.domain} to {resolver} got two different answers "
+                f"({forged}, then {genuine}: an injector's signature), but neither the DNS "
+                "control nor a valid TLS handshake tells which one is forged"
+            )
     return None
+
+
+def _validating(ctx: Context, ip: str) -> tuple[str, ...]:
+    """The handshake that shows ``ip`` serves the name, as evidence."""
+    shown = (
+        show_tls(h)
+        for h in ctx.obs.handshakes
+        if h.ip == ip and h.server_name == ctx.obs.domain and h.failure is None
+    )
+    return tuple(shown)[:1]
+
+
+def _dns_oversized(ctx: Context) -> Finding | None:
+    """An answer with more address records than any real name has, against a normal one.
+
+    Thousands of addresses are no answer: a client picks one the resolver
+    chose, most likely dead (a tarpit), and a probe can try only a few. That
+    is evidence about DNS, never about the addresses: it is tampering when the
+    trusted DNS control gives a normal-sized answer (which then differs);
+    without one nothing is decided here, and the TCP rule leaves connects to
+    addresses only such an answer named alone (:mod:`.decide_transport`).
+    """
+    dns = ctx.facts.dns
+    if not dns.oversized or not dns.reference or dns.reference_oversized:
+        return None
+    q = dns.oversized[0]
+    return Finding(
+        "dns", "dns.oversized", "dns", q.resolver or None, (show_dns(q), ctx.cite_control()), 0.8,
+        f"the resolver answered {ctx.obs.domain} with {len(q.addresses)} address records, more "
+        f"than any real name has, where the DNS control gives "
+        f"{', '.join(shown(sorted(dns.reference)))}: an oversized answer, not the name's",
+        "active",
+    )  # fmt: skip
 
 
 def _dns_fingerprint(ctx: Context) -> Finding | None:
@@ -131,7 +204,7 @@ def _dns_error(ctx: Context) -> Finding | Verdict | None:
             "dns", detail, "dns", q.resolver or None, (show_dns(q), ctx.cite_control()),
             0.9 if detail != "dns.error" else 0.8,
             f"the resolver answered {said} for {ctx.obs.domain} while the DNS control "
-            f"resolved it to {', '.join(sorted(ctx.facts.dns.reference))}",
+            f"resolved it to {', '.join(shown(sorted(ctx.facts.dns.reference)))}",
             kind,
         )  # fmt: skip
     control_nx = [c for c in ctx.facts.dns.control_failures if c.failure == "dns_nxdomain_error"]
@@ -178,8 +251,8 @@ def _dns_nameless(ctx: Context) -> Finding | Verdict | None:
         return Finding(
             "dns", "dns.inconsistent", "dns", addresses[0],
             (*map(show_dns, answers), *map(show_dns, gone)), 0.75,
-            f"the resolver answered {ctx.obs.domain} with {', '.join(addresses)}, a name that "
-            "does not exist for the DNS control (NXDOMAIN)",
+            f"the resolver answered {ctx.obs.domain} with {', '.join(shown(addresses))}, a "
+            "name that does not exist for the DNS control (NXDOMAIN)",
             "active",
         )  # fmt: skip
     if addresses:
@@ -199,15 +272,15 @@ def _dns_inconsistent(ctx: Context) -> Finding | None:
         return None
     if not ctx.facts.dns.reference:
         ctx.notes.append(
-            f"the system resolver's answer ({', '.join(sorted(addresses))}) could not be "
+            f"the system resolver's answer ({', '.join(shown(sorted(addresses)))}) could not be "
             "checked: the DNS control failed and no TLS handshake validated it"
         )
         return None
-    shown = ", ".join(sorted(addresses))
+    listed = ", ".join(shown(sorted(addresses)))
     same_chain = sorted({n for q in answers for n in q.names} & ctx.facts.dns.reference_names)
     if same_chain:  # a CDN answering this network with its own servers (ooni/probe#2517)
         ctx.notes.append(
-            f"the resolver's answer for {ctx.obs.domain} ({shown}) differs from the DNS "
+            f"the resolver's answer for {ctx.obs.domain} ({listed}) differs from the DNS "
             f"control's but names the same canonical name ({', '.join(same_chain)}): a CDN's "
             "answer for this network, not judged as tampering"
         )
@@ -215,20 +288,21 @@ def _dns_inconsistent(ctx: Context) -> Finding | None:
     alike = _alike(ctx, addresses)
     if alike is not None:
         ctx.notes.append(
-            f"the resolver's answer for {ctx.obs.domain} ({shown}) differs from the DNS "
+            f"the resolver's answer for {ctx.obs.domain} ({listed}) differs from the DNS "
             f"control's, but TLS for the name ends the same way ({alike}) at both sets of "
             "addresses, from the remote vantage point too: it cannot be told from a genuine "
             "answer and is not judged as tampering"
         )
         return None
     evidence = (*map(show_dns, answers), ctx.cite_control())
+    control = ", ".join(shown(sorted(ctx.facts.dns.reference)))
     for x in ctx.obs.http:
         fp = ctx.fingerprints.match_http(x.body, x.headers) if x.ip in addresses else None
         if fp is not None and fp.conclusive:
             return Finding(
                 "dns", "dns.blockpage", "dns", x.ip, (*evidence, show_http(x)), 0.95,
                 f"the resolver sent {ctx.obs.domain} to {x.ip}, which serves a blockpage "
-                f"({fp.name}); the DNS control says {', '.join(sorted(ctx.facts.dns.reference))}",
+                f"({fp.name}); the DNS control says {control}",
                 "positive", fp.name,
             )  # fmt: skip
     tried = [h for h in ctx.obs.handshakes if h.ip in addresses and h.server_name == ctx.obs.domain]
@@ -242,8 +316,8 @@ def _dns_inconsistent(ctx: Context) -> Finding | None:
     return Finding(
         "dns", "dns.inconsistent", "dns", sorted(addresses)[0],
         evidence + tuple(map(show_tls, tried)), 0.85 if telling else 0.7,
-        f"the resolver answered {ctx.obs.domain} with {shown}, which "
-        f"neither the DNS control ({', '.join(sorted(ctx.facts.dns.reference))}) nor a valid TLS "
+        f"the resolver answered {ctx.obs.domain} with {listed}, which "
+        f"neither the DNS control ({control}) nor a valid TLS "
         "handshake confirms",
         "active",
     )  # fmt: skip

@@ -4,7 +4,8 @@
 ``target``/``control_sni``) failed the same way: ``tcp_ip.timeout``
 (silence), ``tcp_ip.refused`` (a RST to the SYN, as Linux reports it),
 ``tcp_ip.reset``, ``tcp_ip.unreachable``. Some addresses working is not
-blocking.
+blocking; nor are failed connects only to addresses an oversized DNS answer
+named (thousands of records: the resolver chose them, the DNS rules judge it).
 
 **TLS** (target SNI handshakes that got past connect):
 
@@ -70,6 +71,14 @@ def tcp_stage(ctx: Context) -> Finding | None:
     if not tcp.every_failed:
         if failed:
             ctx.notes.append(f"{len(failed)} of {len(tcp.attempts)} connects to the target failed")
+        return None
+    flood = ctx.facts.dns.flood_only
+    if flood and all(c.ip in flood for c in failed):
+        ctx.notes.append(
+            f"every TCP connect to {ctx.obs.domain} failed, but only to addresses an oversized "
+            "DNS answer named (the resolver's choice, not the site's): a DNS matter, not IP "
+            "blocking"
+        )
         return None
     counts = Counter(c.failure for c in failed)
     failure = counts.most_common(1)[0][0] or ""

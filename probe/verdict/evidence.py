@@ -9,12 +9,21 @@ every decision; a flood of records stays short (:data:`SHOWN` values a line).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 from probe.verdict.view import Connect, DnsResponse, Handshake, HttpExchange
 
-__all__ = ["SHOWN", "addr", "reference", "show_connect", "show_dns", "show_http", "show_tls"]
+__all__ = [
+    "SHOWN",
+    "addr",
+    "reference",
+    "show_connect",
+    "show_dns",
+    "show_http",
+    "show_tls",
+    "shown",
+]
 
 SHOWN: Final = 8  # the answer values one evidence line lists
 
@@ -23,18 +32,21 @@ def addr(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+def shown(values: Sequence[str]) -> Sequence[str]:
+    """At most :data:`SHOWN` values, and how many more there are."""
+    return values if len(values) <= SHOWN else (*values[:SHOWN], f"{len(values) - SHOWN} more")
+
+
 def reference(addresses: frozenset[str], failures: Iterable[DnsResponse]) -> str:
     """The DNS control's answer, or why there is none."""
     if addresses:
-        return f"DNS control: {', '.join(sorted(addresses))}"
+        return f"DNS control: {', '.join(shown(sorted(addresses)))}"
     failed = ", ".join(f"{c.ref} {c.failure}" for c in failures)
     return f"DNS control: no answer ({failed or 'none measured'})"
 
 
 def show_dns(q: DnsResponse) -> str:
-    values = q.addresses + q.names
-    shown = values if len(values) <= SHOWN else (*values[:SHOWN], f"{len(values) - SHOWN} more")
-    said = q.failure or ", ".join(shown) or "no answer"
+    said = q.failure or ", ".join(shown(q.addresses + q.names)) or "no answer"
     return f"{q.ref}: {q.engine} {q.resolver or 'system'} {q.hostname} -> {said}"
 
 

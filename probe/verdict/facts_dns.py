@@ -2,11 +2,12 @@
 
 Target responses are split into the *system* ones (getaddrinfo and plain DNS
 to the ISP) and the *control* (tag ``resolver_control``). A DoH control that
-answered is the *reference* (NXDOMAIN or no address from every secure control
-is an answer too: the name has none, ``negative``); plain-DNS controls are then
-*suspects* themselves (on-path tampering reaches them too), else they are the
-reference, unless an injector raced them. An address is *validated* when it
-completed a valid TLS handshake for the name: genuine whoever gave it.
+answered is the *reference* (``secure_reference``; NXDOMAIN or no address
+from every secure control is an answer too: the name has none, ``negative``);
+plain-DNS controls are then *suspects* themselves (on-path tampering reaches
+them too), else they are the reference, unless an injector raced them. An
+address is *validated* when it completed a valid TLS handshake for the name:
+genuine whoever gave it.
 
 The named facts (each a set of observations, serialised as their refs):
 
@@ -19,7 +20,8 @@ The named facts (each a set of observations, serialised as their refs):
   (``bogons.json``) the reference does not give;
 * ``oversized`` / ``reference_oversized``: suspect answers (the reference)
   with more address records than any real name has (``x_oversized``);
-  ``flooded``: every such response, of any name.
+  ``flooded``: every such response, of any name; ``flood_only``: the
+  addresses only such answers named (the resolver's choice, not the site's).
 
 Facts decide nothing; :mod:`probe.verdict.decide_dns` does.
 """
@@ -55,6 +57,7 @@ class DnsFacts:
     system: tuple[DnsResponse, ...]  # first responses not from the DNS control
     suspects: tuple[DnsResponse, ...]  # responses the positive rules inspect
     reference: frozenset[str]  # addresses the trusted control gave
+    secure_reference: bool  # the trusted control is a secure one (DoH, DoT, OONI's helper)
     reference_names: frozenset[str]  # CNAME targets the trusted control gave
     control_failures: tuple[DnsResponse, ...]
     validated: frozenset[str]  # addresses with a valid TLS handshake for the domain
@@ -65,6 +68,7 @@ class DnsFacts:
     oversized: tuple[DnsResponse, ...]  # suspect answers with absurdly many records
     reference_oversized: bool  # the trusted control's own answer is absurd
     flooded: tuple[DnsResponse, ...]  # every response flagged x_oversized
+    flood_only: frozenset[str]  # addresses only oversized answers named
 
 
 def dns_facts(obs: Observations, bogons: Bogons) -> DnsFacts:
@@ -93,7 +97,8 @@ def dns_facts(obs: Observations, bogons: Bogons) -> DnsFacts:
         q.failure in NEGATIVE or (q.engine == "th" and q.failure is None and not q.addresses)
         for q in secure
     )
-    if negative or any(q.failure is None and q.addresses for q in secure):
+    secure_reference = negative or any(q.failure is None and q.addresses for q in secure)
+    if secure_reference:
         trusted, suspects = secure, system + tuple(plain)
     else:
         trusted, suspects = [q for q in plain if q.transaction_id not in raced_ids], system
@@ -102,10 +107,12 @@ def dns_facts(obs: Observations, bogons: Bogons) -> DnsFacts:
         h.ip for h in obs.handshakes if h.server_name == obs.domain and h.failure is None
     )
     answered = {a for q in system if q.failure is None for a in q.addresses}
+    normal = {a for q in target if not q.oversized for a in q.addresses}
     return DnsFacts(
         system=system,
         suspects=suspects,
         reference=reference,
+        secure_reference=secure_reference,
         reference_names=frozenset(n for q in trusted if q.failure is None for n in q.names),
         control_failures=tuple(q for q in trusted if q.failure is not None),
         validated=validated,
@@ -121,4 +128,5 @@ def dns_facts(obs: Observations, bogons: Bogons) -> DnsFacts:
         oversized=tuple(q for q in suspects if q.oversized),
         reference_oversized=any(q.oversized for q in trusted),
         flooded=tuple(q for q in obs.dns if q.oversized),
+        flood_only=frozenset(a for q in target if q.oversized for a in q.addresses) - normal,
     )

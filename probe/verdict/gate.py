@@ -21,7 +21,7 @@ the way.
 
 from __future__ import annotations
 
-from probe.verdict.evidence import addr, show_connect, show_dns, show_http, show_tls
+from probe.verdict.evidence import addr, show_connect, show_dns, show_http, show_tls, shown
 from probe.verdict.facts import Context, Health
 from probe.verdict.facts_steps import no_ipv6
 from probe.verdict.outcome import Finding, Verdict, inconclusive
@@ -133,7 +133,10 @@ def _plain_http_only(ctx: Context, answered: list[HttpExchange]) -> Verdict | No
 
 
 def _nowhere(ctx: Context) -> Verdict | None:
-    """Not reached, and the DNS control too points the name at special-purpose addresses."""
+    """Not reached, and the DNS control too points the name at special-purpose addresses
+    (an oversized control answer says nothing about the name)."""
+    if ctx.facts.dns.reference_oversized:
+        return None
     reference = sorted(ctx.facts.dns.reference)
     whys = [ctx.bogons.reason(a) for a in reference]
     answers = [q for q in ctx.facts.dns.system if q.failure is None and q.addresses]
@@ -141,6 +144,6 @@ def _nowhere(ctx: Context) -> Verdict | None:
         return None
     return Verdict(
         "down", None, None, "dns", reference[0], (ctx.cite_control(), *map(show_dns, answers)), 0.8,
-        f"down: {ctx.obs.domain} points at {', '.join(reference)} ({whys[0]}) for the DNS "
+        f"down: {ctx.obs.domain} points at {', '.join(shown(reference))} ({whys[0]}) for the DNS "
         "control too: it is no site on the internet",
     )  # fmt: skip

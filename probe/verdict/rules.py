@@ -64,7 +64,7 @@ __all__ = [
 ]
 
 #: The version of these rules; bump it whenever a rule changes.
-ANALYSIS_VERSION: Final = "7"
+ANALYSIS_VERSION: Final = "8"
 
 Stage = Callable[[Context], Finding | Verdict | None]
 STAGES: Final[tuple[Stage, ...]] = (

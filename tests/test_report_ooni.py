@@ -173,16 +173,18 @@ def test_the_cli_reports_the_ooni_qa_cases(
 
 
 def test_every_detail_the_rules_can_emit_has_words() -> None:
-    tree = ast.parse((ROOT / "probe" / "verdict" / "rules.py").read_text())
+    # the decisions and the facts they name (probe/verdict/decide_*.py, facts_*.py)
+    trees = [ast.parse(p.read_text()) for p in sorted((ROOT / "probe" / "verdict").glob("*.py"))]
     details = {
         node.value
+        for tree in trees
         for node in ast.walk(tree)
         if isinstance(node, ast.Constant) and isinstance(node.value, str)
         and re.fullmatch(r"(dns|tcp_ip|tls|http)\.[a-z_]*[a-z]", node.value)
     }  # fmt: skip
     # the two built from the kind of a TLS failure: f"tls.sni_{kind}", f"tls.{kind}"
     details |= {f"tls.{sni}{kind}" for sni in ("", "sni_") for kind in ("reset", "stall")}
-    assert {"tls.reset", "tls.stall", "http.timeout", "dns.nxdomain"} <= details
+    assert {"tls.reset", "tls.stall", "http.timeout", "dns.nxdomain", "dns.oversized"} <= details
     # without a label a detail reads "<method words> (<rest>)"
     unlabelled = {d for d in details if method_words(d).endswith(f"({d.partition('.')[2]})")}
     assert unlabelled == set()

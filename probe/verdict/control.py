@@ -17,13 +17,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from probe.format.vocab import Status, Tag
 from probe.verdict.observations import Connect, Handshake, HttpExchange, observations
 from probe.verdict.outcome import Verdict
 
 __all__ = ["control_verdict"]
 
 # The site's own observations: the view reads a line's own domain as its "target"
-_OWN: Final = ("target", "control_site")
+_OWN: Final = (Tag.TARGET, Tag.CONTROL_SITE)
 
 
 def control_verdict(measurement: Mapping[str, Any]) -> Verdict:
@@ -31,7 +32,7 @@ def control_verdict(measurement: Mapping[str, Any]) -> Verdict:
     obs = observations(measurement)
     if obs.problems:
         reason = "; ".join(obs.problems[:3])
-        return Verdict("inconclusive", None, None, None, None, obs.problems, 0.0,
+        return Verdict(Status.INCONCLUSIVE, None, None, None, None, obs.problems, 0.0,
                        f"inconclusive: the measurement cannot be read: {reason}")  # fmt: skip
     site = obs.domain
     own = [h for h in obs.handshakes if h.role in _OWN and h.server_name == site]
@@ -40,7 +41,7 @@ def control_verdict(measurement: Mapping[str, Any]) -> Verdict:
     answered = [x for x in fetches if x.failure is None and x.status is not None]
     if valid and (answered or not fetches):
         proof = [f"{h.ref}: TLS {site} at {h.ip}:{h.port} ok" for h in valid[:1]]
-        return Verdict("ok", None, None, None, f"{valid[0].ip}:{valid[0].port}", tuple(proof),
+        return Verdict(Status.OK, None, None, None, f"{valid[0].ip}:{valid[0].port}", tuple(proof),
                        0.9, f"ok: the control site {site} works")  # fmt: skip
     connects = [c for c in obs.connects if c.role in _OWN]
     resolved = any(q.addresses for q in obs.dns if q.role in _OWN)
@@ -49,9 +50,9 @@ def control_verdict(measurement: Mapping[str, Any]) -> Verdict:
     if not resolved or (connects and all(c.failure for c in connects)):
         why = "no address resolved" if not resolved else f"every connect failed ({_first(failed)})"
         step = "dns" if not resolved else "tcp_connect"
-        return Verdict("down", None, None, step, None, shown, 0.8,
+        return Verdict(Status.DOWN, None, None, step, None, shown, 0.8,
                        f"down: the control site {site} cannot be reached: {why}")  # fmt: skip
-    return Verdict("inconclusive", None, None, None, None, shown, 0.5,
+    return Verdict(Status.INCONCLUSIVE, None, None, None, None, shown, 0.5,
                    f"inconclusive: the control site {site} was reached but did not work "
                    f"({_first(failed)})")  # fmt: skip
 

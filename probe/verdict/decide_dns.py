@@ -31,6 +31,7 @@ nameless case and 5). The facts are :mod:`probe.verdict.facts_dns`'s.
 
 from __future__ import annotations
 
+from probe.format.vocab import Method, Status
 from probe.verdict.evidence import show_dns, show_http, show_tls, shown
 from probe.verdict.facts import Context
 from probe.verdict.facts_dns import RESOLVER_ERRORS
@@ -90,7 +91,7 @@ def _dns_injected(ctx: Context) -> Finding | None:
         refuted = bool(dns.reference) and not (first.failure is None and polluted)
         if proven and not refuted and not (polluted and dns.secure_reference):
             return Finding(
-                "dns", "dns.injected", "dns", first.addresses[0] if first.addresses else None,
+                Method.DNS, "dns.injected", "dns", first.addresses[0] if first.addresses else None,
                 (*evidence, *_validating(ctx, proven[0])), 0.9,
                 f"a forged DNS answer ({forged}) for {ctx.obs.domain} from {resolver} raced "
                 f"the genuine one ({genuine}), whose {proven[0]} completed a valid TLS "
@@ -100,7 +101,7 @@ def _dns_injected(ctx: Context) -> Finding | None:
             )  # fmt: skip
         if known and not (first.failure is None and set(first.addresses) & known):
             return Finding(
-                "dns", "dns.injected", "dns", first.addresses[0] if first.addresses else None,
+                Method.DNS, "dns.injected", "dns", first.addresses[0] if first.addresses else None,
                 evidence, 0.95,
                 f"a forged DNS answer ({forged}) for {ctx.obs.domain} from {resolver} raced "
                 f"the genuine one ({genuine}), which the DNS control confirms",
@@ -140,7 +141,8 @@ def _dns_oversized(ctx: Context) -> Finding | None:
         return None
     q = dns.oversized[0]
     return Finding(
-        "dns", "dns.oversized", "dns", q.resolver or None, (show_dns(q), ctx.cite_control()), 0.8,
+        Method.DNS, "dns.oversized", "dns", q.resolver or None,
+        (show_dns(q), ctx.cite_control()), 0.8,
         f"the resolver answered {ctx.obs.domain} with {len(q.addresses)} address records, more "
         f"than any real name has, where the DNS control gives "
         f"{', '.join(shown(sorted(dns.reference)))}: an oversized answer, not the name's",
@@ -163,7 +165,7 @@ def _dns_fingerprint(ctx: Context) -> Finding | None:
             if ctx.bogons.reason(value) is not None:
                 continue
             return Finding(
-                "dns", "dns.blockpage", "dns", value, (show_dns(q),), 0.95,
+                Method.DNS, "dns.blockpage", "dns", value, (show_dns(q),), 0.95,
                 f"the resolver answered {ctx.obs.domain} with {value}, a known blockpage "
                 f"address ({fp.name})",
                 "positive", fp.name,
@@ -175,7 +177,7 @@ def _dns_bogon(ctx: Context) -> Finding | None:
     dns = ctx.facts.dns
     for q, address, why in dns.bogons[:1]:
         return Finding(
-            "dns", "dns.bogon", "dns", address, (show_dns(q), ctx.cite_control()),
+            Method.DNS, "dns.bogon", "dns", address, (show_dns(q), ctx.cite_control()),
             0.9 if dns.reference else 0.85,
             f"the resolver answered {ctx.obs.domain} with {address}, a {why} address",
             "active",
@@ -201,7 +203,7 @@ def _dns_error(ctx: Context) -> Finding | Verdict | None:
     kind: Kind = "silent" if q.failure == "dns_temporary_failure" else "active"
     if ctx.facts.dns.reference:
         return Finding(
-            "dns", detail, "dns", q.resolver or None, (show_dns(q), ctx.cite_control()),
+            Method.DNS, detail, "dns", q.resolver or None, (show_dns(q), ctx.cite_control()),
             0.9 if detail != "dns.error" else 0.8,
             f"the resolver answered {said} for {ctx.obs.domain} while the DNS control "
             f"resolved it to {', '.join(shown(sorted(ctx.facts.dns.reference)))}",
@@ -212,7 +214,7 @@ def _dns_error(ctx: Context) -> Finding | Verdict | None:
     failed = ", ".join(c.failure or "" for c in ctx.facts.dns.control_failures) or "no answer"
     if fetched is not None:  # the name resolves elsewhere: both answers here are wrong
         return Finding(
-            "dns", detail, "dns", q.resolver or None,
+            Method.DNS, detail, "dns", q.resolver or None,
             (show_dns(q), *map(show_dns, ctx.facts.dns.control_failures), show_http(fetched)), 0.7,
             f"the resolver answered {said} for {ctx.obs.domain} and the DNS control failed "
             f"too ({failed}), but the remote vantage point fetched the site",
@@ -227,7 +229,7 @@ def _dns_error(ctx: Context) -> Finding | Verdict | None:
         return None
     if detail == "dns.nxdomain" and control_nx:
         return Verdict(
-            "down", None, None, "dns", None, (show_dns(q), *map(show_dns, control_nx)), 0.8,
+            Status.DOWN, None, None, "dns", None, (show_dns(q), *map(show_dns, control_nx)), 0.8,
             f"down: {ctx.obs.domain} does not exist: NXDOMAIN from the system resolver and "
             "the DNS control alike",
         )  # fmt: skip
@@ -249,7 +251,7 @@ def _dns_nameless(ctx: Context) -> Finding | Verdict | None:
         return None  # a valid TLS handshake for the name there: the control's view is wrong
     if addresses and gone:  # an address for a name that does not exist is made up
         return Finding(
-            "dns", "dns.inconsistent", "dns", addresses[0],
+            Method.DNS, "dns.inconsistent", "dns", addresses[0],
             (*map(show_dns, answers), *map(show_dns, gone)), 0.75,
             f"the resolver answered {ctx.obs.domain} with {', '.join(shown(addresses))}, a "
             "name that does not exist for the DNS control (NXDOMAIN)",
@@ -260,7 +262,8 @@ def _dns_nameless(ctx: Context) -> Finding | Verdict | None:
     if ctx.facts.http.remote_fetched is not None:
         return None  # the remote fetched it: the negative answer is not the whole story
     return Verdict(
-        "down", None, None, "dns", None, (*map(show_dns, ctx.facts.dns.system), ctx.cite_control()),
+        Status.DOWN, None, None, "dns", None,
+        (*map(show_dns, ctx.facts.dns.system), ctx.cite_control()),
         0.8, f"down: {ctx.obs.domain} has no address, for the DNS control too",
     )  # fmt: skip
 
@@ -300,7 +303,7 @@ def _dns_inconsistent(ctx: Context) -> Finding | None:
         fp = ctx.fingerprints.match_http(x.body, x.headers) if x.ip in addresses else None
         if fp is not None and fp.conclusive:
             return Finding(
-                "dns", "dns.blockpage", "dns", x.ip, (*evidence, show_http(x)), 0.95,
+                Method.DNS, "dns.blockpage", "dns", x.ip, (*evidence, show_http(x)), 0.95,
                 f"the resolver sent {ctx.obs.domain} to {x.ip}, which serves a blockpage "
                 f"({fp.name}); the DNS control says {control}",
                 "positive", fp.name,
@@ -314,7 +317,7 @@ def _dns_inconsistent(ctx: Context) -> Finding | None:
     }
     telling = [h for h in tried if (failure_kind(h.failure) or h.failure) not in elsewhere]
     return Finding(
-        "dns", "dns.inconsistent", "dns", sorted(addresses)[0],
+        Method.DNS, "dns.inconsistent", "dns", sorted(addresses)[0],
         evidence + tuple(map(show_tls, tried)), 0.85 if telling else 0.7,
         f"the resolver answered {ctx.obs.domain} with {listed}, which "
         f"neither the DNS control ({control}) nor a valid TLS "

@@ -38,6 +38,7 @@ The facts are :mod:`probe.verdict.facts_steps`'s.
 
 from __future__ import annotations
 
+from probe.format.vocab import Method, Tag
 from probe.verdict.evidence import addr, show_connect, show_http, show_tls
 from probe.verdict.facts import Context
 from probe.verdict.fields import parse_url
@@ -55,10 +56,10 @@ def page_stage(ctx: Context) -> Finding | None:
     hand in that answer: a fingerprint (the strongest evidence), or a page of
     its own at the DNS-confirmed address (:mod:`probe.verdict.pages`).
     """
-    target = [x for x in ctx.obs.http if x.role == "target"]
+    target = [x for x in ctx.obs.http if x.role == Tag.TARGET]
     for x, fp in ctx.facts.http.blockpages[:1]:
         return Finding(
-            "http", "http.blockpage", "http", addr(x.ip, x.port), (show_http(x),), 0.95,
+            Method.HTTP, "http.blockpage", "http", addr(x.ip, x.port), (show_http(x),), 0.95,
             f"the response to {x.url}{f' from {x.ip}' if x.ip else ''} is a blockpage "
             f"({fp.name})",
             "positive", fp.name,
@@ -70,9 +71,9 @@ def page_stage(ctx: Context) -> Finding | None:
     if sub is None:
         return None
     x = sub.exchange
-    unreachable = [c for c in ctx.obs.connects if c.role == "target" and c.port == port]
+    unreachable = [c for c in ctx.obs.connects if c.role == Tag.TARGET and c.port == port]
     return Finding(
-        "http", "http.diff", "http", addr(x.ip, x.port),
+        Method.HTTP, "http.diff", "http", addr(x.ip, x.port),
         (sub.shown(), show_http(x), *map(show_connect, unreachable[:2]), ctx.cite_control()), 0.7,
         f"the plain-HTTP response for {x.url} from {x.ip} {sub.why}: a page served in the "
         "site's place",
@@ -89,7 +90,7 @@ def http_stage(ctx: Context) -> Finding | None:
     if reset and works:
         x = reset[0]
         return Finding(
-            "http", "http.reset", "http", addr(x.ip, x.port),
+            Method.HTTP, "http.reset", "http", addr(x.ip, x.port),
             (*map(show_http, reset), show_http(works[0])), 0.75,
             f"plain-HTTP requests to {ctx.obs.domain} are reset ({x.failure}) after the "
             f"request while {where}",
@@ -98,7 +99,7 @@ def http_stage(ctx: Context) -> Finding | None:
     if silent and fetched is not None:
         x = silent[0]
         return Finding(
-            "http", "http.timeout", "http", addr(x.ip, x.port),
+            Method.HTTP, "http.timeout", "http", addr(x.ip, x.port),
             (*map(show_http, silent), show_http(fetched)), 0.6,
             f"plain-HTTP requests to {ctx.obs.domain} got no response (timeout) after "
             "connecting while the remote vantage point fetched it",
@@ -131,13 +132,13 @@ def _http_diff(
                 continue
             why = f"redirects to {location}"
         elif reference is not None and x.title and reference.title and x.title != reference.title:
-            there = "HTTPS" if reference.role == "target" else "the remote vantage point"
+            there = "HTTPS" if reference.role == Tag.TARGET else "the remote vantage point"
             why = f"is titled {x.title!r} where {there} shows {reference.title!r}"
         else:
             continue
         shown = (show_http(x),) + ((show_http(reference),) if reference else ())
         return Finding(
-            "http", "http.diff", "http", addr(x.ip, x.port), shown, 0.6,
+            Method.HTTP, "http.diff", "http", addr(x.ip, x.port), shown, 0.6,
             f"the plain-HTTP response for {x.url} from {x.ip} {why}", "active",
         )  # fmt: skip
     return None
@@ -163,7 +164,7 @@ def _steady_download(ctx: Context) -> Finding | None:
             )
             continue
         return Finding(
-            "throttling", "throttling", "throughput", t.ip or None, (shown,), 0.8,
+            Method.THROTTLING, "throttling", "throughput", t.ip or None, (shown,), 0.8,
             f"downloads from {ctx.obs.domain} hold a steady {shape.rate * 8 / 1000:.0f} kbit/s, "
             f"{control_rate / max(shape.rate, 1e-9):.0f}x slower than from the control site",
             "silent",
@@ -178,7 +179,7 @@ def _cut_download(ctx: Context) -> Finding | None:
         return None
     x = cut[0]
     return Finding(
-        "throttling", "throttling", "http", addr(x.ip, x.port),
+        Method.THROTTLING, "throttling", "http", addr(x.ip, x.port),
         (show_http(x), show_http(fetched)), 0.5,
         f"the download of {x.url} began ({x.status}) and then stalled until it timed out while "
         "the remote vantage point fetched the page: it is throttled or cut",
@@ -202,7 +203,7 @@ def _starved_path(ctx: Context) -> Finding | None:
         return None
     shown = tuple(map(show_tls, stalled[:2])) + tuple(map(show_http, fetches[:2]))
     return Finding(
-        "throttling", "throttling", "throughput", None, (slow, *shown), 0.6,
+        Method.THROTTLING, "throttling", "throughput", None, (slow, *shown), 0.6,
         f"the path to {obs.domain}'s addresses is slow ({slow.split(': ', 1)[1]}) and "
         f"{len(stalled) + len(fetches)} step(s) timed out: it is throttled",
         "silent",

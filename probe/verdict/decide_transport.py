@@ -46,6 +46,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Final
 
+from probe.format.vocab import Method, Operation, Tag
 from probe.verdict.evidence import addr, show_connect, show_http, show_tls
 from probe.verdict.facts import Context
 from probe.verdict.facts_steps import REACHED, TIMEOUT
@@ -111,7 +112,7 @@ def tcp_stage(ctx: Context) -> Finding | None:
         else ""
     )
     return Finding(
-        "tcp_ip", detail, "tcp_connect", addr(failed[0].ip, failed[0].port),
+        Method.TCP_IP, detail, "tcp_connect", addr(failed[0].ip, failed[0].port),
         (*map(show_connect, failed + working), *([] if working else remote)),
         {TIMEOUT: 0.85, "connection_refused": 0.8}.get(failure, 0.85) if proof else 0.6,
         f"every TCP connect to {ctx.obs.domain}'s addresses ({', '.join(ips)})"
@@ -144,11 +145,13 @@ def _tls_interference(
     obs = ctx.obs
     kind = failure_kind(bad[0].failure)
     ips = {h.ip for h in bad}
-    sni = [h for h in obs.handshakes if h.role == "control_sni" and h.ip in ips]
+    sni = [h for h in obs.handshakes if h.role == Tag.CONTROL_SNI and h.ip in ips]
     sni_reached = [h for h in sni if h.failure is None or h.failure in REACHED]
     sni_same = [h for h in sni if failure_kind(h.failure) == kind]
     others = [
-        h for h in obs.handshakes if h.role == "control_address" and h.failed_operation != "connect"
+        h
+        for h in obs.handshakes
+        if h.role == Tag.CONTROL_ADDRESS and h.failed_operation != Operation.CONNECT
     ]
     other_same = [h for h in others if failure_kind(h.failure) == kind]
     other_reached = [h for h in others if h.failure is None or h.failure in REACHED]
@@ -171,7 +174,7 @@ def _tls_interference(
         if lasting:
             proofs.append("afterwards the control SNI fails there too (residual blocking)")
         return Finding(
-            "tls", "tls.residual" if lasting else f"tls.sni_{kind}", "tls_handshake",
+            Method.TLS, "tls.residual" if lasting else f"tls.sni_{kind}", "tls_handshake",
             addr(first.ip, first.port),
             (*map(show_tls, bad), *map(show_tls, sni_reached[:1] + other_same[:1]), *residual),
             confidence,
@@ -183,7 +186,7 @@ def _tls_interference(
     remote = _remote_tls(ctx, ips)
     if remote is not None:
         return Finding(
-            "tls", f"tls.{kind}", "tls_handshake", addr(first.ip, first.port),
+            Method.TLS, f"tls.{kind}", "tls_handshake", addr(first.ip, first.port),
             (*map(show_tls, bad), remote, *residual), 0.7 - (0.1 if mixed else 0.0),
             f"TLS connection {what} for SNI {obs.domain} on {first.ip}"
             + (f" ({len(bad)} of {len(target)} handshakes)" if mixed else "")
@@ -196,7 +199,7 @@ def _tls_interference(
         return alone
     if sni_same and other_reached and kind == "reset":
         return Finding(
-            "tcp_ip", "tcp_ip.reset", "tls_handshake",
+            Method.TCP_IP, "tcp_ip.reset", "tls_handshake",
             addr(first.ip, first.port),
             (*map(show_tls, bad[:2] + sni_same[:1] + other_reached[:1]), *residual),
             0.7,
@@ -220,7 +223,9 @@ def _tls_alone(
     kills TLS for the name; a server refusing the name itself is not ruled out, so the
     confidence is low and the explanation says so."""
     obs = ctx.obs
-    compared = [h for h in obs.handshakes if h.role in ("control_sni", "control_address", "remote")]
+    compared = [
+        h for h in obs.handshakes if h.role in (Tag.CONTROL_SNI, Tag.CONTROL_ADDRESS, "remote")
+    ]
     if compared or ctx.facts.http.remote_fetch is not None or len(bad) < len(target):
         return None
     flagged = obs.flags is not None and bool(obs.flags & 4)
@@ -228,7 +233,8 @@ def _tls_alone(
     ips = sorted({h.ip or "an unrecorded address" for h in bad})
     first = bad[0]
     return Finding(
-        "tls", f"tls.{kind}", "tls_handshake", addr(first.ip, first.port) if first.ip else None,
+        Method.TLS, f"tls.{kind}", "tls_handshake",
+        addr(first.ip, first.port) if first.ip else None,
         tuple(map(show_tls, bad)), confidence,
         f"TLS connection {what} for SNI {obs.domain} on {', '.join(ips)} (every handshake for "
         "that name) after the TCP connect succeeded; with no test-helper result and no "
@@ -247,7 +253,7 @@ def _tls_interception(
     valid_ips = {h.ip for h in target if h.failure is None}
     intercepted = [h for h in confirmed if h.ip not in valid_ips]
     # a control site that validates shows the trust store works: the fault is on the path
-    trusted = [h for h in ctx.obs.handshakes if h.role == "control_site" and h.failure is None]
+    trusted = [h for h in ctx.obs.handshakes if h.role == Tag.CONTROL_SITE and h.failure is None]
     if not intercepted or not trusted:
         ctx.notes.append(
             f"the certificate for {ctx.obs.domain} is invalid ({certs[0].failure}), but no "
@@ -256,7 +262,7 @@ def _tls_interception(
         return None
     h = intercepted[0]
     return Finding(
-        "tls", "tls.interception", "tls_handshake", addr(h.ip, h.port),
+        Method.TLS, "tls.interception", "tls_handshake", addr(h.ip, h.port),
         (*map(show_tls, intercepted), ctx.cite_control(), show_tls(trusted[0])), 0.8,
         f"the TLS certificate for {ctx.obs.domain} on {h.ip} is not valid ({h.failure}) "
         "although the DNS control gives that address: the connection is intercepted",

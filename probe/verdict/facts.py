@@ -29,6 +29,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from probe.format.vocab import Operation, Tag
 from probe.verdict.bogons import Bogons
 from probe.verdict.evidence import addr, reference, show_connect, show_dns, show_http, show_tls
 from probe.verdict.facts_dns import DnsFacts, dns_facts
@@ -102,20 +103,20 @@ def health(obs: Observations) -> Health:
     lookups: list[tuple[str, str | None]] = [
         (show_dns(q), q.failure)
         for q in obs.dns
-        if q.role == "control_site"
+        if q.role == Tag.CONTROL_SITE
         and not (q.late or q.control)  # a blocked DoH control is a DNS matter, not an outage
         and q.failure != "dns_no_answer"
     ]
     transport: list[tuple[str, str | None]] = []  # (evidence, failure)
     for c in obs.connects:
-        if c.role == "control_site" and not no_ipv6(c.ip, c.failure):
+        if c.role == Tag.CONTROL_SITE and not no_ipv6(c.ip, c.failure):
             transport.append((show_connect(c), c.failure))
     # a handshake or request that failed to connect is already one of the connects
     for h in obs.handshakes:
-        if h.role == "control_site" and h.failed_operation != "connect":
+        if h.role == Tag.CONTROL_SITE and h.failed_operation != Operation.CONNECT:
             transport.append((show_tls(h), None if h.failure in REACHED else h.failure))
     for x in obs.http:
-        if x.role == "control_site" and x.failed_operation != "connect":
+        if x.role == Tag.CONTROL_SITE and x.failed_operation != Operation.CONNECT:
             transport.append((show_http(x), x.failure))
     slow = _loss_signs(obs)
     results = lookups + transport
@@ -134,16 +135,16 @@ def _loss_signs(obs: Observations) -> tuple[str, ...]:
     signs = [
         f"{show_connect(c)} took {c.duration:.2f} s (retransmitted: packet loss)"
         for c in obs.connects
-        if c.role in ("control_site", "control_address")
+        if c.role in (Tag.CONTROL_SITE, Tag.CONTROL_ADDRESS)
         and c.failure is None
         and c.duration >= SLOW_SECONDS
     ]
     outcomes: dict[str, list[str | None]] = {}
     for q in obs.dns:
-        if q.role == "control_site" and not q.late and q.engine != "getaddrinfo":
+        if q.role == Tag.CONTROL_SITE and not q.late and q.engine != "getaddrinfo":
             outcomes.setdefault(f"resolver {q.resolver}", []).append(q.failure)
     for c in obs.connects:
-        if c.role in ("control_site", "control_address"):
+        if c.role in (Tag.CONTROL_SITE, Tag.CONTROL_ADDRESS):
             outcomes.setdefault(f"control {addr(c.ip, c.port)}", []).append(c.failure)
     signs += [
         f"{where}: {seen.count(TIMEOUT)} of {len(seen)} attempts timed out (sporadic loss)"

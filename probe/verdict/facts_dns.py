@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from probe.format.vocab import Tag
 from probe.verdict.bogons import Bogons
 from probe.verdict.view import DnsResponse, Observations
 
@@ -72,7 +73,7 @@ class DnsFacts:
 
 
 def dns_facts(obs: Observations, bogons: Bogons) -> DnsFacts:
-    target = [q for q in obs.dns if q.role == "target" and q.hostname == obs.domain]
+    target = [q for q in obs.dns if q.role == Tag.TARGET and q.hostname == obs.domain]
     firsts = [q for q in target if not q.late]
     later: dict[int, list[DnsResponse]] = {}
     for q in target:

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from probe.format.vocab import Operation, Tag
 from probe.verdict.fingerprints import Fingerprint, Fingerprints
 from probe.verdict.throttling import RATIO, Plateau, mean_rate, plateau
 from probe.verdict.view import Connect, Handshake, HttpExchange, Observations, Transfer
@@ -121,7 +122,7 @@ def tcp_facts(obs: Observations) -> TcpFacts:
     attempts = [
         c
         for c in obs.connects
-        if c.role in ("target", "control_sni") and not no_ipv6(c.ip, c.failure)
+        if c.role in (Tag.TARGET, Tag.CONTROL_SNI) and not no_ipv6(c.ip, c.failure)
     ]
     # X is reached over HTTPS: every connect to the TLS port failing is blocking, even
     # when plain HTTP (port 80, a redirect to HTTPS) still connects.
@@ -132,7 +133,7 @@ def tcp_facts(obs: Observations) -> TcpFacts:
     if only_https:
         attempts = https
     failed = [c for c in attempts if c.failure is not None]
-    controls = [c for c in obs.connects if c.role in ("control_site", "control_address")]
+    controls = [c for c in obs.connects if c.role in (Tag.CONTROL_SITE, Tag.CONTROL_ADDRESS)]
     return TcpFacts(
         tuple(attempts),
         tuple(failed),
@@ -147,7 +148,9 @@ def tls_facts(obs: Observations) -> TlsFacts:
     target = [
         h
         for h in obs.handshakes
-        if h.role == "target" and h.failed_operation != "connect" and h.server_name == obs.domain
+        if h.role == Tag.TARGET
+        and h.failed_operation != Operation.CONNECT
+        and h.server_name == obs.domain
     ]
     failed = [h for h in target if h.failure is not None]
     return TlsFacts(
@@ -160,20 +163,20 @@ def tls_facts(obs: Observations) -> TlsFacts:
         tuple(
             h
             for h in obs.handshakes
-            if h.role == "residual" and h.failure and h.failure not in REACHED
+            if h.role == Tag.RESIDUAL and h.failure and h.failure not in REACHED
         ),
         slow_path(obs),
     )
 
 
 def http_facts(obs: Observations, fingerprints: Fingerprints) -> HttpFacts:
-    target = [x for x in obs.http if x.role == "target"]
+    target = [x for x in obs.http if x.role == Tag.TARGET]
     plain = [x for x in target if x.url.startswith("http://")]
-    reset = [x for x in plain if x.failure in RESET and x.failed_operation != "connect"]
+    reset = [x for x in plain if x.failure in RESET and x.failed_operation != Operation.CONNECT]
     silent = [
         x
         for x in plain
-        if x.failure == TIMEOUT and x.status is None and x.failed_operation != "connect"
+        if x.failure == TIMEOUT and x.status is None and x.failed_operation != Operation.CONNECT
     ]
     remote = next((x for x in obs.http if x.role == "remote"), None)
     fetched = remote is not None and remote.failure is None and remote.status is not None
@@ -195,11 +198,11 @@ def http_facts(obs: Observations, fingerprints: Fingerprints) -> HttpFacts:
 
 
 def throughput_facts(obs: Observations) -> ThroughputFacts:
-    controls = [t for t in obs.transfers if t.role == "control_site"]
+    controls = [t for t in obs.transfers if t.role == Tag.CONTROL_SITE]
     control_rate = max((mean_rate(t.samples) for t in controls), default=0.0)
     slow = []
     for t in obs.transfers if control_rate > 0 else ():
-        shape = plateau(t.samples) if t.role == "target" else None
+        shape = plateau(t.samples) if t.role == Tag.TARGET else None
         if shape is not None and shape.rate * RATIO <= control_rate:
             slow.append((t, shape))
     return ThroughputFacts(
@@ -208,23 +211,23 @@ def throughput_facts(obs: Observations) -> ThroughputFacts:
         tuple(
             x
             for x in obs.http
-            if x.role == "target" and x.failure == TIMEOUT and x.status is not None
+            if x.role == Tag.TARGET and x.failure == TIMEOUT and x.status is not None
         ),
         tuple(
             h
             for h in obs.handshakes
-            if h.role in ("target", "control_sni")
-            and h.failed_operation != "connect"
+            if h.role in (Tag.TARGET, Tag.CONTROL_SNI)
+            and h.failed_operation != Operation.CONNECT
             and h.failure == TIMEOUT
         ),
-        tuple(x for x in obs.http if x.role == "target" and x.failure == TIMEOUT),
+        tuple(x for x in obs.http if x.role == Tag.TARGET and x.failure == TIMEOUT),
     )
 
 
 def slow_path(obs: Observations) -> str | None:
     """Evidence that what reaches the target's addresses is slow, or None."""
 
-    def durations(roles: tuple[str, ...]) -> list[float]:  # of the steps that succeeded
+    def durations(roles: tuple[Tag, ...]) -> list[float]:  # of the steps that succeeded
         connects = [c.duration for c in obs.connects if c.role in roles and c.failure is None]
         handshakes = [
             h.duration
@@ -233,8 +236,8 @@ def slow_path(obs: Observations) -> str | None:
         ]
         return connects + handshakes
 
-    target = durations(("target", "control_sni"))
-    control = durations(("control_site", "control_address"))
+    target = durations((Tag.TARGET, Tag.CONTROL_SNI))
+    control = durations((Tag.CONTROL_SITE, Tag.CONTROL_ADDRESS))
     if not target or not control:
         return None  # no baseline: slow compared with nothing says nothing
     slowest, reference = max(target), max(control, default=0.0)

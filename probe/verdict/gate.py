@@ -21,6 +21,7 @@ the way.
 
 from __future__ import annotations
 
+from probe.format.vocab import Status, Tag
 from probe.verdict.evidence import addr, show_connect, show_dns, show_http, show_tls, shown
 from probe.verdict.facts import Context, Health
 from probe.verdict.facts_steps import no_ipv6
@@ -35,7 +36,7 @@ def gate(f: Finding, health: Health) -> Verdict:
     works = health.state == "up" or (f.connected and health.state == "unknown")
     if f.kind == "positive" or (works and not (f.kind == "silent" and health.lossy)):
         return Verdict(
-            "blocked",
+            Status.BLOCKED,
             f.method,
             f.detail,
             f.step,
@@ -48,7 +49,7 @@ def gate(f: Finding, health: Health) -> Verdict:
     evidence = f.evidence + health.evidence
     if health.state == "down":
         return Verdict(
-            "down", None, None, f.step, f.address, evidence, 0.8,
+            Status.DOWN, None, None, f.step, f.address, evidence, 0.8,
             f"down: {f.explanation}, but every control site fails too: the network is down",
         )  # fmt: skip
     why = {
@@ -64,9 +65,9 @@ def unblocked(ctx: Context) -> Verdict:
     valid = [
         h
         for h in obs.handshakes
-        if h.role == "target" and h.server_name == obs.domain and h.failure is None
+        if h.role == Tag.TARGET and h.server_name == obs.domain and h.failure is None
     ]
-    target = [x for x in obs.http if x.role == "target"]
+    target = [x for x in obs.http if x.role == Tag.TARGET]
     https = [x for x in target if x.url.startswith("https://")]
     fetches = https or target  # judged by HTTPS when it was tried, else by plain HTTP
     answered = [x for x in fetches if x.failure is None]
@@ -75,14 +76,14 @@ def unblocked(ctx: Context) -> Verdict:
         *(
             (show_connect(c), c.failure)
             for c in obs.connects
-            if c.role == "target" and c.failure and not no_ipv6(c.ip, c.failure)
+            if c.role == Tag.TARGET and c.failure and not no_ipv6(c.ip, c.failure)
         ),
-        *((show_tls(h), h.failure) for h in obs.handshakes if h.role == "target" and h.failure),
+        *((show_tls(h), h.failure) for h in obs.handshakes if h.role == Tag.TARGET and h.failure),
         *((show_http(x), x.failure) for x in target if x.failure),
     ]
     if broken is not None and failed:
         return Verdict(
-            "down", None, None, None, None,
+            Status.DOWN, None, None, None, None,
             (*(shown for shown, _ in failed[:2]), show_http(broken)), 0.7,
             f"down: {obs.domain} fails here ({failed[0][1]}) and the remote vantage point "
             f"cannot fetch it either ({broken.failure}): the site itself is down or broken",
@@ -93,7 +94,7 @@ def unblocked(ctx: Context) -> Verdict:
         kind = "HTTPS" if https else "HTTP"
         what = "a valid TLS handshake" + (f" and an {kind} response" if answered else "")
         return Verdict(
-            "ok", None, None, None, addr(valid[0].ip, valid[0].port),
+            Status.OK, None, None, None, addr(valid[0].ip, valid[0].port),
             tuple(shown + doubts), 0.9 if not doubts else 0.7,
             f"ok: {obs.domain} completed {what} on {addr(valid[0].ip, valid[0].port)}"
             + (f" ({doubts[0]})" if doubts else ""),
@@ -106,7 +107,7 @@ def unblocked(ctx: Context) -> Verdict:
         return nowhere
     if health.state == "down":
         return Verdict(
-            "down", None, None, None, None, health.evidence, 0.8,
+            Status.DOWN, None, None, None, None, health.evidence, 0.8,
             f"down: {obs.domain} was not reached and every control site fails too: "
             "the network is down",
         )  # fmt: skip
@@ -121,11 +122,11 @@ def _plain_http_only(ctx: Context, answered: list[HttpExchange]) -> Verdict | No
     """OONI web_connectivity before 0.4 records no TLS handshake: a response that passed the
     HTTP rules while the remote fetched the site too is ok, at a lower confidence."""
     remote = ctx.facts.http.remote_fetched
-    if not answered or remote is None or any(h.role == "target" for h in ctx.obs.handshakes):
+    if not answered or remote is None or any(h.role == Tag.TARGET for h in ctx.obs.handshakes):
         return None
     x = answered[0]
     return Verdict(
-        "ok", None, None, None, addr(x.ip, x.port) if x.ip else None,
+        Status.OK, None, None, None, addr(x.ip, x.port) if x.ip else None,
         (show_http(x), show_http(remote)), 0.7,
         f"ok: {ctx.obs.domain} answered {x.url} ({x.status}) as the remote vantage point saw "
         "it (no TLS handshake recorded: less proof that it is the real site)",
@@ -143,7 +144,8 @@ def _nowhere(ctx: Context) -> Verdict | None:
     if not (reference and all(whys)) or {a for q in answers for a in q.addresses} - set(reference):
         return None
     return Verdict(
-        "down", None, None, "dns", reference[0], (ctx.cite_control(), *map(show_dns, answers)), 0.8,
+        Status.DOWN, None, None, "dns", reference[0],
+        (ctx.cite_control(), *map(show_dns, answers)), 0.8,
         f"down: {ctx.obs.domain} points at {', '.join(shown(reference))} ({whys[0]}) for the DNS "
         "control too: it is no site on the internet",
     )  # fmt: skip

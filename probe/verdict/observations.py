@@ -30,6 +30,7 @@ from typing import Any, Final, TypeVar
 
 import dns.rcode
 
+from probe.format.vocab import Operation, Tag
 from probe.verdict.fields import (
     Bad,
     Url,
@@ -74,7 +75,7 @@ KNOWN_FORMAT_VERSIONS: Final = frozenset({"1", "2", "3"})
 #: report parses only a line's head (docs/format.md, Versions).
 HEAD_FIRST_FORMAT_VERSIONS: Final = frozenset({"3"})
 
-_ROLES: Final = ("target", "control_sni", "control_address", "control_site", "residual")
+_ROLES: Final = (Tag.TARGET, Tag.CONTROL_SNI, Tag.CONTROL_ADDRESS, Tag.CONTROL_SITE, Tag.RESIDUAL)
 _T = TypeVar("_T")
 
 
@@ -145,11 +146,11 @@ def _connect_of(
 def _handshake_of(x: HttpExchange) -> Handshake | None:
     """The TLS step inside an HTTPS request, when the request says how far it got."""
     url = parse_url(x.url)
-    if url is None or url.scheme != "https" or x.failed_operation == "connect":
+    if url is None or url.scheme != "https" or x.failed_operation == Operation.CONNECT:
         return None
     if x.failure is not None and x.failed_operation is None:
         return None  # failed somewhere: whether TLS worked is unknown
-    failure = x.failure if x.failed_operation == "tls_handshake" else None
+    failure = x.failure if x.failed_operation == Operation.TLS_HANDSHAKE else None
     op = "tls_handshake" if failure is not None else None
     name = url.host
     # the request's time is the handshake's only when the handshake was its last step
@@ -184,8 +185,8 @@ def _dns(e: Mapping[str, Any], ref: str, domain: str, own: bool) -> DnsResponse:
         names=tuple(names),
         transaction_id=opt(e, "transaction_id", int),
         role=_role(tags, hostname == domain, own),
-        control="resolver_control" in tags,
-        late="late_response" in tags,
+        control=Tag.RESOLVER_CONTROL in tags,
+        late=Tag.LATE_RESPONSE in tags,
         oversized=opt(e, "x_oversized", bool) or False,
     )
 
@@ -282,8 +283,8 @@ def _role(tags: Sequence[str], names_target: bool, own: bool) -> str:
     """The role tag; untagged: by name. ``own``: a control site's measurement of itself."""
     role = next((tag for tag in tags if tag in _ROLES), None)
     if role is None:
-        return "target" if names_target else "control_site"
-    return "target" if own and role == "control_site" and names_target else role
+        return Tag.TARGET if names_target else Tag.CONTROL_SITE
+    return Tag.TARGET if own and role == Tag.CONTROL_SITE and names_target else role
 
 
 def _times(entry: Mapping[str, Any]) -> tuple[float, float]:

@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from probe.format.vocab import Status
 from probe.verdict.decide_transport import ALONE_CONFIDENCE, ALONE_FLAG_BONUS
 from probe.verdict.observations import domain_of
 from probe.verdict.outcome import Verdict
@@ -71,7 +72,9 @@ def is_alone(r: Row) -> bool:
     """A finding that rests on its own line (rules.ALONE_CONFIDENCE, with or without the
     bonus of OONI's flags): no control's proof ever gives so low a confidence to a TLS one."""
     base = _LONE_DETAILS.get(r.detail or "")
-    return r.status == "blocked" and base is not None and r.confidence <= base + ALONE_FLAG_BONUS
+    return (
+        r.status == Status.BLOCKED and base is not None and r.confidence <= base + ALONE_FLAG_BONUS
+    )
 
 
 def corroborate(rows: Sequence[Row]) -> list[Row]:
@@ -85,7 +88,7 @@ def corroborate(rows: Sequence[Row]) -> list[Row]:
             out.append(r)
             continue
         others = [o for o in by_run[r.run] if o.domain != r.domain]
-        reached = sorted({o.domain for o in others if o.status == "ok"})
+        reached = sorted({o.domain for o in others if o.status == Status.OK})
         if reached:
             out.append(
                 replace(

@@ -7,7 +7,8 @@ evidence the health gate weighs), a :class:`Verdict` when it settles the
 matter itself (a name that does not exist is ``down``), or None. The gate
 (:mod:`probe.verdict.gate`) turns a finding into the final :class:`Verdict`.
 This module imports nothing of the verdict package, so every module can use
-it without a cycle.
+it without a cycle; statuses and methods are the format's vocabularies
+(:mod:`probe.format.vocab`).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from probe.format.vocab import Method, Status
+
 __all__ = ["Finding", "Kind", "Status", "Verdict", "inconclusive"]
 
-Status = Literal["ok", "blocked", "down", "inconclusive"]
 #: positive: a fingerprint; active: someone answered; silent: timeouts (loss can fake them)
 Kind = Literal["positive", "active", "silent"]
 
@@ -25,7 +27,7 @@ Kind = Literal["positive", "active", "silent"]
 @dataclass(frozen=True, slots=True)
 class Verdict:
     status: Status
-    method: str | None  # "dns" | "tcp_ip" | "tls" | "http" | "throttling"
+    method: Method | None
     detail: str | None  # e.g. "tls.sni_reset"
     step: str | None  # "dns" | "tcp_connect" | "tls_handshake" | "http" | "throughput"
     address: str | None
@@ -39,7 +41,7 @@ class Verdict:
 class Finding:
     """A candidate "blocked", before the health gate."""
 
-    method: str
+    method: Method
     detail: str
     step: str
     address: str | None
@@ -54,4 +56,6 @@ class Finding:
 
 
 def inconclusive(reason: str, evidence: tuple[str, ...]) -> Verdict:
-    return Verdict("inconclusive", None, None, None, None, evidence, 0.0, f"inconclusive: {reason}")
+    return Verdict(
+        Status.INCONCLUSIVE, None, None, None, None, evidence, 0.0, f"inconclusive: {reason}"
+    )

@@ -25,6 +25,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from probe.format.vocab import Tag
 from probe.verdict.view import Connect, HttpExchange
 
 __all__ = ["Substitute", "substitute_page"]
@@ -52,11 +53,11 @@ def substitute_page(
     reference: HttpExchange | None,
 ) -> Substitute | None:
     """The plain-HTTP page served instead of the site (module docstring), or None."""
-    https = [c for c in connects if c.role in ("target", "control_sni") and c.port == tls_port]
+    https = [c for c in connects if c.role in (Tag.TARGET, Tag.CONTROL_SNI) and c.port == tls_port]
     if not https or any(c.failure is None for c in https):
         return None
     for x in http:
-        if x.role != "target" or not x.url.startswith("http://") or x.ip not in confirmed:
+        if x.role != Tag.TARGET or not x.url.startswith("http://") or x.ip not in confirmed:
             continue
         if x.status is None or not 200 <= x.status < 300 or not x.body:
             continue

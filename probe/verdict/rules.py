@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Final
 
+from probe.format.vocab import Blocking, Method, Status
 from probe.verdict.bogons import Bogons, default_bogons
 from probe.verdict.decide_dns import dns_stage
 from probe.verdict.decide_http import http_stage, page_stage, throttle_stage
@@ -84,10 +85,10 @@ def verdict(measurement: Mapping[str, Any], *, fingerprints: Fingerprints | None
         first, *hops = chain(measurement)
         result = judge(first, fingerprints)
         for hop in hops:
-            if result.status != "ok":
+            if result.status != Status.OK:
                 break
             then = judge(hop, fingerprints)
-            if then.status != "ok":
+            if then.status != Status.OK:
                 said = then.explanation.split(": ", 1)[-1]
                 result = replace(
                     then,
@@ -125,15 +126,15 @@ def judge(
         if result is None or (held is not None and result.kind != "positive"):
             continue
         broken = found.http.broken_elsewhere
-        if broken is not None and result.method != "dns" and result.kind != "positive":
+        if broken is not None and result.method != Method.DNS and result.kind != "positive":
             return held or Verdict(
-                "down", None, None, result.step, result.address,
+                Status.DOWN, None, None, result.step, result.address,
                 (*result.evidence, show_http(broken)), 0.7,
                 f"down: {result.explanation}, but the remote vantage point cannot fetch the "
                 f"site either ({broken.failure}): the site itself is down or broken",
             )  # fmt: skip
         gated = gate(result, found.health)
-        if gated.status == "blocked":
+        if gated.status == Status.BLOCKED:
             return gated
         held = held or gated
     return held or unblocked(ctx)
@@ -146,15 +147,14 @@ def summary_keys(v: Verdict) -> dict[str, Any]:
     connect is an ``http-failure``) so OONI's tools read it; ``x_verdict`` has the finer method.
     """
     blocking: str | bool | None
-    if v.status == "blocked":
+    if v.status == Status.BLOCKED:
         blocking = v.method
-        if v.method in ("http", "tls", "throttling"):
-            blocking = (
-                "http-diff" if v.detail in ("http.blockpage", "http.diff") else "http-failure"
-            )
+        if v.method in (Method.HTTP, Method.TLS, Method.THROTTLING):
+            diff = v.detail in ("http.blockpage", "http.diff")
+            blocking = Blocking.HTTP_DIFF if diff else Blocking.HTTP_FAILURE
     else:
-        blocking = {"ok": False, "down": False}.get(v.status)
-    accessible = {"ok": True, "blocked": False, "down": False}.get(v.status)
+        blocking = {Status.OK: False, Status.DOWN: False}.get(v.status)
+    accessible = {Status.OK: True, Status.BLOCKED: False, Status.DOWN: False}.get(v.status)
     # This order is format 3's: a report reads a line up to x_verdict's "step" (docs/format.md).
     return {
         "x_analysis_version": ANALYSIS_VERSION,

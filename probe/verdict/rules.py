@@ -145,13 +145,15 @@ def summary_keys(v: Verdict) -> dict[str, Any]:
 
     ``blocking`` keeps OONI's words (web_connectivity's: a TLS failure or a stall after the
     connect is an ``http-failure``) so OONI's tools read it; ``x_verdict`` has the finer method.
+    The vocabularies' members leave as plain strings: what a measurement holds is JSON's, and
+    a reader that pickles it (Spark's workers) knows no enum.
     """
     blocking: str | bool | None
     if v.status == Status.BLOCKED:
-        blocking = v.method
+        blocking = _plain(v.method)
         if v.method in (Method.HTTP, Method.TLS, Method.THROTTLING):
             diff = v.detail in ("http.blockpage", "http.diff")
-            blocking = Blocking.HTTP_DIFF if diff else Blocking.HTTP_FAILURE
+            blocking = str(Blocking.HTTP_DIFF if diff else Blocking.HTTP_FAILURE)
     else:
         blocking = {Status.OK: False, Status.DOWN: False}.get(v.status)
     accessible = {Status.OK: True, Status.BLOCKED: False, Status.DOWN: False}.get(v.status)
@@ -159,8 +161,8 @@ def summary_keys(v: Verdict) -> dict[str, Any]:
     return {
         "x_analysis_version": ANALYSIS_VERSION,
         "x_verdict": {
-            "status": v.status,
-            "method": v.method,
+            "status": str(v.status),
+            "method": _plain(v.method),
             "detail": v.detail,
             "step": v.step,
             "address": v.address,
@@ -172,3 +174,7 @@ def summary_keys(v: Verdict) -> dict[str, Any]:
         "blocking": blocking,
         "accessible": accessible,
     }
+
+
+def _plain(value: str | None) -> str | None:
+    return None if value is None else str(value)

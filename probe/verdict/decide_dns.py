@@ -1,7 +1,16 @@
 """DNS decisions: which DNS facts mean tampering, in this order (the first that decides wins).
 
-1. ``dns.injected``: one UDP query got two different responses and the first
-   disagrees with the reference (answer disjoint from it, or an error).
+1. ``dns.injected``: one UDP query got two different responses (an on-path
+   injector's signature) and the first, which an application uses, is forged:
+   it disagrees with the reference (answer disjoint from it, or an error), or
+   only a later response's address completed a valid TLS handshake for the
+   name (the injector reaches plain-DNS controls too). A first response whose
+   address validates reaches the site: not blocked, and the verdict says so.
+   Without a reference or a validated address the race is noted, undecided.
+1b. ``dns.oversized``: an answer with more address records than any real name
+   has (``x_oversized``) while the trusted control's answer is normal-sized:
+   tampering. Without such a control nothing is decided, and the TCP rule
+   never reads connects to addresses only such an answer named as blocking.
 2. ``dns.blockpage``: an answer matches a conclusive DNS fingerprint the
    control does not give (a special-purpose address is left to rule 3).
 3. ``dns.bogon``: an answer is a special-purpose address (``bogons.json``)

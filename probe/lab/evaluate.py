@@ -7,7 +7,8 @@ verdict method the technique must be reported as, null for an outage or a
 lossy link; a null or ``"*"`` domain means every domain) and the measurements
 ``DIR/<isp>/*.jsonl``. Each measurement is re-scored with
 :func:`probe.verdict.verdict` (the rules under test, not the verdict stored
-at the time) and matched to the truth by ``probe_asn``, the input's domain and
+at the time; a control site's line with :func:`probe.verdict.control.control_verdict`,
+as it is written) and matched to the truth by ``probe_asn``, the input's domain and
 its time span: ``x_measurement_start_time`` (microseconds; files without it:
 ``measurement_start_time`` +-1 s for its whole seconds) + ``test_runtime``.
 
@@ -46,8 +47,9 @@ from typing import Any, Final
 
 from probe import store
 from probe.lab.windows import MIN_OPEN, Sample, WindowStats, analyse
+from probe.verdict.control import control_verdict
 from probe.verdict.observations import domain_of
-from probe.verdict.rules import verdict
+from probe.verdict.rules import Verdict, verdict
 
 __all__ = [
     "Cell",
@@ -336,7 +338,7 @@ def _score(
     )
     methods = {w.method for w in active if w.method is not None}
     expected = tuple(sorted({w.method for w in whole if w.method is not None}))
-    v = verdict(m)
+    v = _judge(m)
     got = v.method if v.status == "blocked" else None
     error = None
     if got is not None and got not in methods:
@@ -360,6 +362,15 @@ def _score(
         evidence=v.evidence,
         error=error,
     ), Sample(span_start, span_end, seen)
+
+
+def _judge(m: Mapping[str, Any]) -> Verdict:
+    """The verdict a line gets as it is written (:func:`probe.pipeline.scored`): a control
+    site's line its own (never blocked: a control that timed out on a loaded host has no
+    control of its own to tell it from a filter), a target's the rules'."""
+    annotations = m.get("annotations")
+    role = annotations.get("x_role") if isinstance(annotations, Mapping) else None
+    return control_verdict(m) if role == "control" else verdict(m)
 
 
 def _count(cells: Mapping[tuple[str, str, str], Cell], s: Scored) -> None:

@@ -220,6 +220,7 @@ def test_main_reads_a_run_directory(tmp_path: Path, capsys: Any) -> None:
     printed = capsys.readouterr().out
     assert "30 measurements" in printed and "1 unreadable" in printed and printed.endswith("PASS\n")
     assert "isp1       x.com                  tls" in printed
+    assert "blocked share in the report's sentence, of the same span in truth: isp1" in printed
     report = json.loads(out.read_text())
     assert report["exit_code"] == 0 and report["interval"] == 60.0
     assert report["recall"] == {"tls": 1.0}

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from probe import store
+from probe.lab import shares
 from probe.lab.windows import MIN_OPEN, Sample, WindowStats, analyse
 from probe.verdict.control import control_verdict
 from probe.verdict.observations import domain_of
@@ -308,10 +309,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = evaluate(
         [*rows, *[None] * stats.skipped], truth, interval, args.min_open_detected
     )  # None: unreadable
-    print(_report(args.dir, result))
+    scores, outcome = _report(args.dir, result).rsplit("\n", 1)
+    print(scores, _shares(args.dir, truth, rows), outcome, sep="\n")  # PASS / FAIL last
     if args.json is not None:
         args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
     return result.exit_code
+
+
+def _shares(directory: Path, truth: Sequence[TruthWindow], rows: Sequence[Any]) -> str:
+    """The report's blocked share of each ISP a censor switched on and off, and the truth's
+    over the same span (:mod:`probe.lab.shares`)."""
+    isp_of = {w.asn: w.isp for w in truth}
+    switched: dict[str, tuple[str, list[tuple[datetime, datetime]]]] = {}
+    for w in truth:
+        if w.sporadic and w.method is not None:
+            switched.setdefault(w.isp, (w.asn, []))[1].append((w.start, w.end))
+    spans: dict[str, tuple[datetime, datetime]] = {}
+    for m in filter(None, rows):
+        isp, start = isp_of.get(_asn(m.get("probe_asn", ""))), _start(m)[0]
+        if isp in switched and start is not None:
+            first, last = spans.get(isp, (start, start))
+            spans[isp] = (min(first, start), max(last, start))
+    found = shares.compared(directory, switched, spans)
+    if found is None:
+        return "blocked share: no censor switched, or no DuckDB for the report ([report] extra)"
+    return "blocked share in the report's sentence, of the same span in truth: " + ", ".join(
+        s.shown() for s in found
+    )
 
 
 # --- scoring -------------------------------------------------------------------------------

@@ -394,13 +394,12 @@ def run(
                     # Staggered over half the interval, as independent volunteers would be:
                     # a synchronized start of every probe only measures the lab's own load.
                     follow(time.monotonic() + interval / 2 / len(lab.topology.isps))
-                # The round ends when its probes are done. Spot checks go on between rounds
-                # (an ISP's next probe waits for its own), never past the duration: rounds
-                # that waited for them grew without end on a loaded host (each spot check
-                # adds load, load makes verdicts flip, a flip starts spot checks).
+                # The round ends when its probes are done, with spot checks while they run
+                # (an ISP's next probe waits for its own). Not until the spot checks are
+                # done: each one started meanwhile kept the round going, without end on a
+                # loaded host (a 725 s round: load flips verdicts, a flip starts spot checks).
                 while any(p.poll() is None for p in probes):
-                    if time.monotonic() - t0 < duration:
-                        follow(time.monotonic())
+                    follow(time.monotonic())
                     ticker.measuring(probes, f"round {round_number}")
                     time.sleep(0.1)
                 ticker.clear()

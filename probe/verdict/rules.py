@@ -166,7 +166,7 @@ __all__ = [
 ]
 
 #: The version of these rules; bump it whenever a rule changes.
-ANALYSIS_VERSION: Final = "7"
+ANALYSIS_VERSION: Final = "8"  # 8: the control's download rate once its bytes flow
 
 Status = Literal["ok", "blocked", "down", "inconclusive"]
 

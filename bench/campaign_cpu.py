@@ -10,14 +10,29 @@ golden run), and prints the ratio. Target: the new cost <= 1.5x the old.
 Spot checks (probe.schedule.spotted) add campaigns, not cost to one: a spot check
 measures only the targets last seen blocked, so it costs at most a regular campaign.
 
-Run: python bench/campaign_cpu.py [--campaigns 200]
+Then the whole campaign: the CPU seconds of ``probe run`` (one campaign of 12 targets and
+2 controls, the default config's steps, on a loopback internet: tests/loopback.py) of this
+tree and of the commit before issue 14's work (:data:`BEFORE`, unpacked with ``git
+archive``), alternated in one run, the median of ``--runs`` each. The commits in between
+also hold other issues' work, so the ratio bounds issue 14's share from above.
+Target: <= 1.5x.
+
+Run: python bench/campaign_cpu.py [--campaigns 200] [--runs 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +41,12 @@ from probe.pipeline import scored
 from probe.verdict import summary_keys, verdict
 from probe.verdict.control import control_verdict
 
-GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "golden"
+BEFORE = "8c85e31"  # the last commit before issue 14's first (47a3202, throttling shape)
+sys.path.insert(0, str(ROOT / "tests"))
+
+from loopback import internet  # noqa: E402
 
 
 def control_line(m: dict[str, Any], site: str) -> dict[str, Any]:
@@ -51,9 +71,53 @@ def old_way(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def run_cpu(tree: Path, config: Path, output: Path) -> float:
+    """CPU seconds (user + system) of one ``probe run`` with the code of ``tree``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(
+        [sys.executable, "-m", "probe", "run", "--config", str(config), "--output", str(output)],
+        check=True,
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def whole_campaign(runs: int) -> None:
+    """``probe run`` of this tree against the one at :data:`BEFORE` (module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="probe-bench-cpu-") as folder:
+        _whole_campaign(Path(folder), runs)
+
+
+def _whole_campaign(tmp: Path, runs: int) -> None:
+    archive = subprocess.run(["git", "archive", BEFORE, "probe"], cwd=ROOT, check=True,
+                             capture_output=True).stdout  # fmt: skip
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tmp / "before", filter="data")
+    targets = [f"t{i}.bench.example" for i in range(12)]
+    controls = ["c1.bench.example", "c2.bench.example"]
+    with internet(tmp, {d: {"A": ["127.0.0.1"]} for d in targets + controls}) as net:
+        config = tmp / "bench.toml"
+        text = net.config(targets, controls)
+        config.write_text(text.replace("[vantage]\n", "[vantage]\nconsent = true\n", 1))
+        cpu: dict[str, list[float]] = {f"before ({BEFORE})": [], "now": []}
+        for i in range(runs):  # alternated: load from other work hits both alike
+            for (name, seconds), tree in zip(cpu.items(), (tmp / "before", ROOT), strict=True):
+                seconds.append(run_cpu(tree, config, tmp / f"out-{name[:3]}-{i}"))
+    for name, seconds in cpu.items():
+        print(f"probe run {name:<18} {statistics.median(seconds):6.2f} s CPU per campaign "
+              f"(median of {runs}; {min(seconds):.2f}-{max(seconds):.2f})")  # fmt: skip
+    old, now = (statistics.median(v) for v in cpu.values())
+    print(f"ratio now/before, whole campaign: {now / old:.2f} (target <= 1.5)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--campaigns", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=5, help="probe runs of each tree")
     args = parser.parse_args()
     cases = sorted(p for p in GOLDEN.iterdir() if (p / "measurement.json").is_file())
     targets = [json.loads((c / "measurement.json").read_text()) for c in cases]
@@ -87,6 +151,7 @@ def main() -> None:
         for _ in range(500):
             judge(line)
         print(f"one {name} verdict: {(time.process_time() - began) / 500 * 1e3:.3f} ms CPU")
+    whole_campaign(args.runs)
 
 
 if __name__ == "__main__":

@@ -220,6 +220,7 @@ def test_main_reads_a_run_directory(tmp_path: Path, capsys: Any) -> None:
     printed = capsys.readouterr().out
     assert "30 measurements" in printed and "1 unreadable" in printed and printed.endswith("PASS\n")
     assert "isp1       x.com                  tls" in printed
+    assert "blocked share in the report's sentence, of the same span in truth: isp1" in printed
     report = json.loads(out.read_text())
     assert report["exit_code"] == 0 and report["interval"] == 60.0
     assert report["recall"] == {"tls": 1.0}
@@ -248,3 +249,19 @@ def test_main_fails_and_lists_the_wrong_verdicts(tmp_path: Path, capsys: Any) ->
 def test_main_without_truth(tmp_path: Path, capsys: Any) -> None:
     assert main([str(tmp_path)]) == 2
     assert "truth.jsonl not found" in capsys.readouterr().err
+
+
+def test_a_control_sites_line_gets_its_own_verdict_never_blocked() -> None:
+    # a control site whose handshakes timed out on a loaded host: the target rules would call
+    # it a TLS stall (it has no control of its own); its line's verdict says inconclusive
+    m = measurement("ok", 1)
+    m["annotations"]["x_role"] = "control"
+    m["input"] = "https://www.example.com/"
+    tk = m["test_keys"]
+    for key in ("queries", "tcp_connect", "tls_handshakes", "requests", "network_events"):
+        tk[key] = [e for e in tk.get(key, []) if "control_site" in e.get("tags", ())]
+    for h in tk["tls_handshakes"]:
+        h["failure"] = "generic_timeout_error"
+    tk["requests"] = []
+    result = evaluate([m], [window("sni_reset", "tls", 0, 30)], 60)
+    assert result.errors == () and result.exit_code == 0, result.failures

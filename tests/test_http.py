@@ -376,6 +376,7 @@ def test_download_measures_a_paced_rate() -> None:
     assert times == sorted(times) and counts == sorted(counts)
     assert all(b - a >= 0.1 for a, b in itertools.pairwise(times[:-1]))  # the end is off-beat
     assert counts[-1] == record.num_bytes
+    assert 0 < counts[0] <= 20_000 and times[0] < 0.1  # the first delivery: the set-up's end
     assert len(record.samples) >= 8
     assert 150_000 < rate(record.samples) < 250_000
     assert (record.ip, record.host) == ("127.0.0.1", f"pbs.twimg.com:{server.port}")

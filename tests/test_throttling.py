@@ -83,6 +83,23 @@ def test_mean_rate() -> None:
     assert throttling.mean_rate([(0.0, 0), (2.0, 5_000_000)]) == 2_500_000
     assert throttling.mean_rate([]) == 0.0
     assert throttling.mean_rate([(0.0, 0)]) == 0.0
+    assert throttling.mean_rate([(0.0, 0), (1.0, 0)]) == 0.0
+
+
+def test_the_control_rate_leaves_the_set_up_out() -> None:
+    # a control on a loaded host (seen in the lab): 0.5 s of connect, handshake and request
+    # (CPU), then 0.5 MiB in 0.2 s. Its path carries ~20 Mbit/s, not the 8 of the mean.
+    control = [(0.0, 0), (0.5, 4096), (0.6, 262144), (0.7, 524288)]
+    assert throttling.mean_rate(control) == pytest.approx((524288 - 4096) / 0.2)
+    # a policer's rate is what it is whatever the set-up took: ~60 KB/s here
+    policed = [(0.0, 0), (1.5, 16384), *((1.5 + i, 16384 + 60_000 * i) for i in range(1, 7))]
+    assert throttling.mean_rate(policed) == pytest.approx(60_000)
+
+
+def test_without_the_first_delivery_the_control_rate_is_the_whole_mean() -> None:
+    # files written before the first delivery was sampled: most bytes in the first sample
+    samples = [(0.0, 0), (0.1156, 466944), (0.1178, 524288)]
+    assert throttling.mean_rate(samples) == pytest.approx(524288 / 0.1178)
 
 
 def test_a_fast_transfer_that_ended_within_a_burst_or_two_is_no_plateau() -> None:

@@ -7,7 +7,8 @@ verdict method the technique must be reported as, null for an outage or a
 lossy link; a null or ``"*"`` domain means every domain) and the measurements
 ``DIR/<isp>/*.jsonl``. Each measurement is re-scored with
 :func:`probe.verdict.verdict` (the rules under test, not the verdict stored
-at the time) and matched to the truth by ``probe_asn``, the input's domain and
+at the time; a control site's line with :func:`probe.verdict.control.control_verdict`,
+as it is written) and matched to the truth by ``probe_asn``, the input's domain and
 its time span: ``x_measurement_start_time`` (microseconds; files without it:
 ``measurement_start_time`` +-1 s for its whole seconds) + ``test_runtime``.
 
@@ -45,9 +46,11 @@ from pathlib import Path
 from typing import Any, Final
 
 from probe import store
+from probe.lab import shares
 from probe.lab.windows import MIN_OPEN, Sample, WindowStats, analyse
+from probe.verdict.control import control_verdict
 from probe.verdict.observations import domain_of
-from probe.verdict.rules import verdict
+from probe.verdict.rules import Verdict, verdict
 
 __all__ = [
     "Cell",
@@ -306,10 +309,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = evaluate(
         [*rows, *[None] * stats.skipped], truth, interval, args.min_open_detected
     )  # None: unreadable
-    print(_report(args.dir, result))
+    scores, outcome = _report(args.dir, result).rsplit("\n", 1)
+    print(scores, _shares(args.dir, truth, rows), outcome, sep="\n")  # PASS / FAIL last
     if args.json is not None:
         args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
     return result.exit_code
+
+
+def _shares(directory: Path, truth: Sequence[TruthWindow], rows: Sequence[Any]) -> str:
+    """The report's blocked share of each ISP a censor switched on and off, and the truth's
+    over the same span (:mod:`probe.lab.shares`)."""
+    isp_of = {w.asn: w.isp for w in truth}
+    switched: dict[str, tuple[str, list[tuple[datetime, datetime]]]] = {}
+    for w in truth:
+        if w.sporadic and w.method is not None:
+            switched.setdefault(w.isp, (w.asn, []))[1].append((w.start, w.end))
+    spans: dict[str, tuple[datetime, datetime]] = {}
+    for m in filter(None, rows):
+        isp, start = isp_of.get(_asn(m.get("probe_asn", ""))), _start(m)[0]
+        if isp in switched and start is not None:
+            first, last = spans.get(isp, (start, start))
+            spans[isp] = (min(first, start), max(last, start))
+    found = shares.compared(directory, switched, spans)
+    if found is None:
+        return "blocked share: no censor switched, or no DuckDB for the report ([report] extra)"
+    return "blocked share in the report's sentence, of the same span in truth: " + ", ".join(
+        s.shown() for s in found
+    )
 
 
 # --- scoring -------------------------------------------------------------------------------
@@ -336,7 +362,7 @@ def _score(
     )
     methods = {w.method for w in active if w.method is not None}
     expected = tuple(sorted({w.method for w in whole if w.method is not None}))
-    v = verdict(m)
+    v = _judge(m)
     got = v.method if v.status == "blocked" else None
     error = None
     if got is not None and got not in methods:
@@ -360,6 +386,15 @@ def _score(
         evidence=v.evidence,
         error=error,
     ), Sample(span_start, span_end, seen)
+
+
+def _judge(m: Mapping[str, Any]) -> Verdict:
+    """The verdict a line gets as it is written (:func:`probe.pipeline.scored`): a control
+    site's line its own (never blocked: a control that timed out on a loaded host has no
+    control of its own to tell it from a filter), a target's the rules'."""
+    annotations = m.get("annotations")
+    role = annotations.get("x_role") if isinstance(annotations, Mapping) else None
+    return control_verdict(m) if role == "control" else verdict(m)
 
 
 def _count(cells: Mapping[tuple[str, str, str], Cell], s: Scored) -> None:

@@ -261,8 +261,8 @@ async def download(
 ) -> Throughput:
     """Download ``url`` from ``ip`` until ``max_bytes`` or ``timeout``, sampling progress.
 
-    ``samples`` holds (seconds since ``t0``, bytes so far) at most every
-    :data:`SAMPLE_PERIOD` while data flows, and one last sample at the end.
+    ``samples`` holds (seconds since ``t0``, bytes so far) at the first delivery, then
+    at most every :data:`SAMPLE_PERIOD` while data flows, and one last sample at the end.
     ``num_bytes`` counts every byte received (the last read may pass ``max_bytes``).
     """
     if max_bytes <= 0:
@@ -275,7 +275,8 @@ async def download(
         nonlocal received
         received += len(chunk)
         elapsed = round(clock.now() - t0, 6)
-        if elapsed - (samples[-1][0] if samples else 0.0) >= SAMPLE_PERIOD:
+        # the first delivery always: where the set-up ends and the transfer's own rate begins
+        if not samples or elapsed - samples[-1][0] >= SAMPLE_PERIOD:
             samples.append((elapsed, received))
         return received >= max_bytes
 

@@ -65,7 +65,7 @@ __all__ = [
 ]
 
 #: The version of these rules; bump it whenever a rule changes.
-ANALYSIS_VERSION: Final = "8"
+ANALYSIS_VERSION: Final = "9"  # 8: injected and oversized DNS answers; 9: the control's download rate once its bytes flow
 
 Stage = Callable[[Context], Finding | Verdict | None]
 STAGES: Final[tuple[Stage, ...]] = (

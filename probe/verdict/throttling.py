@@ -25,7 +25,9 @@ policers. This module compares long stretches instead, allowing one
   bytes after the connect or the ServerHello) is a timeout, never throttling.
 
 Slow alone proves nothing: the rules compare the plateau rate with a control
-download over the same path (congestion slows the control alike).
+download over the same path (congestion slows the control alike), at the control's
+rate once its bytes flow (:func:`mean_rate`: a loaded host's slow handshake is not a
+slow path).
 """
 
 from __future__ import annotations
@@ -61,10 +63,23 @@ class Plateau:
 
 
 def mean_rate(samples: Sequence[tuple[float, int]]) -> float:
-    """Bytes per second over the whole transfer (set-up included)."""
-    if not samples:
+    """Bytes per second once the bytes flow: from the first delivery to the end.
+
+    The set-up before the first byte (DNS-free connect, TLS handshake, request) is no
+    measure of the path's capacity: it is a few round trips, and on a loaded host mostly
+    CPU (the handshake's crypto), so it can take longer than a fast transfer itself and
+    would make a healthy control look as slow as a policed target. The download primitive
+    samples the first delivery; when the samples do not show it (the part after the first
+    sample holds under half the bytes: older files sampled only every 0.1 s), the mean over
+    the whole transfer, set-up included, is the (lower, so cautious) figure.
+    """
+    points = sorted(samples)
+    if not points:
         return 0.0
-    end, total = max(samples)
+    end, total = points[-1]
+    first = next(((t, n) for t, n in points if n > 0), None)
+    if first is not None and end > first[0] and (total - first[1]) * 2 >= total:
+        return (total - first[1]) / (end - first[0])
     return total / end if end > 0 else 0.0
 
 

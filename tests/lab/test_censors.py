@@ -245,7 +245,7 @@ def test_http_blockpage(lab: Lab, style: Style, fingerprint: bytes) -> None:
 @pytest.mark.lab
 def test_throttle_caps_the_rate(lab: Lab) -> None:
     rate = 800
-    technique = Throttle(rate_kbit=rate)
+    technique = Throttle(rate_kbit=rate, drawn=False)
     lab.start(technique)
     lab.set_active(technique, "x.com")
     measured = rate_kbit(lab, 150_000)  # ~1.5 s at the cap

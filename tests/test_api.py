@@ -25,6 +25,8 @@ PUBLIC = {
                         "identity_of", "measurement", "measurements", "new_report_id", "utc"],
     "probe.verdict": ["ANALYSIS_VERSION", "Fingerprints", "Observations", "Verdict", "judge",
                       "load_fingerprints", "observations", "summary_keys", "verdict"],
+    "probe.format.vocab": ["FORMAT_VERSION", "KNOWN_FORMAT_VERSIONS", "Blocking", "FormatVersion",
+                           "Method", "Operation", "Role", "Status", "Tag", "Trigger"],
     "probe.lab.censors": ["EXPECTED_METHOD", "DnsPolicy", "RouterContext", "Technique",
                           "make_technique"],
 }  # fmt: skip

@@ -46,14 +46,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from probe.normalize import FORMAT_VERSION  # noqa: E402
 from synth import generate  # noqa: E402
 
 from probe import store  # noqa: E402
-from probe.normalize import FORMAT_VERSION  # noqa: E402
+from probe.format.vocab import KNOWN_FORMAT_VERSIONS  # noqa: E402
 from probe.report.engine import build  # noqa: E402
 from probe.report.scan import _FAST, _names, connect, reader_sql  # noqa: E402
 from probe.verdict import ANALYSIS_VERSION, summary_keys, verdict  # noqa: E402
-from probe.verdict.observations import KNOWN_FORMAT_VERSIONS  # noqa: E402
 
 BUCKET = 3 * 3600  # what AUTO picks for 30 days
 

@@ -217,6 +217,7 @@ def _consented(config: Config, state: Path, *, interactive: bool) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from probe.format.vocab import Trigger
     from probe.rotate import low_disk
     from probe.schedule import Runner, once
     from probe.state import state_dir
@@ -252,7 +253,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "%s: measurements tagged as made through a VPN", found.vpn
             )
         try:
-            return await runner.measure(found, "manual", each=show if args.json else None)
+            return await runner.measure(found, Trigger.MANUAL, each=show if args.json else None)
         except TimeoutError:
             print(
                 f"probe: campaign over its {config.schedule.budget:g} s budget "

@@ -69,6 +69,7 @@ from typing import IO, Any, Final, TypeVar
 
 from probe import campaign, rotate, store, upload
 from probe.config import Config, Schedule
+from probe.format.vocab import Status, Trigger
 from probe.identity import Discovery, discover
 from probe.pipeline import Outcome, Writer
 
@@ -98,7 +99,7 @@ __all__ = [
 T = TypeVar("T")
 LOCK_FILE: Final = ".probe-run.lock"
 BACKOFF_FILE: Final = "backoff.json"
-DECISIVE: Final = ("ok", "blocked")
+DECISIVE: Final = (Status.OK, Status.BLOCKED)
 log = logging.getLogger("probe")
 
 
@@ -177,7 +178,7 @@ SPOT_FLIPPED: Final = 0.25  # x interval: ... once a target of the network has f
 def spotted(states: Mapping[str, TargetState], now: float) -> tuple[str, ...]:
     """The targets a spot check re-measures: last seen blocked and not bursting, sorted."""
     return tuple(
-        sorted(t for t, s in states.items() if s.status == "blocked" and s.burst_until <= now)
+        sorted(t for t, s in states.items() if s.status == Status.BLOCKED and s.burst_until <= now)
     )
 
 
@@ -326,7 +327,7 @@ class Runner:
     async def measure(
         self,
         found: Discovery,
-        trigger: str,
+        trigger: Trigger,
         targets: tuple[str, ...] | None = None,
         each: Callable[[dict[str, Any]], None] | None = None,
     ) -> Outcome:
@@ -445,7 +446,10 @@ async def loop(
         kind = "regular" if step.targets is None else f"{what} of {', '.join(step.targets)}"
         log.info("campaign %d (%s) started", campaigns, kind)
         try:
-            trigger = "schedule" if step.targets is None else "spot" if step.spot else "burst"
+            trigger = (
+                Trigger.SCHEDULE if step.targets is None
+                else Trigger.SPOT if step.spot else Trigger.BURST
+            )  # fmt: skip
             outcome = await _guarded(
                 runner.measure(found, trigger, step.targets), stop, policy.stop_grace
             )
@@ -506,7 +510,7 @@ async def once(runner: Runner, now: float | None = None) -> int:
         return 0
     started = time.monotonic()
     try:
-        outcome = await runner.measure(found, "cron")
+        outcome = await runner.measure(found, Trigger.CRON)
     except (TimeoutError, OSError) as exc:
         failures += 1
         wait = backoff(policy.interval, failures, policy.max_backoff) - policy.interval / 2

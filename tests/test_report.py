@@ -27,8 +27,8 @@ from probe import store
 from probe.__main__ import main
 from probe.campaign import CampaignResult, DomainResult
 from probe.config import load
+from probe.format.writer import measurements
 from probe.identity import Identity
-from probe.normalize import measurements
 from probe.pipeline import scored
 from probe.records import DnsAnswer, DnsQuery, TcpConnect
 from probe.report.engine import build, export_parquet

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from probe import store
+from probe.format.vocab import Method, Status
 from probe.lab.windows import MIN_OPEN, Sample, WindowStats, analyse
 from probe.verdict.observations import domain_of
 from probe.verdict.rules import verdict
@@ -59,7 +60,7 @@ __all__ = [
     "main",
 ]
 
-METHODS: Final = ("dns", "tcp_ip", "tls", "http", "throttling")
+METHODS: Final = tuple(Method)
 MIN_RECALL: Final = 0.98
 #: Whether a random sample lands in a 10 s window is a matter of chance (about 1 - e^(-10/mean
 #: interval) per window, more with spot checks): a statistical figure over a run of many
@@ -337,7 +338,7 @@ def _score(
     methods = {w.method for w in active if w.method is not None}
     expected = tuple(sorted({w.method for w in whole if w.method is not None}))
     v = verdict(m)
-    got = v.method if v.status == "blocked" else None
+    got = v.method if v.status == "blocked" else None  # rules.Status is a Literal still
     error = None
     if got is not None and got not in methods:
         error = "wrong_method" if methods else "false_positive"
@@ -363,7 +364,7 @@ def _score(
 
 
 def _count(cells: Mapping[tuple[str, str, str], Cell], s: Scored) -> None:
-    got = s.method if s.status == "blocked" else None
+    got = s.method if s.status == Status.BLOCKED else None
     for method in METHODS:
         cell = cells.get((s.isp, s.domain, method))
         if cell is None:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from probe.format.vocab import Role
 from probe.schedule import TargetState, bursting, spot_wait, spotted, track
 from probe.verdict.observations import domain_of
 
@@ -34,7 +35,7 @@ def statuses(text: str) -> dict[str, str]:
     for line in text.splitlines():
         with contextlib.suppress(ValueError, AttributeError, TypeError):
             m = json.loads(line)
-            if m["annotations"]["x_role"] == "target":
+            if m["annotations"]["x_role"] == Role.TARGET:
                 domain = domain_of(m["input"])
                 if domain is not None:
                     found[domain] = str(m["test_keys"]["x_verdict"]["status"])

@@ -56,10 +56,11 @@ from typing import Any, Final
 import duckdb
 
 from probe import store
+from probe.format.vocab import KNOWN_FORMAT_VERSIONS
 from probe.index import GENERIC_SLD, HOST_PATTERN
 from probe.report import gunzip, indexed
 from probe.verdict import ANALYSIS_VERSION
-from probe.verdict.observations import HEAD_FIRST_FORMAT_VERSIONS, KNOWN_FORMAT_VERSIONS
+from probe.verdict.observations import HEAD_FIRST_FORMAT_VERSIONS
 from probe.verdict.ooni import EVIDENCE_KEYS, TIMINGS, parse_text, skip_reason
 
 __all__ = ["OTHER_INPUT", "Roles", "Staged", "connect", "one", "reader_sql", "stage"]

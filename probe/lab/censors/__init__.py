@@ -24,27 +24,29 @@ from typing import Final, Protocol
 
 import dns.message
 
+from probe.format.vocab import Method
+
 __all__ = ["EXPECTED_METHOD", "DnsPolicy", "RouterContext", "Technique", "make_technique"]
 
 #: technique name -> the verdict method it must be detected as (None: never "blocked").
-EXPECTED_METHOD: Final[Mapping[str, str | None]] = {
-    "dns_nxdomain": "dns",
-    "dns_servfail": "dns",
-    "dns_refused": "dns",
-    "dns_bogon": "dns",
-    "dns_blockpage": "dns",  # ISP resolver answers a blockpage address
-    "dns_injection": "dns",  # on-path forged answer racing the real one
-    "ip_blackhole": "tcp_ip",  # nft drop
-    "tcp_reset": "tcp_ip",  # nft reject with tcp reset on SYN
-    "sni_reset": "tls",  # in-path proxy resets after the ClientHello
-    "sni_stall": "tls",  # in-path proxy swallows the ClientHello
-    "sni_rst_injection": "tls",  # on-path: scapy injects RSTs, real packets still flow
-    "http_blockpage": "http",  # Host-header triggered blockpage on port 80
-    "throttle": "throttling",  # tc policer on X's addresses, 128 kbit/s
-    "throttle_96": "throttling",  # the same at 96 kbit/s
-    "throttle_512": "throttling",  # the same at 512 kbit/s
-    "residual": "tls",  # SNI reset, then the address blocked for every name for a while
-    "http_blockpage_unknown": "http",  # a page of no known fingerprint, HTTPS dropped
+EXPECTED_METHOD: Final[Mapping[str, Method | None]] = {
+    "dns_nxdomain": Method.DNS,
+    "dns_servfail": Method.DNS,
+    "dns_refused": Method.DNS,
+    "dns_bogon": Method.DNS,
+    "dns_blockpage": Method.DNS,  # ISP resolver answers a blockpage address
+    "dns_injection": Method.DNS,  # on-path forged answer racing the real one
+    "ip_blackhole": Method.TCP_IP,  # nft drop
+    "tcp_reset": Method.TCP_IP,  # nft reject with tcp reset on SYN
+    "sni_reset": Method.TLS,  # in-path proxy resets after the ClientHello
+    "sni_stall": Method.TLS,  # in-path proxy swallows the ClientHello
+    "sni_rst_injection": Method.TLS,  # on-path: scapy injects RSTs, real packets still flow
+    "http_blockpage": Method.HTTP,  # Host-header triggered blockpage on port 80
+    "throttle": Method.THROTTLING,  # tc policer on X's addresses, 128 kbit/s
+    "throttle_96": Method.THROTTLING,  # the same at 96 kbit/s
+    "throttle_512": Method.THROTTLING,  # the same at 512 kbit/s
+    "residual": Method.TLS,  # SNI reset, then the address blocked for every name for a while
+    "http_blockpage_unknown": Method.HTTP,  # a page of no known fingerprint, HTTPS dropped
     "silent_server": None,  # a broken site: accepts, never speaks; never "blocked"
     "outage": None,  # the ISP's uplink drops everything: "down", never "blocked"
     "lossy": None,  # random loss of 20-30% of packets: never "blocked"

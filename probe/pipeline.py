@@ -36,13 +36,12 @@ __all__ = ["Outcome", "Writer", "scored"]
 
 def scored(m: Mapping[str, Any]) -> dict[str, Any]:
     """The measurement with its verdict keys (``blocking``, ``accessible``, ``x_verdict``,
-    ``x_analysis_version``) first in its ``test_keys`` (format 3: in the line's head): a
-    target's verdict, or a control site's (:mod:`probe.verdict.control`: ok, down or
-    inconclusive, never blocked), so any scorer reads every line alike. A new dict: ``m`` is
-    not changed."""
+    ``x_analysis_version``) in its ``test_keys``: a target's verdict, or a control site's
+    (:mod:`probe.verdict.control`: ok, down or inconclusive, never blocked), so any scorer
+    reads every line alike. A new dict: ``m`` is not changed."""
     target = m.get("annotations", {}).get("x_role") == Role.TARGET
     new = summary_keys(verdict(m) if target else control_verdict(m))
-    return dict(m) | {"test_keys": new | {k: v for k, v in m["test_keys"].items() if k not in new}}
+    return dict(m) | {"test_keys": m["test_keys"] | new}
 
 
 @dataclass(frozen=True, slots=True)

@@ -317,13 +317,9 @@ def _measurement(
     report_id: str,
     annotations: Mapping[str, str],
 ) -> dict[str, Any]:
-    # Format 3's order (docs/format.md): what a report reads first, then test_keys, then the
-    # rest, x_format_version last.
-    defaults = {"x_role": d.role, "engine_name": "probe", "platform": "linux",
-                "network_type": "unknown"}  # fmt: skip
+    defaults = {"engine_name": "probe", "platform": "linux", "network_type": "unknown"}
     return {
-        # x_role in defaults for its place (first), again last so no annotation overrides it
-        "annotations": defaults | dict(annotations) | {"x_role": d.role},
+        "annotations": defaults | dict(annotations) | {"x_role": d.role},  # never overridden
         "input": f"https://{d.domain}/",
         "measurement_start_time": utc(start_time),
         "measurement_uid": secrets.token_hex(16),

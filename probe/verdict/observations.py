@@ -34,9 +34,9 @@ from urllib.parse import urljoin, urlsplit
 
 import dns.rcode
 
+from probe.format.vocab import KNOWN_FORMAT_VERSIONS
+
 __all__ = [
-    "HEAD_FIRST_FORMAT_VERSIONS",
-    "KNOWN_FORMAT_VERSIONS",
     "Connect",
     "DnsResponse",
     "Handshake",
@@ -48,12 +48,6 @@ __all__ = [
     "observations",
     "parse_url",
 ]
-
-#: ``x_format_version`` values this reader understands.
-KNOWN_FORMAT_VERSIONS: Final = frozenset({"1", "2", "3"})
-#: Versions whose lines put what a report reads first and ``x_format_version`` last, so a
-#: report parses only a line's head (docs/format.md, Versions).
-HEAD_FIRST_FORMAT_VERSIONS: Final = frozenset({"3"})
 
 _TITLE: Final = re.compile(r"<title[^>]*>([^<]*)</title", re.IGNORECASE)
 _ROLES: Final = ("target", "control_sni", "control_address", "control_site", "residual")

@@ -340,7 +340,7 @@ async def _schedule(runner: Runner, max_campaigns: int | None) -> int:
 
 def _how(config: Config) -> str:
     """When campaigns start, in the words of what the scheduler does (its own waits)."""
-    from probe.schedule import regular_wait
+    from probe.schedule_policy import regular_wait
 
     s = config.schedule
     low, high = regular_wait(s, 0.0), regular_wait(s, 1.0)

@@ -19,12 +19,10 @@ the probe must report for it (``None``: the probe must NOT say "blocked").
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Final, Protocol
-
-import dns.message
+from typing import Final
 
 from probe.format.vocab import Method
+from probe.lab.censors._types import DnsPolicy, RouterContext, Technique
 
 __all__ = ["EXPECTED_METHOD", "DnsPolicy", "RouterContext", "Technique", "make_technique"]
 
@@ -52,41 +50,9 @@ EXPECTED_METHOD: Final[Mapping[str, Method | None]] = {
     "lossy": None,  # random loss of 20-30% of packets: never "blocked"
 }
 
-#: A DNS policy of the ISP resolver: return a response to override the real
-#: answer, or None to let the query through. Consulted in order.
-DnsPolicy = Callable[[dns.message.Message], dns.message.Message | None]
-
-
-@dataclass(slots=True)
-class RouterContext:
-    """What a technique needs to know about the router it runs in."""
-
-    isp: str  # short ISP id from the scenario, e.g. "isp1"
-    netns: str  # the router's namespace name (the thread already runs inside it)
-    downlink: str  # router interface toward the vantage point
-    uplink: str  # router interface toward the core ("the internet")
-    vantage_prefixes: tuple[str, ...]  # the vantage point's networks, e.g. ("100.64.1.0/30",)
-    addresses: Mapping[str, tuple[str, ...]]  # domain -> the lab addresses of its replica
-    blockpage_address: str  # where DNS blockpage redirects point (a core-served address)
-    seed: int  # for any randomness (lossy links), so runs are reproducible
-    dns_policies: list[DnsPolicy] = field(default_factory=list)  # the ISP resolver reads these
-
-
-class Technique(Protocol):
-    """One censor technique in one router."""
-
-    name: str
-
-    async def start(self, ctx: RouterContext) -> None: ...
-
-    async def set_active(self, domains: frozenset[str]) -> None: ...
-
-    async def stop(self) -> None: ...
-
 
 def _registry() -> Mapping[str, Callable[[], Technique]]:
-    # Imported here: the technique modules import this package's types, and
-    # scapy (on-path techniques) is only loaded by whoever asks for techniques.
+    # Imported here: scapy (on-path techniques) is only loaded by whoever asks for techniques.
     from probe.lab.censors.address_filter import IpBlackhole, TcpReset
     from probe.lab.censors.dns_injection import DnsInjection
     from probe.lab.censors.dns_resolver import DnsResolverCensor

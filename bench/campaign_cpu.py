@@ -7,7 +7,7 @@ times the judging of one campaign's lines both ways, in one run, over golden mea
 (targets: the golden cases in turn; controls: the control sites' own observations of a
 golden run), and prints the ratio. Target: the new cost <= 1.5x the old.
 
-Spot checks (probe.schedule.spotted) add campaigns, not cost to one: a spot check
+Spot checks (probe.schedule_policy.spotted) add campaigns, not cost to one: a spot check
 measures only the targets last seen blocked, so it costs at most a regular campaign.
 
 Then the whole campaign: the CPU seconds of ``probe run`` (one campaign of 12 targets and

@@ -1,7 +1,7 @@
 """Report benchmark (issue: probe report), figures for the README.
 
 On a synthetic archive (bench/synth.py: ~1M measurements, 50 ASNs, 30 days, one
-.jsonl.gz per volunteer and day, lines shaped as `probe run` writes them, format 3; each with
+.jsonl.gz per volunteer and day, lines shaped as `probe run` writes them, format 4; each with
 the observations of the lab measurement of its verdict, ~8.5 KB, or with --observations empty,
 empty arrays, ~1.5 KB):
 
@@ -15,8 +15,8 @@ empty arrays, ~1.5 KB):
 (e) the same reports with the write-time index beside every file (`probe reindex`, timed once,
     as the probe's writer would have written them): >= 10x faster than the plain loop, <= 1 GB
     RSS; (a) is the same files without their indexes (target there: >= 3x);
-(d) the floor: DuckDB's scan alone (read every line, extract the report's keys: from the head
-    of a format-3 line; no aggregation) against the plain loop: no report over JSONL can beat
+(d) the floor: DuckDB's scan alone (read every line, extract the report's keys from the whole
+    line; no aggregation) against the plain loop: no report over JSONL can beat
     that ratio; and reading the lines alone (decompressing, splitting; no JSON), the floor of
     DuckDB's readers.
 
@@ -49,11 +49,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 from synth import generate  # noqa: E402
 
 from probe import store  # noqa: E402
-from probe.normalize import FORMAT_VERSION  # noqa: E402
+from probe.format.vocab import FORMAT_VERSION, KNOWN_FORMAT_VERSIONS  # noqa: E402
 from probe.report.engine import build  # noqa: E402
 from probe.report.scan import _FAST, _names, connect, reader_sql  # noqa: E402
 from probe.verdict import ANALYSIS_VERSION, summary_keys, verdict  # noqa: E402
-from probe.verdict.observations import KNOWN_FORMAT_VERSIONS  # noqa: E402
 
 BUCKET = 3 * 3600  # what AUTO picks for 30 days
 

@@ -6,9 +6,9 @@ shapes the lab has: always blocked by an SNI reset, blocked by DNS / IP / an HTT
 only the main names blocked (the image CDN open), sporadic blocking with open windows of
 minutes, throttling, a method change half way, clean networks, and outages on every network.
 
-Every line is shaped as ``probe run`` writes it (format 3's key order; the verdict keys
-``x_analysis_version``, ``x_verdict`` as the probe wrote it for the golden case, evidence and
-explanation included, ``blocking``, ``accessible``). Its
+Every line holds the keys ``probe run`` writes (the verdict keys ``x_analysis_version``,
+``x_verdict`` as the probe wrote it for the golden case, evidence and explanation included,
+``blocking``, ``accessible``); no reader relies on their order. Its
 observations (``queries``, ``tcp_connect``, ``tls_handshakes``, ``requests``, ...) are either
 those of the lab measurement with the same verdict (``observations="lab"``: the golden cases
 under ``tests/golden``, written by the probe in the lab, ~8.5 KB a line, as a volunteer's file
@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from probe.format.vocab import FORMAT_VERSION
 from probe.verdict import summary_keys, verdict
 
 TARGETS = (
@@ -118,7 +119,7 @@ def observations(kind: str) -> dict[tuple[str, str], str]:
 
 def verdicts() -> dict[tuple[str, str], dict[str, Any]]:
     """(verdict detail or status, domain) -> the verdict keys the probe wrote for the golden
-    case (``x_verdict`` with its evidence and explanation: ~1 KB of a line's head)."""
+    case (``x_verdict`` with its evidence and explanation: ~1 KB of a line)."""
     out = {}
     for key, case in LAB_CASES.items():
         for domain in TARGETS:
@@ -209,8 +210,8 @@ def _state(isp: Isp, domain: str, t: float, days: int, down: bool,
 def _measurement(isp: Isp, run_id: str, stamp: str, domain: str,
                  verdict_keys: dict[str, Any] | None, rng: random.Random,
                  version: str) -> dict[str, object]:  # fmt: skip
-    """A line as ``probe run`` writes it (format 3's key order), its observations to be
-    spliced in for ``_OBSERVED``."""
+    """A line as ``probe run`` writes it, its observations to be spliced in for
+    ``_OBSERVED``."""
     test_keys: dict[str, object] = {}
     if verdict_keys is not None:
         stale = rng.random() < STALE_SHARE
@@ -245,7 +246,7 @@ def _measurement(isp: Isp, run_id: str, stamp: str, domain: str,
         "test_runtime": round(rng.uniform(0.2, 8.0), 6),
         "test_start_time": stamp,
         "test_version": "0.1.0",
-        "x_format_version": "3",
+        "x_format_version": FORMAT_VERSION,
     }
 
 

@@ -1,7 +1,7 @@
 """probe: measure whether X (Twitter) is reachable, and how it is blocked.
 
 Data flows one way: config -> campaign -> primitives (``probe.net``) ->
-records -> normalizer -> verdict -> storage -> report. See README.md.
+records -> writer (``probe.format``) -> verdict -> storage -> report. See README.md.
 """
 
 __all__ = ["__version__"]

@@ -217,6 +217,7 @@ def _consented(config: Config, state: Path, *, interactive: bool) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from probe.format.vocab import Trigger
     from probe.rotate import low_disk
     from probe.schedule import Runner, once
     from probe.state import state_dir
@@ -252,7 +253,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "%s: measurements tagged as made through a VPN", found.vpn
             )
         try:
-            return await runner.measure(found, "manual", each=show if args.json else None)
+            return await runner.measure(found, Trigger.MANUAL, each=show if args.json else None)
         except TimeoutError:
             print(
                 f"probe: campaign over its {config.schedule.budget:g} s budget "
@@ -339,7 +340,7 @@ async def _schedule(runner: Runner, max_campaigns: int | None) -> int:
 
 def _how(config: Config) -> str:
     """When campaigns start, in the words of what the scheduler does (its own waits)."""
-    from probe.schedule import regular_wait
+    from probe.schedule_policy import regular_wait
 
     s = config.schedule
     low, high = regular_wait(s, 0.0), regular_wait(s, 1.0)

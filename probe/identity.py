@@ -17,7 +17,7 @@ reuse it):
    machine (a local recursive resolver).
 
 The public address lives in memory only (:attr:`Discovery.address`, for the
-normalizer's ``scrub``): never logged, never written. The cache file
+writer's ``scrub``): never logged, never written. The cache file
 (``identity.json`` in the state dir) holds AS names by ASN and the last identity
 without any address or prefix (the names, which come from DNS, are scrubbed of the address
 in every form before they are written); a corrupt cache is ignored and rewritten. When

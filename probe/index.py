@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from probe import store
+from probe.format.vocab import KNOWN_FORMAT_VERSIONS, Role
 from probe.verdict import ANALYSIS_VERSION, summary_keys, verdict
-from probe.verdict.observations import KNOWN_FORMAT_VERSIONS
 
 __all__ = [
     "BLANK",
@@ -137,7 +137,7 @@ def row(m: Any, start: int, length: int, problem: str | None = None) -> bytes:
         return _csv([""] * (len(COLUMNS) - 3) + ["", start, length])
     role, version = annotations.get("x_role"), tk.get("x_analysis_version")
     v = tk.get("x_verdict") if isinstance(tk.get("x_verdict"), dict) else None
-    if role == "target" and (version != ANALYSIS_VERSION or v is None or not v.get("status")):
+    if role == Role.TARGET and (version != ANALYSIS_VERSION or v is None or not v.get("status")):
         v, version = summary_keys(verdict(m))["x_verdict"], ANALYSIS_VERSION
     v = v or {}
     return _csv([

@@ -3,7 +3,7 @@
 :mod:`probe.campaign` measures and hands each domain's records, the moment they are complete,
 to a :class:`Writer`, which
 
-1. writes them as a measurement (:func:`probe.normalize.measurement`),
+1. writes them as a measurement (:func:`probe.format.writer.measurement`),
 2. adds the verdict (:func:`scored`: a new measurement, the input is not touched),
 3. appends it (fsynced) to the day file (:mod:`probe.store`) and its row to the day's index
    (:mod:`probe.index`), then to the upload outbox,
@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from probe import campaign, index, normalize, store, upload
+from probe import campaign, index, store, upload
 from probe.config import Config
+from probe.format import writer
+from probe.format.vocab import Role, Status, Trigger
 from probe.identity import Discovery
 from probe.summary import Row, row
 from probe.verdict import summary_keys, verdict
@@ -34,13 +36,12 @@ __all__ = ["Outcome", "Writer", "scored"]
 
 def scored(m: Mapping[str, Any]) -> dict[str, Any]:
     """The measurement with its verdict keys (``blocking``, ``accessible``, ``x_verdict``,
-    ``x_analysis_version``) first in its ``test_keys`` (format 3: in the line's head): a
-    target's verdict, or a control site's (:mod:`probe.verdict.control`: ok, down or
-    inconclusive, never blocked), so any scorer reads every line alike. A new dict: ``m`` is
-    not changed."""
-    target = m.get("annotations", {}).get("x_role") == "target"
+    ``x_analysis_version``) in its ``test_keys``: a target's verdict, or a control site's
+    (:mod:`probe.verdict.control`: ok, down or inconclusive, never blocked), so any scorer
+    reads every line alike. A new dict: ``m`` is not changed."""
+    target = m.get("annotations", {}).get("x_role") == Role.TARGET
     new = summary_keys(verdict(m) if target else control_verdict(m))
-    return dict(m) | {"test_keys": new | {k: v for k, v in m["test_keys"].items() if k not in new}}
+    return dict(m) | {"test_keys": m["test_keys"] | new}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class Outcome:
     @property
     def statuses(self) -> dict[str, str]:
         """Target domain -> verdict status ("inconclusive" when there is no verdict)."""
-        return {r.domain: "inconclusive" if r.status == "-" else r.status for r in self.rows}
+        return {r.domain: Status.INCONCLUSIVE if r.status == "-" else r.status for r in self.rows}
 
 
 def _store(path: Path, m: Mapping[str, Any]) -> None:
@@ -69,15 +70,15 @@ class Writer:
         self,
         config: Config,
         found: Discovery,
-        trigger: str,
+        trigger: Trigger,
         output: Path,
         outbox: upload.Batch | None,
         each: Callable[[dict[str, Any]], None] | None,
     ) -> None:
         self.config, self.found, self.outbox, self.each = config, found, outbox, each
         self.start = time.time()
-        self.who = normalize.identity_of(config, found.identity)
-        self.report_id = normalize.new_report_id(self.start, self.who)
+        self.who = writer.identity_of(config, found.identity)
+        self.report_id = writer.new_report_id(self.start, self.who)
         self.annotations = {**found.annotations, "x_trigger": trigger}
         self.path = store.day_file(output, self.start)
         self.count = 0
@@ -91,7 +92,7 @@ class Writer:
         if self.error is not None:
             return
         m = scored(
-            normalize.measurement(
+            writer.measurement(
                 d, controls, self.start, self.who, self.report_id,
                 annotations=self.annotations, scrub=self.found.scrub,
             )

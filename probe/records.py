@@ -1,6 +1,6 @@
 """What the network did: immutable records, one per observation.
 
-Primitives in :mod:`probe.net` return these; the normalizer turns them into
+Primitives in :mod:`probe.net` return these; the writer (:mod:`probe.format.writer`) turns them into
 OONI's JSON shapes; nothing downstream ever sees an exception.
 
 Every record carries ``t0``/``t`` (seconds since the measurement started, so

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from probe.format.vocab import Role, Status, Tag
 from probe.printable import printable
 
 __all__ = ["Row", "row", "step_words", "table"]
@@ -36,7 +37,7 @@ def step_words(test_keys: Mapping[str, Any]) -> dict[str, str]:
         own = [
             e
             for e in test_keys.get(key, [])
-            if "target" in e.get("tags", ())
+            if Tag.TARGET in e.get("tags", ())
             or (key == "queries" and e.get("engine") == "getaddrinfo")
         ]
         if not own:
@@ -59,7 +60,7 @@ class Row:
 
 def row(m: Mapping[str, Any]) -> Row | None:
     """The table row of a target's measurement; None for a control site's."""
-    if m.get("annotations", {}).get("x_role") != "target":
+    if m.get("annotations", {}).get("x_role") != Role.TARGET:
         return None
     tk = m["test_keys"]
     words = step_words(tk)
@@ -80,7 +81,7 @@ def table(rows: Iterable[Row]) -> str:
     for r in rows:
         domain = printable(r.domain)
         cells.append((domain, *map(printable, (*r.words, r.status))))
-        if r.status not in ("-", "ok"):
+        if r.status not in ("-", Status.OK):
             notes.append(f"{domain}: {printable(r.explanation)}")
     widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]

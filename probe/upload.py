@@ -11,7 +11,7 @@ file whose every line is done is deleted. A crash or a power cut at any point lo
 a measurement sent but not yet marked done is sent again, and the collector keeps one copy
 per measurement_uid.
 
-Before anything leaves the machine, :func:`probe.normalize.holds_address` checks it does not
+Before anything leaves the machine, :func:`probe.format.writer.holds_address` checks it does not
 hold the probe's address (``probe_ip`` other than 127.0.0.1, or the public address where the
 scrub would replace it): such a measurement is never sent; it goes to ``outbox/refused.jsonl``
 with an error log line, as does one the collector refuses for good (a 4xx other than 404,
@@ -43,7 +43,7 @@ import httpx
 
 from probe import store
 from probe.config import Upload
-from probe.normalize import holds_address
+from probe.format.writer import holds_address
 
 __all__ = ["OUTBOX", "Batch", "Sent", "enqueue", "pending", "send"]
 

@@ -18,8 +18,8 @@ from loopback import internet
 
 from probe import campaign
 from probe.config import load
+from probe.format.writer import measurements
 from probe.lab.dnsserver import Reply, Zone
-from probe.normalize import measurements
 from probe.records import DnsAnswer, DnsQuery, TcpConnect
 from probe.verdict import verdict
 

@@ -47,10 +47,10 @@ def test_an_unreachable_control_site_is_down_and_a_broken_one_inconclusive() -> 
     assert "generic_timeout_error" in v.explanation
 
 
-def test_every_line_gets_x_verdict_first_in_test_keys() -> None:
+def test_every_line_gets_x_verdict() -> None:
     target: dict[str, Any] = json.loads((GOLDEN / "sni_reset" / "measurement.json").read_text())
     target["test_keys"].pop("x_verdict", None)
     lines = [scored(m) for m in (target, control_line("ok"))]
     assert [m["test_keys"]["x_verdict"]["status"] for m in lines] == ["blocked", "ok"]
-    assert [next(iter(m["test_keys"])) for m in lines] == ["x_analysis_version"] * 2
+    assert all("x_analysis_version" in m["test_keys"] for m in lines)
     assert lines[1]["test_keys"]["blocking"] is False and lines[1]["test_keys"]["accessible"]

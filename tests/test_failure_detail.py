@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from probe import normalize
+from probe.format import writer
 from probe.net import dns, tcp, tls
 from probe.records import Clock
 
@@ -35,14 +35,14 @@ def test_a_dns_query_keeps_the_detail(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dns, "_getaddrinfo", _raise)
     record = asyncio.run(dns.lookup_system("x.com", clock=Clock(), timeout=1, transaction_id=1))
     assert (record.failure, record.failure_detail) == ("unknown_failure", DETAIL)
-    assert normalize._query(record)["x_failure_detail"] == DETAIL
+    assert writer._query(record)["x_failure_detail"] == DETAIL
 
 
 def test_a_tcp_connect_keeps_the_detail(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tcp, "dial", _raise)
     record = asyncio.run(tcp.connect("127.0.0.1", 9, clock=Clock(), timeout=1, transaction_id=1))
     assert (record.failure, record.failure_detail) == ("unknown_failure", DETAIL)
-    assert normalize._tcp(record)["x_failure_detail"] == DETAIL
+    assert writer._tcp(record)["x_failure_detail"] == DETAIL
 
 
 def test_a_tls_handshake_keeps_the_detail(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,7 +61,7 @@ def test_a_tls_handshake_keeps_the_detail(monkeypatch: pytest.MonkeyPatch) -> No
     )
     assert (record.failure, record.failed_operation) == ("unknown_failure", "connect")
     assert record.failure_detail == DETAIL
-    assert normalize._tls(record)["x_failure_detail"] == DETAIL
+    assert writer._tls(record)["x_failure_detail"] == DETAIL
 
 
 def test_a_known_failure_has_no_detail() -> None:

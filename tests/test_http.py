@@ -29,7 +29,7 @@ from servers import (
     reset,
 )
 
-from probe import normalize
+from probe.format import writer
 from probe.lab.pki import Authority
 from probe.net.http import ALPN, download, get
 from probe.net.tls import make_context
@@ -272,7 +272,7 @@ def test_a_broken_status_line_is_unknown_failure_with_the_detail_apart() -> None
     assert record.failure_detail == (
         "RemoteProtocolError: illegal status line: bytearray(b'HTTP/1.1 2OO OK')"
     )
-    assert normalize._http(record)["x_failure_detail"] == record.failure_detail
+    assert writer._http(record)["x_failure_detail"] == record.failure_detail
 
 
 def test_reset_before_response() -> None:

@@ -26,10 +26,10 @@ from loopback import BackgroundLoop
 from probe import vpn
 from probe.campaign import CampaignResult, DomainResult
 from probe.config import Config, Resolver, Vantage
+from probe.format.writer import measurements
 from probe.identity import CACHE_FILE, MYIP, Discovery, Identity, discover, isp_resolver
 from probe.lab.core import LabResolver
 from probe.lab.dnsserver import Client, Reply, Zone, client_address, serve
-from probe.normalize import measurements
 from probe.records import DnsAnswer, DnsQuery
 
 ROOT = Path(__file__).resolve().parent.parent

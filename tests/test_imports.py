@@ -14,10 +14,6 @@ import sys
 from pathlib import Path
 
 PROBE = Path(__file__).resolve().parent.parent / "probe"
-#: probe.lab.censors has a package-__init__ cycle (its techniques import the package that
-#: registers them) that another branch (format15) removes. TODO at merge: empty this set so
-#: the test asserts no cycle anywhere in probe/.
-TOLERATED = frozenset({"probe.lab.censors"})
 
 
 def _graph() -> dict[str, set[str]]:
@@ -84,13 +80,8 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def _tolerated(module: str) -> bool:
-    return any(module == t or module.startswith(f"{t}.") for t in TOLERATED)
-
-
 def test_no_import_cycle_in_probe() -> None:
-    cycles = [c for c in _cycles(_graph()) if not all(map(_tolerated, c))]
-    assert cycles == []
+    assert _cycles(_graph()) == []
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

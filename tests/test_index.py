@@ -81,7 +81,9 @@ def test_a_stale_row_is_re_scored_from_its_line(tmp_path: Path) -> None:
     index.rebuild(day)  # re-scored when indexed: the current rules' verdict
     fresh = build([tmp_path], bucket=600)
     text = (tmp_path / "2024-02-17.index.csv").read_text()
-    old = text.replace(f",{ANALYSIS_VERSION},3,", ",0,3,").replace(",inconclusive,", ",blocked,")
+    fmt = m["x_format_version"]
+    old = text.replace(f",{ANALYSIS_VERSION},{fmt},", f",0,{fmt},")
+    old = old.replace(",inconclusive,", ",blocked,")
     assert old != text
     (tmp_path / "2024-02-17.index.csv").write_text(old)
     again = build([tmp_path], bucket=600)
@@ -130,8 +132,7 @@ def test_the_verdict_step_returns_a_new_measurement() -> None:
     before = copy.deepcopy(m)
     out = scored(m)
     assert m == before
-    assert set(list(out["test_keys"])[:4]) == {"x_analysis_version", "blocking", "accessible",
-                                               "x_verdict"}  # fmt: skip
+    assert {"x_analysis_version", "blocking", "accessible", "x_verdict"} <= set(out["test_keys"])
 
 
 def test_gz_size_is_the_uncompressed_size(tmp_path: Path) -> None:

@@ -27,8 +27,8 @@ from probe import store
 from probe.__main__ import main
 from probe.campaign import CampaignResult, DomainResult
 from probe.config import load
+from probe.format.writer import measurements
 from probe.identity import Identity
-from probe.normalize import measurements
 from probe.pipeline import scored
 from probe.records import DnsAnswer, DnsQuery, TcpConnect
 from probe.report.engine import build, export_parquet
@@ -56,10 +56,9 @@ EXPECTED = [
 
 
 def measurement(
-    isp: str, run: int, domain: str, status: str | None, *, role: str = "target", fmt: str = "3"
+    isp: str, run: int, domain: str, status: str | None, *, role: str = "target", fmt: str = "4"
 ) -> dict[str, Any]:
-    """A measurement as the probe writes it: format 3's key order, or (``fmt="1"``) the key
-    order of versions 1 and 2 (sorted; the verdict keys last in ``test_keys``)."""
+    """A measurement as the probe writes it (the keys the report reads), in format ``fmt``."""
     asn, name = ISPS[isp]
     m: dict[str, Any] = {
         "annotations": {"x_role": role, "engine_name": "probe"},
@@ -80,14 +79,12 @@ def measurement(
         verdict = {"status": status, "method": method, "detail": detail, "step": None}
         verdict_keys = {"x_analysis_version": ANALYSIS_VERSION, "x_verdict": verdict}
     rest = {"data_format_version": "0.2.0", "probe_cc": "PK", "x_format_version": fmt}
-    if fmt in ("1", "2"):
-        return dict(sorted((m | {"test_keys": observed | verdict_keys} | rest).items()))
-    return m | {"test_keys": verdict_keys | observed} | rest
+    return m | {"test_keys": observed | verdict_keys} | rest
 
 
 def run_lines(isp: str, run: int) -> list[str]:
     status = {"a": "blocked", "b": "ok" if run in B_OPEN else "blocked", "c": "ok", "d": "down"}
-    fmt = "1" if isp == "c" else "3"  # both key orders: the head-only and the whole-line read
+    fmt = {"a": "4", "b": "3", "c": "1", "d": "2"}[isp]  # every version a reader accepts
     rows = [measurement(isp, run, d, status[isp], fmt=fmt) for d in TARGETS]
     rows.append(measurement(isp, run, "www.example.com", None, role="control", fmt=fmt))
     if isp == "a" and run == 30:  # written by older rules: the report re-scores it
@@ -277,7 +274,7 @@ def test_csv_and_json_hold_the_aggregate(report_dir: Path) -> None:
 
 
 def written_by_the_probe(tmp_path: Path) -> list[dict[str, Any]]:
-    """A target and a control as ``probe run`` writes them (format 3), for an ISP whose name
+    """A target and a control as ``probe run`` writes them, for an ISP whose name
     holds what JSON escapes: a quote, a backslash, non-ASCII."""
     answer = (DnsAnswer("A", "203.0.113.9", 60),)
     reset = TcpConnect("203.0.113.9", 443, "connection_reset", 0.1, 0.2, 2, ("target",))
@@ -299,10 +296,8 @@ def keys(con: duckdb.DuckDBPyConnection, reader: str, path: Path) -> list[Any]:
                                       {"files": [str(path)]}).fetchall()]  # fmt: skip
 
 
-def test_the_head_of_a_format_3_line_gives_what_the_whole_line_gives(tmp_path: Path) -> None:
+def test_the_fast_reader_gives_what_the_safe_one_gives(tmp_path: Path) -> None:
     target, control = written_by_the_probe(tmp_path)
-    assert list(target)[-1] == "x_format_version"
-    assert list(target["test_keys"])[:2] == ["x_analysis_version", "x_verdict"]
     older = dict(sorted((target | {"x_format_version": "2", "measurement_uid": "v2"}).items()))
     store.append(tmp_path / "m.jsonl", [target, control, older])
     line = (tmp_path / "m.jsonl").read_text().splitlines()[0]
@@ -311,12 +306,11 @@ def test_the_head_of_a_format_3_line_gives_what_the_whole_line_gives(tmp_path: P
         f.write(f"{broken}\n{line[: len(line) // 2]}\n")  # and a torn line
     con = connect()
     fast, whole = keys(con, _FAST, tmp_path / "m.jsonl"), keys(con, _SAFE, tmp_path / "m.jsonl")
-    assert fast[:3] == whole[:3] and fast[4] is whole[4] is None
+    assert fast == whole
     assert fast[0][:3] == [target["measurement_uid"], "AS64500", 'Lab "ISP" \\ Pākistān']
     assert fast[0][-4:] == ["blocked", "tcp_ip", "tcp_ip.reset", ANALYSIS_VERSION]
-    # Only the head is read: observations that are no JSON go unnoticed (a whole-line read
-    # rejects the line); a stale verdict would be re-scored from the whole line, and fail.
-    assert (fast[3], whole[3]) == (fast[0], None)
+    assert fast[2][0] == "v2"
+    assert fast[3] is fast[4] is None  # the whole line is read: damaged anywhere, it is no JSON
 
 
 def test_many_compressed_files_read_by_many_threads(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from loopback import internet
 from probe.__main__ import main
 from probe.campaign import CampaignResult, DomainResult
 from probe.config import load
-from probe.normalize import measurements
+from probe.format.writer import measurements
 from probe.records import DnsAnswer, DnsQuery, HttpRequest
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,11 +25,8 @@ from loopback import internet
 
 from probe import store
 from probe.__main__ import main
-from probe.schedule import (
-    BACKOFF_FILE,
-    Lock,
-    LockHeld,
-    LockUnusable,
+from probe.schedule import BACKOFF_FILE, Lock, LockHeld, LockUnusable
+from probe.schedule_policy import (
     Step,
     TargetState,
     backoff,

@@ -27,8 +27,8 @@ from loopback import internet
 from servers import fixed_response
 
 from probe.__main__ import main
+from probe.format.writer import holds_address
 from probe.lab.dnsserver import Client, Zone
-from probe.normalize import holds_address
 
 PUBLIC = "127.0.0.77"
 B64 = base64.b64encode(PUBLIC.encode()).decode()  # MTI3LjAuMC43Nw==

@@ -31,10 +31,11 @@ class FormatVersion(StrEnum):
     V1 = "1"
     V2 = "2"
     V3 = "3"
+    V4 = "4"
 
 
 #: The version the writer writes.
-FORMAT_VERSION: Final = FormatVersion.V3
+FORMAT_VERSION: Final = FormatVersion.V4
 #: The versions readers understand.
 KNOWN_FORMAT_VERSIONS: Final = frozenset(FormatVersion)
 

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from probe import store
+from probe.format.vocab import Method, Status
 from probe.lab import shares
 from probe.lab.windows import MIN_OPEN, Sample, WindowStats, analyse
 from probe.verdict.control import control_verdict
@@ -62,7 +63,7 @@ __all__ = [
     "main",
 ]
 
-METHODS: Final = ("dns", "tcp_ip", "tls", "http", "throttling")
+METHODS: Final = tuple(Method)
 MIN_RECALL: Final = 0.98
 #: Whether a random sample lands in a 10 s window is a matter of chance (about 1 - e^(-10/mean
 #: interval) per window, more with spot checks): a statistical figure over a run of many
@@ -398,7 +399,7 @@ def _judge(m: Mapping[str, Any]) -> Verdict:
 
 
 def _count(cells: Mapping[tuple[str, str, str], Cell], s: Scored) -> None:
-    got = s.method if s.status == "blocked" else None
+    got = s.method if s.status == Status.BLOCKED else None
     for method in METHODS:
         cell = cells.get((s.isp, s.domain, method))
         if cell is None:

@@ -43,7 +43,7 @@ from probe.lab.topology import (
     IspNet,
     Topology,
 )
-from probe.schedule import poisson_wait
+from probe.schedule_policy import poisson_wait
 
 __all__ = [
     "STATE_DIR",
@@ -415,7 +415,7 @@ def run(
                     failures += 1
                     break
                 # Rounds at Poisson times, as `probe schedule` samples: a fixed interval
-                # would alias with a periodic censor (probe.schedule.poisson_wait).
+                # would alias with a periodic censor (probe.schedule_policy.poisson_wait).
                 wait = poisson_wait(interval, rng.random())
                 following = (
                     f"round {round_number + 1}" if began + wait < t0 + duration else "the end"

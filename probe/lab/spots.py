@@ -3,9 +3,9 @@
 ``lab run`` measures every ISP in rounds; a sporadic censor's open windows are often shorter
 than a round. So, as :mod:`probe.schedule` does for a volunteer, the runner follows each
 ISP's verdicts (the ``x_verdict`` of the target lines its probe wrote) with
-:func:`probe.schedule.track`, and once a target of an ISP has flipped, re-measures that
-ISP's targets last seen blocked (:func:`probe.schedule.spotted`) and the ones bursting, with
-``probe run --only``, at Poisson times (:func:`probe.schedule.spot_wait`), whenever no probe
+:func:`probe.schedule_policy.track`, and once a target of an ISP has flipped, re-measures that
+ISP's targets last seen blocked (:func:`probe.schedule_policy.spotted`) and the ones bursting, with
+``probe run --only``, at Poisson times (:func:`probe.schedule_policy.spot_wait`), whenever no probe
 of that ISP runs. An ISP that never flipped gets no spot check here: the lab's rounds already
 sample it at the regular rate, and the load of the lab's one daemon is the limit.
 """
@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from probe.schedule import TargetState, bursting, spot_wait, spotted, track
+from probe.format.vocab import Role
+from probe.schedule_policy import TargetState, bursting, spot_wait, spotted, track
 from probe.verdict.observations import domain_of
 
 __all__ = ["Spots", "statuses"]
@@ -34,7 +35,7 @@ def statuses(text: str) -> dict[str, str]:
     for line in text.splitlines():
         with contextlib.suppress(ValueError, AttributeError, TypeError):
             m = json.loads(line)
-            if m["annotations"]["x_role"] == "target":
+            if m["annotations"]["x_role"] == Role.TARGET:
                 domain = domain_of(m["input"])
                 if domain is not None:
                     found[domain] = str(m["test_keys"]["x_verdict"]["status"])

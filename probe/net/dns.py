@@ -23,7 +23,7 @@ hook hands us the TCP stream, closed after any failure: httpcore would leak the
 socket of a TLS handshake that the deadline cut.
 
 ``raw_response`` keeps the bytes as received; the probe's own address is
-scrubbed later by the normalizer, not here.
+scrubbed later by the writer (:mod:`probe.format.writer`), not here.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from probe.format.vocab import Role, Status
 from probe.report.model import ALL, METHODS, Cell, Report, Series, choose_bucket
 from probe.report.sporadic import Sporadic, Window, cusum, method_changes
 from probe.verdict import ANALYSIS_VERSION
@@ -35,15 +36,18 @@ __all__ = ["Read", "RunStats", "Sql", "report", "run_statistics"]
 # The grouping sets of every aggregate: per bucket ``b`` (cells) and over the period (series).
 _SETS: Final = "GROUPING SETS (({k}, family, b), ({k}, b), ({k}, family), ({k}))"
 # Targets with their bucket (integer arithmetic on whole seconds: exact in both engines).
-_TARGETS: Final = """
-(SELECT *, CAST(floor(t / {bucket}) AS BIGINT) * {bucket} AS b FROM m WHERE role = 'target')
+_TARGETS: Final = f"""
+(SELECT *, CAST(floor(t / {{bucket}}) AS BIGINT) * {{bucket}} AS b FROM m
+ WHERE role = '{Role.TARGET}')
 """
 # The counts of every cell (``b`` set) and series (``b`` NULL), in one scan.
 _COUNTS: Final = f"""
 SELECT asn, source, coalesce(family, '{ALL}') AS fam, b, count(*),
-       count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status = 'blocked'),
-       count(*) FILTER (WHERE status = 'down'),
-       count(*) FILTER (WHERE status IS NULL OR status NOT IN ('ok', 'blocked', 'down'))
+       count(*) FILTER (WHERE status = '{Status.OK}'),
+       count(*) FILTER (WHERE status = '{Status.BLOCKED}'),
+       count(*) FILTER (WHERE status = '{Status.DOWN}'),
+       count(*) FILTER (WHERE status IS NULL
+                        OR status NOT IN ('{Status.OK}', '{Status.BLOCKED}', '{Status.DOWN}'))
 FROM {_TARGETS} AS x GROUP BY {_SETS.format(k="asn, source")}
 ORDER BY asn, source, fam, b
 """
@@ -51,7 +55,8 @@ ORDER BY asn, source, fam, b
 # missing detail).
 _BLOCKED: Final = f"""
 SELECT asn, source, coalesce(family, '{ALL}') AS fam, b, method, d, count(*)
-FROM (SELECT *, coalesce(detail, method) AS d FROM {_TARGETS} AS x WHERE status = 'blocked') AS y
+FROM (SELECT *, coalesce(detail, method) AS d FROM {_TARGETS} AS x
+      WHERE status = '{Status.BLOCKED}') AS y
 GROUP BY {_SETS.format(k="asn, source, method, d")}
 """
 # Per source: targets, controls, re-scored targets, first and last start.
@@ -68,12 +73,13 @@ GROUP BY asn, source HAVING count(DISTINCT run) > 1
 # One state per run and family: the majority of the family's targets in that run.
 _RUNS: Final = f"""
 SELECT asn, source, coalesce(family, '{ALL}') AS family, min(t)::DOUBLE AS t,
-       CASE WHEN count(*) FILTER (WHERE status = 'blocked') > 0
-             AND count(*) FILTER (WHERE status = 'blocked')
-                 >= count(*) FILTER (WHERE status = 'ok')
+       CASE WHEN count(*) FILTER (WHERE status = '{Status.BLOCKED}') > 0
+             AND count(*) FILTER (WHERE status = '{Status.BLOCKED}')
+                 >= count(*) FILTER (WHERE status = '{Status.OK}')
             THEN 'blocked'
-            WHEN count(*) FILTER (WHERE status = 'ok') > 0 THEN 'open' ELSE 'unknown' END AS state
-FROM m WHERE role = 'target'
+            WHEN count(*) FILTER (WHERE status = '{Status.OK}') > 0 THEN 'open'
+            ELSE 'unknown' END AS state
+FROM m WHERE role = '{Role.TARGET}'
 GROUP BY GROUPING SETS ((asn, source, family, run), (asn, source, run))
 """
 # The statistics over the runs of each series (definitions in probe.report.sporadic).

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from typing import Any, Final
 
+from probe.format.vocab import Method
 from probe.report.model import ALL, METHODS, Report
 from probe.report.text import (
     SOURCE_NAMES,
@@ -40,8 +42,10 @@ text-align:right}td:first-child,th:first-child{text-align:left}
 border:1px solid #999}.bar{display:inline-block;height:10px;background:#1565c0}
 .note{color:#555}svg text{font:11px system-ui,sans-serif;fill:#333}
 """
-_COLOURS: Final = {"dns": "#6a1b9a", "tcp_ip": "#ef6c00", "tls": "#1565c0", "http": "#00838f",
-                   "throttling": "#f9a825"}  # fmt: skip
+_COLOURS: Final[Mapping[str, str]] = {
+    Method.DNS: "#6a1b9a", Method.TCP_IP: "#ef6c00", Method.TLS: "#1565c0",
+    Method.HTTP: "#00838f", Method.THROTTLING: "#f9a825",
+}  # fmt: skip
 _JS: Final = r"""
 const D = JSON.parse(document.getElementById('data').textContent);
 const NS = 'http://www.w3.org/2000/svg';

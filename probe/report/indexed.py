@@ -21,6 +21,7 @@ from typing import Any, Final
 import duckdb
 
 from probe import index, store
+from probe.format.vocab import Role
 from probe.verdict import ANALYSIS_VERSION
 
 __all__ = ["stage"]
@@ -40,7 +41,9 @@ SELECT filename, max(line_start + line_bytes), count(*) FILTER (uid IS NULL AND 
 FROM ix GROUP BY filename
 """
 _GLOB: Final = re.compile(r"[\[?*]")
-_STALE: Final = "role = 'target' AND (analysis_version IS DISTINCT FROM $version OR status IS NULL)"
+_STALE: Final = (
+    f"role = '{Role.TARGET}' AND (analysis_version IS DISTINCT FROM $version OR status IS NULL)"
+)
 _INSERT: Final = f"""
 INSERT INTO m BY NAME
 SELECT uid, asn, network, 'probe' AS source, floor(time)::BIGINT AS t, family,
@@ -48,7 +51,7 @@ SELECT uid, asn, network, 'probe' AS source, floor(time)::BIGINT AS t, family,
                 strftime(to_timestamp(floor(time)), '%Y-%m-%d %H:%M:%S')) AS run, role,
        status, method, detail,
        CASE WHEN problem IS NOT NULL THEN problem
-            WHEN role IS NULL OR role NOT IN ('target', 'control')
+            WHEN role IS NULL OR role NOT IN {tuple(map(str, Role))}
             THEN 'unknown annotations.x_role' END AS problem,
        problem IS NULL AND {_STALE} AS stale, NULL::VARCHAR AS line
 FROM ix WHERE problem IS DISTINCT FROM '{index.BLANK}'

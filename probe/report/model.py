@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from probe.format.vocab import Method
 from probe.report.sporadic import Sporadic
 
 __all__ = ["ALL", "BUCKETS", "METHODS", "Cell", "Report", "Series", "choose_bucket", "parse_bucket"]
@@ -18,7 +19,7 @@ __all__ = ["ALL", "BUCKETS", "METHODS", "Cell", "Report", "Series", "choose_buck
 #: The family label of "every X target together".
 ALL: Final = "X"
 #: The verdict methods of docs/format.md, in the order the outputs list them.
-METHODS: Final = ("dns", "tcp_ip", "tls", "http", "throttling")
+METHODS: Final = tuple(Method)
 #: The bucket sizes AUTO chooses from, in seconds.
 BUCKETS: Final = (10, 30, 60, 300, 900, 3600, 3 * 3600, 6 * 3600, 86400)
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}

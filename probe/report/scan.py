@@ -2,8 +2,8 @@
 
 DuckDB reads the lines of the ``.jsonl`` / ``.jsonl.gz`` files itself, in
 parallel (small ``.gz`` files inflated by ISA-L: :mod:`probe.report.gunzip`),
-pulls the few keys the report needs with one multi-path ``json_extract_string``
-(from the head alone of a format-3 line) and works on the raw line, so the reader is
+pulls the few keys the report needs with one multi-path ``json_extract_string`` over
+the whole line and works on the raw line, so the reader is
 as tolerant as :mod:`probe.store` (whose ``iter_files`` picks the files): CRLF
 line ends, a torn line, a line that is no UTF-8, another program's measurement,
 an unknown ``x_format_version`` or a missing key is counted under a reason and
@@ -56,10 +56,10 @@ from typing import Any, Final
 import duckdb
 
 from probe import store
+from probe.format.vocab import KNOWN_FORMAT_VERSIONS
 from probe.index import GENERIC_SLD, HOST_PATTERN
 from probe.report import gunzip, indexed
 from probe.verdict import ANALYSIS_VERSION
-from probe.verdict.observations import HEAD_FIRST_FORMAT_VERSIONS, KNOWN_FORMAT_VERSIONS
 from probe.verdict.ooni import EVIDENCE_KEYS, TIMINGS, parse_text, skip_reason
 
 __all__ = ["OTHER_INPUT", "Roles", "Staged", "connect", "one", "reader_sql", "stage"]
@@ -87,47 +87,23 @@ _KEYS: Final = (
     ("version", "$.test_keys.x_analysis_version"),
 )
 # Two readers give (line, k: the keys, NULL when the line is no JSON) per non-blank line.
-# The fast one reads each line as text and parses at most one line's worth. A line of a
-# head-first format version (docs/format.md) is recognised by its start,
-# '{"annotations":{"x_role":' target or control, and by its end,
-# ',"x_format_version":"3"}', which shows the line is not torn. Only its head is parsed: a
-# target's up to x_verdict's "step" (after status, method, detail), a control's too when its
-# test_keys open with the verdict (written since control lines have one), else up to
-# test_keys, closed into a small JSON object with that end. The observations and most of the
-# verdict, most of a line, go unparsed. A head that lacks a base key (another program's line in
-# that version) sends the line to the whole-line read. Any other line is read whole: one ending
-# in "}" goes straight to the extraction, any other (torn, CRLF, trailing blanks) is checked
-# with json_valid first. A CASE evaluates only the branch a row takes (OR evaluates both sides);
-# an extraction is written once, or DuckDB would hoist the common expression out of the CASE
-# and run it on every line; try() turns the error of a line torn just after a "}" into NULL
-# (DuckDB then redoes only that vector of 2048 lines row by row). A line that is no UTF-8 still
-# fails the whole query. JSON never holds a raw chr(1), so the delimiter never splits a line,
-# nor ',"step":' or ',"test_keys":{' inside a string. The buffer is set: its default, 16x the
-# longest line, is 256 MB per thread for a .gz (out of memory on a 4-core Pi, and half the time
-# over .gz goes to filling such buffers).
+# The fast one reads each line as text and parses it once, whole (lines promise no key order:
+# docs/format.md): a line ending in "}" goes straight to the extraction, any other (torn,
+# CRLF, trailing blanks) is checked with json_valid first. A CASE evaluates only the branch a
+# row takes (OR evaluates both sides); try() turns the error of a line torn just after a "}"
+# into NULL (DuckDB then redoes only that vector of 2048 lines row by row). A line that is no
+# UTF-8 still fails the whole query. JSON never holds a raw chr(1), so the delimiter never
+# splits a line. The buffer is set: its default, 16x the longest line, is 256 MB per thread
+# for a .gz (out of memory on a 4-core Pi, and half the time over .gz goes to filling such
+# buffers).
 _FAST: Final = """
-SELECT line, filename, CASE WHEN {required} THEN head ELSE try(json_extract_string(
+SELECT line, filename, try(json_extract_string(
     CASE WHEN CASE WHEN suffix(line, '}}') THEN true ELSE json_valid(line) END THEN line END,
-    {paths})) END AS k
-FROM (
-  SELECT line, filename, CASE WHEN cut > 0 THEN try(json_extract_string(
-      left(line, cut - 1) || CASE WHEN target THEN '}}}}' ELSE '' END || tail, {paths})) END AS head
-  FROM (
-    SELECT line, filename, target, tail, CASE WHEN tail IS NULL THEN 0
-        WHEN target THEN strpos(line, ',"step":')
-        WHEN prefix(line, '{{"annotations":{{"x_role":"control"')
-          THEN strpos(line, ',"test_keys":{{')
-        ELSE 0 END AS cut
-    FROM (
-      SELECT line, filename, prefix(line, '{{"annotations":{{"x_role":"target"') OR (
-               prefix(line, '{{"annotations":{{"x_role":"control"')
-               AND strpos(line, ',"test_keys":{{"x_analysis_version":') > 0) AS target,
-             CASE {tails} END AS tail
-      FROM read_csv($files, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
-                    header=false, auto_detect=false, new_line='\\n', strict_mode=false,
-                    max_line_size=16777216, buffer_size=16777216, filename=true)
-      WHERE CASE WHEN suffix(line, '}}') THEN true ELSE trim(line, ' ' || chr(9) || chr(13)) <> ''
-            END)))
+    {paths})) AS k
+FROM read_csv($files, columns={{'line': 'VARCHAR'}}, delim=chr(1), quote='', escape='',
+              header=false, auto_detect=false, new_line='\\n', strict_mode=false,
+              max_line_size=16777216, buffer_size=16777216, filename=true)
+WHERE CASE WHEN suffix(line, '}}') THEN true ELSE trim(line, ' ' || chr(9) || chr(13)) <> '' END
 """
 # The safe one parses a line twice but takes anything: NULL for a torn or non-UTF-8 line.
 _SAFE: Final = """
@@ -224,24 +200,12 @@ WHERE (m.stale OR $keep) AND m.line IS NULL AND p.uid = m.uid
 _BAD_INPUT: Final = (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException)
 
 
-#: The base keys a head-first line's head must hold (format 3 always writes them there), or
-#: the line is read whole. The verdict keys are taken as found: format 3 puts them there too.
-_IN_HEAD: Final = ("uid", "asn", "network", "start_text", "input", "role", "test_name", "fmt",
-                   "report_id")  # fmt: skip
-
-
 def reader_sql(reader: str) -> str:
     """A reader (``_FAST``, ``_SAFE``) as SQL: (line, k) per non-blank line of ``$files``."""
-    names = [name for name, _ in _KEYS]
-    ends = [f',"x_format_version":"{v}"}}' for v in sorted(HEAD_FIRST_FORMAT_VERSIONS)]
     paths = [path for _, path in _KEYS] + [f"$.{key}" for key in EVIDENCE_KEYS]
     return (
         f"SELECT * REPLACE (k[:{len(_KEYS)}] AS k), k[{len(_KEYS) + 1}:] AS ev FROM ("
-        + reader.format(
-            paths="[" + ", ".join(f"'{path}'" for path in paths) + "]",
-            required=" AND ".join(f"head[{names.index(k) + 1}] IS NOT NULL" for k in _IN_HEAD),
-            tails=" ".join(f"WHEN suffix(line, '{end}') THEN '{end}'" for end in ends),
-        )
+        + reader.format(paths="[" + ", ".join(f"'{path}'" for path in paths) + "]")
         + ")"
     )
 

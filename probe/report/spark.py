@@ -8,9 +8,8 @@ connectors), makes table ``m`` with the columns :mod:`probe.report.scan` makes, 
 duplicates and re-scores stale rows with the same Python verdict (a Python UDF on the
 executors), then runs the aggregation SQL of :mod:`probe.report.aggregate`, the one
 DuckDB runs. The keys, their problems and the domain family are the scan's
-(``_HOST``/``_FAMILY`` are shared SQL); only the reader differs. Spark parses each line
-whole with ``from_json`` where DuckDB reads a format-3 line by its head, so a line damaged
-only in its middle is skipped here and counted there, and a valid JSON value that is no
+(``_HOST``/``_FAMILY`` are shared SQL); only the reader differs. Both parse each line
+whole (Spark with ``from_json``); a valid JSON value that is no
 object (``[1]``, ``null``) is an invalid line here; a truncated ``.gz`` gives the lines
 before the damage (``spark.sql.files.ignoreCorruptFiles``) and is not counted as unreadable.
 

@@ -12,9 +12,10 @@ folded into blocking.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
+from probe.format.vocab import Method
 from probe.printable import printable
 from probe.report.model import ALL, Report, Series
 
@@ -61,12 +62,12 @@ _DETAILS: Final = {
 }
 #: How a source is named; OONI's rows are marked so they are never taken for ours.
 SOURCE_NAMES: Final = {"probe": "probe", "ooni": "OONI"}
-_METHODS: Final = {
-    "dns": "DNS tampering",
-    "tcp_ip": "TCP/IP blocking",
-    "tls": "TLS interference",
-    "http": "HTTP interference",
-    "throttling": "throttling",
+_METHODS: Final[Mapping[str, str]] = {
+    Method.DNS: "DNS tampering",
+    Method.TCP_IP: "TCP/IP blocking",
+    Method.TLS: "TLS interference",
+    Method.HTTP: "HTTP interference",
+    Method.THROTTLING: "throttling",
 }
 
 

@@ -30,7 +30,7 @@ from typing import Any, Final, TypeVar
 
 import dns.rcode
 
-from probe.format.vocab import Operation, Tag
+from probe.format.vocab import KNOWN_FORMAT_VERSIONS, Operation, Tag
 from probe.verdict.fields import (
     Bad,
     Url,
@@ -55,8 +55,6 @@ from probe.verdict.view import (
 )
 
 __all__ = [
-    "HEAD_FIRST_FORMAT_VERSIONS",
-    "KNOWN_FORMAT_VERSIONS",
     "Connect",
     "DnsResponse",
     "Handshake",
@@ -68,12 +66,6 @@ __all__ = [
     "observations",
     "parse_url",
 ]
-
-#: ``x_format_version`` values this reader understands.
-KNOWN_FORMAT_VERSIONS: Final = frozenset({"1", "2", "3"})
-#: Versions whose lines put what a report reads first and ``x_format_version`` last, so a
-#: report parses only a line's head (docs/format.md, Versions).
-HEAD_FIRST_FORMAT_VERSIONS: Final = frozenset({"3"})
 
 _ROLES: Final = (Tag.TARGET, Tag.CONTROL_SNI, Tag.CONTROL_ADDRESS, Tag.CONTROL_SITE, Tag.RESIDUAL)
 _T = TypeVar("_T")

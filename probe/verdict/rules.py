@@ -65,7 +65,8 @@ __all__ = [
 ]
 
 #: The version of these rules; bump it whenever a rule changes.
-ANALYSIS_VERSION: Final = "9"  # 8: injected and oversized DNS answers; 9: the control's download rate once its bytes flow
+#: 8: injected and oversized DNS answers; 9: the control's download rate once its bytes flow.
+ANALYSIS_VERSION: Final = "9"
 
 Stage = Callable[[Context], Finding | Verdict | None]
 STAGES: Final[tuple[Stage, ...]] = (
@@ -157,7 +158,6 @@ def summary_keys(v: Verdict) -> dict[str, Any]:
     else:
         blocking = {Status.OK: False, Status.DOWN: False}.get(v.status)
     accessible = {Status.OK: True, Status.BLOCKED: False, Status.DOWN: False}.get(v.status)
-    # This order is format 3's: a report reads a line up to x_verdict's "step" (docs/format.md).
     return {
         "x_analysis_version": ANALYSIS_VERSION,
         "x_verdict": {

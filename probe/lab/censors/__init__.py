@@ -19,72 +19,40 @@ the probe must report for it (``None``: the probe must NOT say "blocked").
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
 
-import dns.message
+from probe.format.vocab import Method
+from probe.lab.censors._types import DnsPolicy, RouterContext, Technique
 
 __all__ = ["EXPECTED_METHOD", "DnsPolicy", "RouterContext", "Technique", "make_technique"]
 
 #: technique name -> the verdict method it must be detected as (None: never "blocked").
-EXPECTED_METHOD: Final[Mapping[str, str | None]] = {
-    "dns_nxdomain": "dns",
-    "dns_servfail": "dns",
-    "dns_refused": "dns",
-    "dns_bogon": "dns",
-    "dns_blockpage": "dns",  # ISP resolver answers a blockpage address
-    "dns_injection": "dns",  # on-path forged answer racing the real one
-    "ip_blackhole": "tcp_ip",  # nft drop
-    "tcp_reset": "tcp_ip",  # nft reject with tcp reset on SYN
-    "sni_reset": "tls",  # in-path proxy resets after the ClientHello
-    "sni_stall": "tls",  # in-path proxy swallows the ClientHello
-    "sni_rst_injection": "tls",  # on-path: scapy injects RSTs, real packets still flow
-    "http_blockpage": "http",  # Host-header triggered blockpage on port 80
-    "throttle": "throttling",  # tc policer on X's addresses, 128 kbit/s
-    "throttle_96": "throttling",  # the same at 96 kbit/s
-    "throttle_512": "throttling",  # the same at 512 kbit/s
-    "residual": "tls",  # SNI reset, then the address blocked for every name for a while
-    "http_blockpage_unknown": "http",  # a page of no known fingerprint, HTTPS dropped
+EXPECTED_METHOD: Final[Mapping[str, Method | None]] = {
+    "dns_nxdomain": Method.DNS,
+    "dns_servfail": Method.DNS,
+    "dns_refused": Method.DNS,
+    "dns_bogon": Method.DNS,
+    "dns_blockpage": Method.DNS,  # ISP resolver answers a blockpage address
+    "dns_injection": Method.DNS,  # on-path forged answer racing the real one
+    "ip_blackhole": Method.TCP_IP,  # nft drop
+    "tcp_reset": Method.TCP_IP,  # nft reject with tcp reset on SYN
+    "sni_reset": Method.TLS,  # in-path proxy resets after the ClientHello
+    "sni_stall": Method.TLS,  # in-path proxy swallows the ClientHello
+    "sni_rst_injection": Method.TLS,  # on-path: scapy injects RSTs, real packets still flow
+    "http_blockpage": Method.HTTP,  # Host-header triggered blockpage on port 80
+    "throttle": Method.THROTTLING,  # tc policer on X's addresses, 128 kbit/s
+    "throttle_96": Method.THROTTLING,  # the same at 96 kbit/s
+    "throttle_512": Method.THROTTLING,  # the same at 512 kbit/s
+    "residual": Method.TLS,  # SNI reset, then the address blocked for every name for a while
+    "http_blockpage_unknown": Method.HTTP,  # a page of no known fingerprint, HTTPS dropped
     "silent_server": None,  # a broken site: accepts, never speaks; never "blocked"
     "outage": None,  # the ISP's uplink drops everything: "down", never "blocked"
     "lossy": None,  # random loss of 20-30% of packets: never "blocked"
 }
 
-#: A DNS policy of the ISP resolver: return a response to override the real
-#: answer, or None to let the query through. Consulted in order.
-DnsPolicy = Callable[[dns.message.Message], dns.message.Message | None]
-
-
-@dataclass(slots=True)
-class RouterContext:
-    """What a technique needs to know about the router it runs in."""
-
-    isp: str  # short ISP id from the scenario, e.g. "isp1"
-    netns: str  # the router's namespace name (the thread already runs inside it)
-    downlink: str  # router interface toward the vantage point
-    uplink: str  # router interface toward the core ("the internet")
-    vantage_prefixes: tuple[str, ...]  # the vantage point's networks, e.g. ("100.64.1.0/30",)
-    addresses: Mapping[str, tuple[str, ...]]  # domain -> the lab addresses of its replica
-    blockpage_address: str  # where DNS blockpage redirects point (a core-served address)
-    seed: int  # for any randomness (lossy links), so runs are reproducible
-    dns_policies: list[DnsPolicy] = field(default_factory=list)  # the ISP resolver reads these
-
-
-class Technique(Protocol):
-    """One censor technique in one router."""
-
-    name: str
-
-    async def start(self, ctx: RouterContext) -> None: ...
-
-    async def set_active(self, domains: frozenset[str]) -> None: ...
-
-    async def stop(self) -> None: ...
-
 
 def _registry() -> Mapping[str, Callable[[], Technique]]:
-    # Imported here: the technique modules import this package's types, and
-    # scapy (on-path techniques) is only loaded by whoever asks for techniques.
+    # Imported here: scapy (on-path techniques) is only loaded by whoever asks for techniques.
     from probe.lab.censors.address_filter import IpBlackhole, TcpReset
     from probe.lab.censors.dns_injection import DnsInjection
     from probe.lab.censors.dns_resolver import DnsResolverCensor

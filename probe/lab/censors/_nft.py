@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
-from probe.lab.censors import RouterContext
 from probe.lab.censors._command import run
+from probe.lab.censors._types import RouterContext
 
 __all__ = [
     "FILTER_FORWARD",

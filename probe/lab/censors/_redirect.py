@@ -23,8 +23,8 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from probe.lab.censors import RouterContext
 from probe.lab.censors._nft import NAT_PREROUTING, NftTable
+from probe.lab.censors._types import RouterContext
 
 __all__ = [
     "Connection",

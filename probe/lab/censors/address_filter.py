@@ -11,8 +11,8 @@ ISP-level IP block.
 
 from __future__ import annotations
 
-from probe.lab.censors import RouterContext
 from probe.lab.censors._nft import FILTER_FORWARD, NftTable, addresses, match_daddr
+from probe.lab.censors._types import RouterContext
 
 __all__ = ["AddressFilter", "IpBlackhole", "TcpReset"]
 

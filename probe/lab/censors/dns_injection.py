@@ -22,9 +22,9 @@ import dns.message
 from scapy.layers.inet import UDP
 from scapy.packet import Raw
 
-from probe.lab.censors import RouterContext
 from probe.lab.censors._nft import FILTER_FORWARD, FILTER_INPUT, NftTable
 from probe.lab.censors._onpath import RawSender, Sniffer, hold_rules, reply_header
+from probe.lab.censors._types import RouterContext
 from probe.lab.censors.dns_resolver import blocked_answer, question_name
 
 __all__ = ["DnsInjection"]

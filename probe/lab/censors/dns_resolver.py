@@ -29,7 +29,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from probe.lab.censors import RouterContext
+from probe.lab.censors._types import RouterContext
 from probe.lab.dnsserver import error
 
 __all__ = ["DnsResolverCensor", "blocked_answer", "question_name"]

@@ -20,9 +20,9 @@ import random
 import time
 from typing import Final
 
-from probe.lab.censors import RouterContext
 from probe.lab.censors._nft import FILTER_FORWARD, NftTable, addresses, match_daddr
 from probe.lab.censors._redirect import RedirectCensor, RedirectProxy, reset, splice
+from probe.lab.censors._types import RouterContext
 from probe.lab.censors.clienthello import read_hello
 from probe.lab.censors.http_blockpage import HttpBlockpage
 

@@ -23,8 +23,8 @@ from string import Template
 from typing import Final, Literal
 from urllib.parse import quote
 
-from probe.lab.censors import RouterContext
 from probe.lab.censors._redirect import RedirectCensor, splice
+from probe.lab.censors._types import RouterContext
 
 __all__ = ["HttpBlockpage", "Style", "blockpage"]
 

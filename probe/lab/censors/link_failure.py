@@ -18,8 +18,8 @@ from __future__ import annotations
 import random
 from typing import Final
 
-from probe.lab.censors import RouterContext
 from probe.lab.censors._nft import FILTER_FORWARD, FILTER_INPUT, NftTable
+from probe.lab.censors._types import RouterContext
 
 __all__ = ["Lossy", "Outage"]
 

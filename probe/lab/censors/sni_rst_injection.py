@@ -26,9 +26,9 @@ from typing import Any, Final
 
 from scapy.layers.inet import TCP
 
-from probe.lab.censors import RouterContext
 from probe.lab.censors._nft import FILTER_FORWARD, NftTable
 from probe.lab.censors._onpath import RawSender, Sniffer, hold_rules, reply_header, same_header
+from probe.lab.censors._types import RouterContext
 from probe.lab.censors.clienthello import parse_hello
 
 __all__ = ["SniRstInjection"]

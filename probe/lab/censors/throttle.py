@@ -23,9 +23,9 @@ from __future__ import annotations
 import random
 from typing import Final
 
-from probe.lab.censors import RouterContext
 from probe.lab.censors._command import run
 from probe.lab.censors._nft import addresses
+from probe.lab.censors._types import RouterContext
 
 __all__ = ["Throttle"]
 

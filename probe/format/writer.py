@@ -27,6 +27,7 @@ import dns.rcode
 from probe import __version__
 from probe.campaign import CampaignResult, DomainResult
 from probe.config import Config
+from probe.format.vocab import FORMAT_VERSION, Role
 from probe.identity import Identity
 from probe.records import (
     Certificate,
@@ -41,7 +42,6 @@ from probe.records import (
 from probe.scrub import Scrubber
 
 __all__ = [
-    "FORMAT_VERSION",
     "TEST_NAME",
     "TEST_VERSION",
     "holds_address",
@@ -52,10 +52,6 @@ __all__ = [
     "utc",
 ]
 
-#: 2: rcode is a number (OONI's), not a name. 3: the keys in an order a reader may rely on:
-#: what a report reads first (so it parses only a line's head), ``x_format_version`` last
-#: (docs/format.md, Versions).
-FORMAT_VERSION: Final = "3"
 TEST_NAME: Final = "x_reachability"
 TEST_VERSION: Final = "0.1.0"
 #: More address records than any real name has (large CDNs answer a handful): an answer past
@@ -278,7 +274,7 @@ def measurement(
 ) -> dict[str, Any]:
     """The OONI-format measurement of one domain; a target's holds the control sites' too."""
     observed: list[Observation] = list(d.observations)
-    if d.role == "target":
+    if d.role == Role.TARGET:
         observed += [o for c in controls for o in c.observations]
     out = _measurement(d, observed, start_time, who, report_id, annotations or {})
     scrubbed: dict[str, Any] = Scrubber(scrub).measurement(out)
@@ -321,13 +317,9 @@ def _measurement(
     report_id: str,
     annotations: Mapping[str, str],
 ) -> dict[str, Any]:
-    # Format 3's order (docs/format.md): what a report reads first, then test_keys, then the
-    # rest, x_format_version last.
-    defaults = {"x_role": d.role, "engine_name": "probe", "platform": "linux",
-                "network_type": "unknown"}  # fmt: skip
+    defaults = {"engine_name": "probe", "platform": "linux", "network_type": "unknown"}
     return {
-        # x_role in defaults for its place (first), again last so no annotation overrides it
-        "annotations": defaults | dict(annotations) | {"x_role": d.role},
+        "annotations": defaults | dict(annotations) | {"x_role": d.role},  # never overridden
         "input": f"https://{d.domain}/",
         "measurement_start_time": utc(start_time),
         "measurement_uid": secrets.token_hex(16),

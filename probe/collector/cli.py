@@ -99,5 +99,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "probe.collector.cli:factory", factory=True, host=args.host, port=args.port,
         workers=args.workers, ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key,
         log_level="warning", access_log=False, http="httptools",
+        proxy_headers=False,  # no client address is used (nor logged): no X-Forwarded-For pass
     )  # fmt: skip
     return 0

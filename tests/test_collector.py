@@ -135,7 +135,7 @@ def test_bad_submissions_get_a_4xx_naming_the_field(collector: Collector) -> Non
 
 
 def test_rate_per_report_is_limited(tmp_path: Path) -> None:
-    c = Collector(tmp_path / "c", "--rate", "1", "--burst", "3").start()
+    c = Collector(tmp_path / "c", "--rate", "0.01", "--burst", "3").start()
     try:
         m = measurement()
         report = open_report(c, m)

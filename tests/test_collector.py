@@ -135,7 +135,7 @@ def test_bad_submissions_get_a_4xx_naming_the_field(collector: Collector) -> Non
 
 
 def test_rate_per_report_is_limited(tmp_path: Path) -> None:
-    c = Collector(tmp_path / "c", "--rate", "1", "--burst", "3").start()
+    c = Collector(tmp_path / "c", "--rate", "0.01", "--burst", "3").start()
     try:
         m = measurement()
         report = open_report(c, m)
@@ -181,19 +181,19 @@ def test_a_torn_tail_and_unindexed_lines_are_recovered(tmp_path: Path) -> None:
     s = Store(tmp_path)
     made = [measurement() for _ in range(3)]
     line = [json.dumps(m).encode() for m in made]
-    s.add([Entry(made[0], line[0])])
+    s.add([Entry.of(made[0], line[0])])
     path = next((tmp_path / "archive").rglob("*.jsonl"))
     with open(path, "ab") as f:  # a batch fsynced but not committed, then a torn line
         f.write(line[1] + b"\n" + line[2][:100])
     s.close()
     s = Store(tmp_path)
     assert s.recover() == 1 and s.count() == 2
-    s.add([Entry(made[1], line[1]), Entry(made[2], line[2]), Entry(made[2], line[2])])
+    s.add([Entry.of(made[1], line[1]), Entry.of(made[2], line[2]), Entry.of(made[2], line[2])])
     assert s.count() == 3
     uids = [m["measurement_uid"] for m in store.read([tmp_path / "archive"])]
     assert sorted(uids) == sorted(m["measurement_uid"] for m in made)
     # a past day is compressed at the next day's first batch, indexed before
-    s.add([Entry(m := measurement(), json.dumps(m).encode())], now=time.time() + 86400)
+    s.add([Entry.of(m := measurement(), json.dumps(m).encode())], now=time.time() + 86400)
     assert len(list((tmp_path / "archive").rglob("*.jsonl.gz"))) == 1
     assert len(list(store.read([tmp_path / "archive"]))) == 4
     s.close()

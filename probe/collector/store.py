@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS measurements (
     probe_cc TEXT, input TEXT, role TEXT, status TEXT, partition TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, indexed INTEGER NOT NULL);
 """
+_INSERT: Final = (
+    "INSERT {}INTO measurements (uid, report_id, start_time, probe_asn, probe_cc, input, role,"
+    " status, received, partition) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +67,27 @@ class Report:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One validated measurement to store, with its line (JSON, no newline)."""
+    """One validated measurement to store: its uid, ASN, index fields and line (JSON, no
+    newline). The parsed measurement itself is not kept: freed at once, it does not grow
+    the heap that the garbage collector walks while its batch waits for the fsync."""
 
-    measurement: Mapping[str, Any]
+    uid: str
+    probe_asn: str
+    fields: tuple[Any, ...]  # the index row but for the time received and the partition
     line: bytes
+
+    @classmethod
+    def of(cls, m: Mapping[str, Any], line: bytes) -> Entry:
+        """The entry of measurement ``m``, whose line is ``line``; its index row is computed
+        once, here, at ingest."""
+        verdict = m.get("test_keys", {}).get("x_verdict") or {}
+        fields = (
+            m["measurement_uid"], m.get("report_id"), m.get("measurement_start_time"),
+            m["probe_asn"], m.get("probe_cc"), m.get("input"),
+            (m.get("annotations") or {}).get("x_role"),
+            verdict.get("status") if isinstance(verdict, dict) else None,
+        )  # fmt: skip
+        return cls(m["measurement_uid"], m["probe_asn"], fields, line)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -80,17 +101,6 @@ def _fsync_dir(path: Path) -> None:
 def _partition(path: Path) -> str:
     """``AS64496/2026-12-05``: where a measurement's line is (``.jsonl`` or ``.jsonl.gz``)."""
     return f"{path.parent.name}/{path.name.split('.', 1)[0]}"
-
-
-def _row(m: Mapping[str, Any], received: float, partition: str) -> tuple[Any, ...]:
-    """The narrow index row of a measurement, computed once at ingest."""
-    verdict = m.get("test_keys", {}).get("x_verdict") or {}
-    return (
-        m["measurement_uid"], m.get("report_id"), received, m.get("measurement_start_time"),
-        m["probe_asn"], m.get("probe_cc"), m.get("input"),
-        (m.get("annotations") or {}).get("x_role"),
-        verdict.get("status") if isinstance(verdict, dict) else None, partition,
-    )  # fmt: skip
 
 
 class Store:
@@ -165,15 +175,16 @@ class Store:
                 self._day = day
             by_file: dict[Path, list[Entry]] = {}
             for e in entries:  # one uid always goes to one file (its ASN, today)
-                path = self.archive / e.measurement["probe_asn"] / f"{day}.jsonl"
+                path = self.archive / e.probe_asn / f"{day}.jsonl"
                 by_file.setdefault(path, []).append(e)
             rows = []
             for path, group in by_file.items():
                 self._recover_file(path)  # a crashed batch's lines first (they may be these)
                 held = self._fresh(group)
-                rows += [_row(e.measurement, now, _partition(path)) for e in held]
+                partition = _partition(path)
+                rows += [(*e.fields, now, partition) for e in held]
                 self._append(path, [e.line for e in held])
-            self.db.executemany("INSERT INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            self.db.executemany(_INSERT.format(""), rows)
         except BaseException:
             self._end(commit=False)
             raise
@@ -181,7 +192,7 @@ class Store:
 
     def _fresh(self, entries: Sequence[Entry]) -> list[Entry]:
         """The entries whose uid is neither in the index nor earlier in ``entries``."""
-        uids = [e.measurement["measurement_uid"] for e in entries]
+        uids = [e.uid for e in entries]
         seen: set[str] = set()
         for i in range(0, len(uids), _PARAMS):  # one query a chunk, not one a measurement
             chunk = uids[i : i + _PARAMS]
@@ -251,15 +262,13 @@ class Store:
             if end < len(tail):  # a torn line: written, never acknowledged
                 f.truncate(start + end)
                 os.fsync(f.fileno())
-        rows = []
+        rows, received, partition = [], path.stat().st_mtime, _partition(path)
         for raw in tail[:end].splitlines():
             try:
-                m = json.loads(raw)
-                rows.append(_row(m, path.stat().st_mtime, _partition(path)))
+                rows.append((*Entry.of(json.loads(raw), raw).fields, received, partition))
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue  # cannot be: lines are validated before they are written
-        self.db.executemany("INSERT OR IGNORE INTO measurements VALUES (?,?,?,?,?,?,?,?,?,?)",
-                            rows)  # fmt: skip
+        self.db.executemany(_INSERT.format("OR IGNORE "), rows)
         self._checkpoint(path, start + end)
         return len(rows)
 

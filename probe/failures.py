@@ -23,7 +23,7 @@ import errno
 import re
 import socket
 import ssl
-from typing import Final, Literal
+from typing import Final
 
 import dns.exception
 import dns.message
@@ -34,8 +34,6 @@ from probe.printable import printable
 
 __all__ = [
     "FAILURES",
-    "OPERATIONS",
-    "Operation",
     "classify",
     "detail",
     "failure_and_detail",
@@ -94,17 +92,6 @@ FAILURES: Final[frozenset[str]] = frozenset(
         SSL_FAILED_HANDSHAKE,
         UNKNOWN_FAILURE,
     }
-)
-
-#: The closed set of operations a failure can happen in (df-008).
-Operation = Literal["resolve", "connect", "tls_handshake", "http_round_trip", "read", "write"]
-OPERATIONS: Final[tuple[Operation, ...]] = (
-    "resolve",
-    "connect",
-    "tls_handshake",
-    "http_round_trip",
-    "read",
-    "write",
 )
 
 _ERRNO: Final[dict[int, str]] = {

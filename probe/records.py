@@ -7,19 +7,17 @@ Every record carries ``t0``/``t`` (seconds since the measurement started, so
 records from concurrent steps line up on one time axis), a ``failure``
 (``None`` on success, else a string from :mod:`probe.failures`), a
 ``transaction_id`` shared by the steps of one attempt, and ``tags``, the role
-of the observation in the experiment (see :data:`TAGS`).
+of the observation in the experiment (:class:`probe.format.vocab.Tag`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Final
 
-from probe.failures import Operation
+from probe.format.vocab import Operation
 
 __all__ = [
-    "TAGS",
     "Certificate",
     "Clock",
     "DnsAnswer",
@@ -31,19 +29,6 @@ __all__ = [
     "Throughput",
     "TlsHandshake",
 ]
-
-#: The closed set of roles an observation plays; verdict rules key on these.
-TAGS: Final[frozenset[str]] = frozenset(
-    {
-        "target",  # the target's own name on the target's own address
-        "control_sni",  # the target's address, the control SNI / Host
-        "control_address",  # the target's SNI sent to a control site's address
-        "control_site",  # a control site measured as itself
-        "residual",  # delayed re-test with the control SNI after a blocked handshake
-        "late_response",  # a further UDP DNS answer after the first one
-        "resolver_control",  # DoH / public resolver used as the DNS control
-    }
-)
 
 
 class Clock:

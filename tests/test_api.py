@@ -12,9 +12,9 @@ import pytest
 
 PUBLIC = {
     "probe": ["__version__"],
-    "probe.records": ["TAGS", "Certificate", "Clock", "DnsAnswer", "DnsQuery", "HttpRequest",
+    "probe.records": ["Certificate", "Clock", "DnsAnswer", "DnsQuery", "HttpRequest",
                       "NetworkEvent", "Observation", "TcpConnect", "Throughput", "TlsHandshake"],
-    "probe.failures": ["FAILURES", "OPERATIONS", "Operation", "classify", "detail",
+    "probe.failures": ["FAILURES", "classify", "detail",
                        "failure_and_detail", "failure_for_rcode", "scrub_addresses"],
     "probe.net.dns": ["doh_client", "lookup_system", "query_doh", "query_tcp", "query_udp"],
     "probe.net.tcp": ["connect", "dial", "new_socket"],

@@ -24,7 +24,7 @@ import duckdb
 
 from probe.report.aggregate import run_statistics
 from probe.report.engine import Duck
-from probe.schedule import SPOT_FLIPPED, poisson_wait
+from probe.schedule_policy import SPOT_FLIPPED, poisson_wait
 
 INTERVAL = 20.0
 SPAN = 1800.0  # half an hour of one ISP's runs

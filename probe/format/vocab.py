@@ -81,13 +81,13 @@ class Role(StrEnum):
 class Tag(StrEnum):
     """An observation's ``tags`` (docs/format.md, Tags): its role in the measurement."""
 
-    TARGET = "target"
-    CONTROL_SNI = "control_sni"
-    CONTROL_ADDRESS = "control_address"
-    CONTROL_SITE = "control_site"
-    RESIDUAL = "residual"
-    LATE_RESPONSE = "late_response"
-    RESOLVER_CONTROL = "resolver_control"
+    TARGET = "target"  # the target's own name on the target's own address
+    CONTROL_SNI = "control_sni"  # the target's address, the control SNI / Host
+    CONTROL_ADDRESS = "control_address"  # the target's SNI sent to a control site's address
+    CONTROL_SITE = "control_site"  # a control site measured as itself
+    RESIDUAL = "residual"  # delayed re-test with the control SNI after a blocked handshake
+    LATE_RESPONSE = "late_response"  # a further UDP DNS answer after the first one
+    RESOLVER_CONTROL = "resolver_control"  # DoH / public resolver used as the DNS control
 
 
 class Trigger(StrEnum):

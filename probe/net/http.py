@@ -50,7 +50,8 @@ from typing import Any, Final
 import httpcore
 import httpx
 
-from probe.failures import GENERIC_TIMEOUT, Operation, failure_and_detail
+from probe.failures import GENERIC_TIMEOUT, failure_and_detail
+from probe.format.vocab import Operation
 from probe.records import Clock, HttpRequest, Throughput
 
 __all__ = ["ALPN", "download", "get"]
@@ -78,11 +79,11 @@ ALPN: Final[tuple[str, ...]] = (
 
 # httpcore trace events that start each operation (see httpcore's Trace names).
 _PHASES: Final[dict[str, Operation]] = {
-    "connection.connect_tcp.started": "connect",
-    "connection.start_tls.started": "tls_handshake",
-    "http11.send_request_headers.started": "http_round_trip",
-    "http2.send_connection_init.started": "http_round_trip",
-    "http2.send_request_headers.started": "http_round_trip",
+    "connection.connect_tcp.started": Operation.CONNECT,
+    "connection.start_tls.started": Operation.TLS_HANDSHAKE,
+    "http11.send_request_headers.started": Operation.HTTP_ROUND_TRIP,
+    "http2.send_connection_init.started": Operation.HTTP_ROUND_TRIP,
+    "http2.send_request_headers.started": Operation.HTTP_ROUND_TRIP,
 }
 
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
@@ -99,7 +100,7 @@ class _Exchange:
     status_code: int | None = None
     response_headers: tuple[tuple[str, str], ...] = ()
     alpn: str | None = None
-    operation: Operation = "connect"
+    operation: Operation = Operation.CONNECT
     failure: str | None = None
     failed_operation: Operation | None = None
     failure_detail: str | None = None
@@ -157,7 +158,7 @@ async def _exchange(
                     result.status_code = response.status_code
                     result.response_headers = _decoded(response.headers)
                     result.alpn = _alpn(response)
-                    result.operation = "read"
+                    result.operation = Operation.READ
                     async for chunk in response.aiter_raw():
                         if sink(chunk):
                             break

@@ -30,7 +30,8 @@ from contextlib import suppress
 
 from cryptography import x509
 
-from probe.failures import Operation, failure_and_detail
+from probe.failures import failure_and_detail
+from probe.format.vocab import Operation
 from probe.net.tcp import dial, new_socket
 from probe.records import Certificate, Clock, TlsHandshake
 
@@ -78,10 +79,10 @@ async def handshake(
         t0 = clock.now()
         failure: str | None = None
         failure_detail: str | None = None
-        operation: Operation = "connect"
+        operation = Operation.CONNECT
         try:
             await dial(sock, ip, port, timeout=connect_timeout)
-            operation = "tls_handshake"
+            operation = Operation.TLS_HANDSHAKE
             async with asyncio.timeout(timeout):
                 await _drive(sock, tls, incoming, outgoing)
         except Exception as exc:  # every network outcome becomes a failure string

@@ -15,7 +15,7 @@ says (an unknown ``x_format_version``, a missing key, a wrong type) is
 recorded in ``problems`` and the rules then refuse to judge, because a
 verdict over half-read data could say "blocked" for the wrong reason.
 
-Roles come from the tags (``probe.records.TAGS``); an observation without a
+Roles come from the tags (``probe.format.vocab.Tag``); an observation without a
 role tag is ``target`` when it names the target's domain, else
 ``control_site``. In a control site's own measurement (``annotations.x_role``
 ``"control"``) the observations of that site are its ``target`` ones and the

@@ -23,6 +23,7 @@ __all__ = [
     "Bad",
     "Url",
     "address",
+    "answers",
     "body",
     "domain_of",
     "get",
@@ -108,6 +109,27 @@ def domain_of(url: object) -> str | None:
     """The lower-case host name of a URL, or None when it is not one."""
     parts = parse_url(url)
     return parts.host if parts is not None and parts.host else None
+
+
+def answers(entry: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A DNS query entry's addresses (A/AAAA) and CNAME targets, in answer order.
+
+    Records our writer marks ``x_owner`` belong to another name (a CNAME chain's other
+    links), not to this name's answer; OONI's answers have no such key.
+    """
+    addresses: list[str] = []
+    names: list[str] = []
+    for answer in opt(entry, "answers", list) or []:
+        if not isinstance(answer, dict):
+            raise Bad("an answer is not an object")
+        kind = answer.get("answer_type")
+        if "x_owner" in answer:
+            continue
+        if kind in ("A", "AAAA"):
+            addresses.append(get(answer, "ipv4" if kind == "A" else "ipv6", str))
+        elif kind == "CNAME":
+            names.append(get(answer, "hostname", str).rstrip(".").lower())
+    return tuple(addresses), tuple(names)
 
 
 def address(text: str) -> tuple[str, int]:

@@ -35,6 +35,7 @@ from probe.verdict.fields import (
     Bad,
     Url,
     address,
+    answers,
     body,
     domain_of,
     get,
@@ -153,19 +154,7 @@ def _handshake_of(x: HttpExchange) -> Handshake | None:
 def _dns(e: Mapping[str, Any], ref: str, domain: str, own: bool) -> DnsResponse:
     hostname = get(e, "hostname", str).rstrip(".").lower()
     tags = _tags(e)
-    answers = opt(e, "answers", list) or []
-    addresses: list[str] = []
-    names: list[str] = []
-    for answer in answers:
-        if not isinstance(answer, dict):
-            raise Bad("an answer is not an object")
-        kind = get(answer, "answer_type", str)
-        if "x_owner" in answer:  # another name's record: not this name's answer
-            continue
-        if kind in ("A", "AAAA"):
-            addresses.append(get(answer, "ipv4" if kind == "A" else "ipv6", str))
-        elif kind == "CNAME":
-            names.append(get(answer, "hostname", str).rstrip(".").lower())
+    addresses, names = answers(e)
     return DnsResponse(
         ref=ref,
         hostname=hostname,
@@ -173,8 +162,8 @@ def _dns(e: Mapping[str, Any], ref: str, domain: str, own: bool) -> DnsResponse:
         resolver=opt(e, "resolver_address", str) or "",
         failure=_failure(e),
         rcode=_rcode(e.get("rcode")),
-        addresses=tuple(addresses),
-        names=tuple(names),
+        addresses=addresses,
+        names=names,
         transaction_id=opt(e, "transaction_id", int),
         role=_role(tags, hostname == domain, own),
         control=Tag.RESOLVER_CONTROL in tags,

@@ -23,6 +23,7 @@ import dns.rcode
 from probe.verdict.fields import (
     Bad,
     address,
+    answers,
     body,
     domain_of,
     get,
@@ -147,16 +148,7 @@ def view(m: Mapping[str, Any], keys: Mapping[str, Any], domain: str, url: str) -
 def _dns(e: Mapping[str, Any], ref: str, domain: str, late: bool) -> DnsResponse:
     hostname = get(e, "hostname", str).rstrip(".").lower()
     engine = opt(e, "engine", str) or "system"  # the Python ooniprobe (0.1-0.3) names none
-    addresses: list[str] = []
-    names: list[str] = []
-    for answer in opt(e, "answers", list) or []:
-        if not isinstance(answer, dict):
-            raise Bad("an answer is not an object")
-        kind = answer.get("answer_type")
-        if kind in ("A", "AAAA"):
-            addresses.append(get(answer, "ipv4" if kind == "A" else "ipv6", str))
-        elif kind == "CNAME":
-            names.append(get(answer, "hostname", str).rstrip(".").lower())
+    addresses, names = answers(e)
     return DnsResponse(
         ref=ref,
         hostname=hostname,
@@ -164,8 +156,8 @@ def _dns(e: Mapping[str, Any], ref: str, domain: str, late: bool) -> DnsResponse
         resolver=opt(e, "resolver_address", str) or "",
         failure=_failure(e),
         rcode=_rcode(e.get("rcode")),
-        addresses=tuple(addresses),
-        names=tuple(names),
+        addresses=addresses,
+        names=names,
         transaction_id=opt(e, "transaction_id", int),
         role="target" if hostname == domain else "other",
         control=engine not in SYSTEM_ENGINES,

@@ -23,7 +23,7 @@ import probe.report.engine as engine
 import probe.report.scan as scan
 from probe.report.engine import build
 from probe.verdict import verdict
-from probe.verdict.ooni import EVIDENCE_KEYS
+from probe.verdict.ooni import EVIDENCE_KEYS, TIMINGS
 
 
 def _retimed(m: dict[str, Any], rng: random.Random) -> dict[str, Any]:
@@ -96,3 +96,11 @@ def test_alike_lines_are_scored_once_with_every_line_s_figures(
     assert [x.blocked_by for x in grouped.series] == [x.blocked_by for x in each.series]
     assert (grouped.lines, grouped.duplicates, grouped.skipped) == (
         each.lines, each.duplicates, each.skipped)  # fmt: skip
+
+
+def test_only_json_numbers_are_timings() -> None:
+    """A malformed timing is evidence text: a broken line never groups with good ones."""
+    for timing in ('"t":1.5', '"t0":0', '"t":-2e-3', '"t0":12'):
+        assert re.fullmatch(TIMINGS, timing), timing
+    for broken in ('"t":1.5.5', '"t":01', '"t":1e', '"t":+1', '"tt":1'):
+        assert not re.fullmatch(TIMINGS, broken), broken

@@ -102,7 +102,7 @@ EVIDENCE_KEYS: Final = ("test_name", "test_version", "input", "test_helpers", "s
 #: data they are evidence text, never a decision: its steps have no control-site roles and no
 #: transfer samples, the only ones the timing rules read. So lines that differ only in them get
 #: the same status, method and detail.
-TIMINGS: Final = r'"(t0|t)":-?[0-9][0-9.eE+-]*'
+TIMINGS: Final = r'"t0?":-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?'  # JSON numbers only
 
 
 def unwrap(obj: object) -> tuple[dict[str, Any] | None, str | None]:

@@ -41,14 +41,22 @@ import json
 import statistics
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
 from probe import store
 from probe.lab import figures
-from probe.lab.scoring import METHODS, Cell, Scored, TruthWindow, count, score, start_of
+from probe.lab.scoring import (
+    METHODS,
+    Cell,
+    Evaluation,
+    Scored,
+    TruthWindow,
+    count,
+    score,
+    start_of,
+)
 from probe.lab.windows import MIN_OPEN, Sample, WindowStats, analyse
 from probe.verdict.observations import domain_of
 
@@ -67,47 +75,6 @@ MIN_RECALL: Final = 0.98
 #: interval) per window, more with spot checks): a statistical figure over a run of many
 #: windows (the demo's), not a gate for a run of a few rounds.
 MIN_OPEN_DETECTED: Final = 0.9
-
-
-@dataclass(frozen=True, slots=True)
-class Evaluation:
-    interval: float
-    measured: int
-    straddling: int
-    unreadable: int
-    cells: tuple[Cell, ...]
-    recall: Mapping[str, float]  # pooled per method, for methods the truth expects
-    errors: tuple[Scored, ...]
-    failures: tuple[str, ...] = field(default=())  # why the run fails
-    sporadic: Mapping[str, int] = field(default_factory=dict)  # ISP -> measurements scored
-    windows: WindowStats = field(default_factory=WindowStats)
-
-    @property
-    def open_detected(self) -> float | None:
-        """The fraction of true open windows >= 10 s that a measurement saw open."""
-        w = self.windows
-        return w.detected / w.open_windows if w.open_windows else None
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.failures else 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "interval": self.interval,
-            "measured": self.measured,
-            "straddling": self.straddling,
-            "unreadable": self.unreadable,
-            "cells": [
-                {**asdict(c), "precision": c.precision, "recall": c.recall} for c in self.cells
-            ],
-            "recall": dict(self.recall),
-            "errors": [asdict(e) for e in self.errors],
-            "sporadic": dict(self.sporadic),
-            "windows": {**asdict(self.windows), "open_detected": self.open_detected},
-            "failures": list(self.failures),
-            "exit_code": self.exit_code,
-        }
 
 
 def evaluate(

@@ -11,14 +11,11 @@ import statistics
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from probe.lab import shares
-from probe.lab.scoring import TruthWindow, as_asn, start_of
+from probe.lab.scoring import Evaluation, TruthWindow, as_asn, start_of
 from probe.lab.windows import MIN_OPEN
-
-if TYPE_CHECKING:
-    from probe.lab.evaluate import Evaluation
 
 __all__ = ["report", "shares_line"]
 

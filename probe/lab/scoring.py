@@ -4,22 +4,33 @@ The truth (:class:`TruthWindow`, one line of a run's ``truth.jsonl``) and one me
 score (:class:`Scored`): its verdict re-judged by the rules under test, the truth's methods
 active during the whole of its span (``expected``) and during part of it (``allowed``: it ran
 across a switch), and its error if any. :func:`count` adds a score to the confusion matrix
-(:class:`Cell`). The rules are stated in :mod:`probe.lab.evaluate`.
+(:class:`Cell`); :class:`Evaluation` holds a whole run's. The rules are stated in
+:mod:`probe.lab.evaluate`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from probe.lab.windows import Sample
+from probe.lab.windows import Sample, WindowStats
 from probe.verdict.control import control_verdict
 from probe.verdict.observations import domain_of
 from probe.verdict.rules import Verdict, verdict
 
-__all__ = ["METHODS", "Cell", "Scored", "TruthWindow", "as_asn", "count", "score", "start_of"]
+__all__ = [
+    "METHODS",
+    "Cell",
+    "Evaluation",
+    "Scored",
+    "TruthWindow",
+    "as_asn",
+    "count",
+    "score",
+    "start_of",
+]
 
 METHODS: Final = ("dns", "tcp_ip", "tls", "http", "throttling")
 CLOCK_SLACK: Final = timedelta(seconds=1)  # measurement_start_time has whole seconds
@@ -92,6 +103,47 @@ class Cell:
     @property
     def recall(self) -> float | None:
         return self.tp / (self.tp + self.fn) if self.tp + self.fn else None
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    interval: float
+    measured: int
+    straddling: int
+    unreadable: int
+    cells: tuple[Cell, ...]
+    recall: Mapping[str, float]  # pooled per method, for methods the truth expects
+    errors: tuple[Scored, ...]
+    failures: tuple[str, ...] = field(default=())  # why the run fails
+    sporadic: Mapping[str, int] = field(default_factory=dict)  # ISP -> measurements scored
+    windows: WindowStats = field(default_factory=WindowStats)
+
+    @property
+    def open_detected(self) -> float | None:
+        """The fraction of true open windows >= 10 s that a measurement saw open."""
+        w = self.windows
+        return w.detected / w.open_windows if w.open_windows else None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "interval": self.interval,
+            "measured": self.measured,
+            "straddling": self.straddling,
+            "unreadable": self.unreadable,
+            "cells": [
+                {**asdict(c), "precision": c.precision, "recall": c.recall} for c in self.cells
+            ],
+            "recall": dict(self.recall),
+            "errors": [asdict(e) for e in self.errors],
+            "sporadic": dict(self.sporadic),
+            "windows": {**asdict(self.windows), "open_detected": self.open_detected},
+            "failures": list(self.failures),
+            "exit_code": self.exit_code,
+        }
 
 
 def score(

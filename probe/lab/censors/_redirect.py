@@ -7,7 +7,8 @@ reads what it needs (a ClientHello, a request head) and then either acts as
 the censor or :func:`splice`-s the connection to the original destination
 (``SO_ORIGINAL_DST`` from conntrack), connecting from the router itself.
 While inactive there is no redirect at all, so the path is exactly the
-uncensored one.
+uncensored one; only a connection's SYN is redirected, so a switch never moves a
+connection already under way (:data:`_FIRST_SEGMENT`).
 
 One listener per family on its own ephemeral port, each with its own rule,
 because ``SO_ORIGINAL_DST`` must be asked in the socket's own family.
@@ -39,6 +40,12 @@ __all__ = [
 _SO_ORIGINAL_DST: Final = 80  # linux/netfilter_ipv4.h; IP6T_SO_ORIGINAL_DST has the same value
 _CONNECT_TIMEOUT: Final = 10.0
 _CHUNK: Final = 65536
+#: Only a connection's opening SYN is redirected. Without this, switching the redirect on
+#: caught later segments of connections begun just before (issue 14: control-SNI handshakes
+#: in flight at a periodic censor's switch): the router's kernel, holding no socket for them
+#: at the proxy's port, answered RST, a reset of flows no censor would block. A switch is a
+#: change of policy for new connections, never of the path of one already under way.
+_FIRST_SEGMENT: Final = "tcp flags & (syn | ack) == syn"
 
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 #: handler(reader, writer, (original ip, original port)) -> None; the proxy closes the writer.
@@ -74,7 +81,8 @@ class RedirectProxy:
         }
         rules = [
             f'iifname "{self._downlink}" meta nfproto {family} {match[family]}'
-            f"tcp dport {self._port} redirect to :{server.sockets[0].getsockname()[1]}"
+            f"tcp dport {self._port} {_FIRST_SEGMENT} "
+            f"redirect to :{server.sockets[0].getsockname()[1]}"
             for family, server in self._servers.items()
             if not only or match[family]
         ]

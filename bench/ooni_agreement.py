@@ -2,14 +2,14 @@
 
 First the real field measurements of every version (``tests/data/ooni-real``, sources in
 its README): per version how many, agreed, disagreed (each with its reason in
-:data:`DISAGREEMENTS`) and not scored (:func:`probe.verdict.ooni.skip_reason`). Then the
+:data:`DISAGREEMENTS`) and not scored (:func:`probe.format.ooni.skip_reason`). Then the
 50 SIMULATOR measurements of ooni/probe-cli's minipipeline
 (``shared/data/ooni-samples/ooni-probe-cli/minipipeline-generated/<case>/measurement.json``),
 scores each with :func:`probe.verdict.verdict` (which reads OONI measurements
-through :mod:`probe.verdict.ooni`), and writes the table: OONI's
+through :mod:`probe.format.ooni`), and writes the table: OONI's
 ``blocking``/``accessible``/``x_blocking_flags``, what ooni/data's pipeline
 expects (from the samples' README), our verdict, whether they agree
-(:func:`probe.verdict.ooni.agrees`), and for every disagreement why.
+(:func:`probe.verdict.agreement.agrees`), and for every disagreement why.
 
 Run: python bench/ooni_agreement.py [--samples DIR] [--write docs/ooni-agreement.md]
 (without --write it prints the document). tests/test_ooni.py recomputes the
@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from probe.format.ooni import skip_reason
 from probe.verdict import Verdict, verdict
-from probe.verdict.ooni import OoniVerdict, agrees, ooni_verdict, skip_reason
+from probe.verdict.agreement import OoniVerdict, agrees, ooni_verdict
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 SAMPLES: Final = ROOT.parent / "shared" / "data" / "ooni-samples"
@@ -188,7 +189,7 @@ OONI probe (web_connectivity 0.5.28) inside probe-cli's network simulator, each 
 verdict OONI's QA asserts (`blocking`, `accessible`, `x_blocking_flags`). The column
 *oonipipeline expects* is what ooni/data's analysis must derive (copied from the README).
 Our verdict is `probe.verdict.verdict(measurement)`, which reads OONI measurements through
-`probe/verdict/ooni.py` and applies the same rules as to ours.
+`probe/format/ooni.py` and applies the same rules as to ours; `probe/verdict/agreement.py` compares.
 
 Before them, real field measurements of every version OONI published (0.0.1 to 0.5), copied
 as data from ooni/backend's fastpath tests, ooni/explorer's fixtures and probe-cli's

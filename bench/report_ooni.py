@@ -9,7 +9,7 @@ sites), in one run:
 (b) a plain-Python loop (gzip + json.loads per line, counts per ASN x family x bucket; no
     verdict, which alone would cost ~0.2-0.5 ms a line): the report must be >= 5x faster;
 (c) how many distinct evidences (lines alike in
-    probe.verdict.ooni.EVIDENCE_KEYS but for TIMINGS) the report
+    probe.format.ooni.EVIDENCE_KEYS but for TIMINGS) the report
     scored.
 
 The figures the report gives are those of scoring every line (tests/test_report_ooni_alike.py

@@ -23,18 +23,10 @@ from typing import Any
 
 import pytest
 
+from probe.format.ooni import chain, is_ooni, parse_text, skip_reason, unwrap
 from probe.verdict import Verdict, observations, summary_keys, verdict
+from probe.verdict.agreement import OoniVerdict, agrees, ooni_verdict
 from probe.verdict.fingerprints import default_fingerprints
-from probe.verdict.ooni import (
-    OoniVerdict,
-    agrees,
-    chain,
-    is_ooni,
-    ooni_verdict,
-    parse_text,
-    skip_reason,
-    unwrap,
-)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT.parent / "shared" / "data" / "ooni-samples"

@@ -1,7 +1,7 @@
 """The report scores OONI lines alike but for timings once (issue 16 item 7).
 
-Lines whose :data:`probe.verdict.ooni.EVIDENCE_KEYS` differ only in
-:data:`probe.verdict.ooni.TIMINGS` are one group in :mod:`probe.report.engine`, scored from
+Lines whose :data:`probe.format.ooni.EVIDENCE_KEYS` differ only in
+:data:`probe.format.ooni.TIMINGS` are one group in :mod:`probe.report.engine`, scored from
 one of its lines; the figures must be those of scoring every line, the verdict must read
 nothing else, and the timings must indeed decide nothing on OONI's data.
 """
@@ -21,9 +21,9 @@ from test_report_ooni import cases
 
 import probe.report.engine as engine
 import probe.report.scan as scan
+from probe.format.ooni import EVIDENCE_KEYS, TIMINGS
 from probe.report.engine import build
 from probe.verdict import verdict
-from probe.verdict.ooni import EVIDENCE_KEYS, TIMINGS
 
 
 def _retimed(m: dict[str, Any], rng: random.Random) -> dict[str, Any]:

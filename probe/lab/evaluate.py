@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from probe import store
+from probe.format.reader import domain_of
 from probe.lab import figures
 from probe.lab.scoring import (
     METHODS,
@@ -58,7 +59,6 @@ from probe.lab.scoring import (
     start_of,
 )
 from probe.lab.windows import MIN_OPEN, Sample, WindowStats, analyse
-from probe.verdict.observations import domain_of
 
 __all__ = [
     "Cell",

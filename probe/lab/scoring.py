@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from probe.format.reader import domain_of
 from probe.format.vocab import Method, Status
 from probe.lab.windows import Sample, WindowStats
 from probe.verdict.control import control_verdict
-from probe.verdict.observations import domain_of
 from probe.verdict.rules import Verdict, verdict
 
 __all__ = [

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from probe.format.reader import domain_of
 from probe.format.vocab import Role
 from probe.schedule_policy import TargetState, bursting, spot_wait, spotted, track
-from probe.verdict.observations import domain_of
 
 __all__ = ["Spots", "statuses"]
 

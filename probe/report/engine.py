@@ -33,11 +33,11 @@ from typing import Any, Final
 import duckdb
 
 from probe import store
+from probe.format.ooni import is_ooni, skip_reason
 from probe.report.aggregate import Read, report
 from probe.report.model import Report
 from probe.report.scan import Roles, connect, one, stage
 from probe.verdict import ANALYSIS_VERSION, summary_keys, verdict
-from probe.verdict.ooni import is_ooni, skip_reason
 
 __all__ = ["Duck", "build", "export_parquet"]
 
@@ -101,7 +101,7 @@ def _workers() -> Iterator[Pool | None]:
 def _rescore(con: duckdb.DuckDBPyConnection, pool: Pool | None, skipped: dict[str, int]) -> None:
     """Score the stale rows of ``m`` with the current rules; drop (and count) the OONI rows
     that cannot be scored. OONI rows of the same ``evidence`` (what their verdict reads but for
-    timings: :data:`probe.verdict.ooni.EVIDENCE_KEYS`) are one group scored once, from one of
+    timings: :data:`probe.format.ooni.EVIDENCE_KEYS`) are one group scored once, from one of
     their lines; any other row is a group of its own. The lines go to Python a batch at a
     time: after a rules upgrade every row is stale, and all the lines at once would be
     gigabytes."""

@@ -18,19 +18,19 @@ Parquet files written by ``probe export`` hold the same columns plus the raw
 line, and join the scan (their lines are read only for rows to re-score).
 
 OONI. A row is ours (source ``probe``) when it has an ``x_format_version``, our
-``test_name`` or our ``software_name``, as :func:`probe.verdict.ooni.is_ooni`
+``test_name`` or our ``software_name``, as :func:`probe.format.ooni.is_ooni`
 decides; any other is OONI's (source ``ooni``). OONI has no ``x_role``: an OONI
 ``web_connectivity`` row is a target when its input's host is one of the
 campaign's targets, a control when it is one of its control sites, and any other
 input is skipped ("not a target nor a control of the campaign"), so example.org
 never counts as X; without lists (:class:`Roles` None) every row is a target. Rows
 are named by their report, start time, network, length and evidence
-(:data:`probe.verdict.ooni.EVIDENCE_KEYS`; by the md5 of their line without a report id: OONI
+(:data:`probe.format.ooni.EVIDENCE_KEYS`; by the md5 of their line without a report id: OONI
 has no ``measurement_uid``; a report measures an input once), always scored (they carry
 no verdict of ours), a group of lines alike (the same evidence) once; other
-OONI tests are skipped with :func:`probe.verdict.ooni.skip_reason`. OONI's
+OONI tests are skipped with :func:`probe.format.ooni.skip_reason`. OONI's
 ``.json`` files are whole documents (pretty-printed, or the API's JSON-in-JSON
-wrapper): Python reads them with :func:`probe.verdict.ooni.parse_text` and
+wrapper): Python reads them with :func:`probe.format.ooni.parse_text` and
 stages each measurement as one compact line for the same scan. Every
 aggregate is per source too, so OONI's picture of an ISP stands beside ours.
 
@@ -56,11 +56,11 @@ from typing import Any, Final
 import duckdb
 
 from probe import store
+from probe.format.ooni import EVIDENCE_KEYS, TIMINGS, parse_text, skip_reason
 from probe.format.vocab import KNOWN_FORMAT_VERSIONS
 from probe.index import GENERIC_SLD, HOST_PATTERN
 from probe.report import gunzip, indexed
 from probe.verdict import ANALYSIS_VERSION
-from probe.verdict.ooni import EVIDENCE_KEYS, TIMINGS, parse_text, skip_reason
 
 __all__ = ["OTHER_INPUT", "Roles", "Staged", "connect", "one", "reader_sql", "stage"]
 
@@ -150,7 +150,7 @@ _STAGED: Final = """
 WITH keyed AS (
     SELECT line, filename, ev, k IS NOT NULL AS valid, {columns},
            CASE WHEN fmt IS NOT NULL OR test_name = 'x_reachability' OR software = 'probe'
-                THEN 'probe' ELSE 'ooni' END AS source  -- as probe.verdict.ooni.is_ooni
+                THEN 'probe' ELSE 'ooni' END AS source  -- as probe.format.ooni.is_ooni
     FROM ({source})
 ), hosted AS (
     SELECT *, {host} AS host,

@@ -2,18 +2,18 @@
 
 ``verdict(measurement)`` is the whole public surface the probe needs (it
 scores OONI's web_connectivity measurements too, read by
-:mod:`probe.verdict.ooni`);
+:mod:`probe.format.ooni`);
 ``summary_keys`` turns a verdict into the OONI-style keys the measurement
 stores. The pipeline (observations -> named facts -> decisions, as OONI's
 probe-cli minipipeline) is documented in :mod:`probe.verdict.rules`, the
-observations view in :mod:`probe.verdict.view`, the facts in
+observations view in :mod:`probe.format.view`, the facts in
 :mod:`probe.verdict.facts`, the fingerprint and bogon data in
 ``fingerprints.json`` / ``bogons.json``, and the lab evaluation in
 :mod:`probe.lab.evaluate`. Nothing here touches the network.
 """
 
+from probe.format.reader import Observations, observations
 from probe.verdict.fingerprints import Fingerprints, load_fingerprints
-from probe.verdict.observations import Observations, observations
 from probe.verdict.rules import ANALYSIS_VERSION, Verdict, judge, summary_keys, verdict
 
 __all__ = [

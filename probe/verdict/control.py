@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from probe.format.reader import Connect, Handshake, HttpExchange, observations
 from probe.format.vocab import Status, Tag
-from probe.verdict.observations import Connect, Handshake, HttpExchange, observations
 from probe.verdict.outcome import Verdict
 
 __all__ = ["control_verdict"]

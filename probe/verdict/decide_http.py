@@ -38,13 +38,13 @@ The facts are :mod:`probe.verdict.facts_steps`'s.
 
 from __future__ import annotations
 
+from probe.format.fields import parse_url
+from probe.format.view import HttpExchange
 from probe.format.vocab import Method, Tag
 from probe.verdict.evidence import addr, show_connect, show_http, show_tls
 from probe.verdict.facts import Context
-from probe.verdict.fields import parse_url
 from probe.verdict.outcome import Finding
 from probe.verdict.pages import substitute_page
-from probe.verdict.view import HttpExchange
 
 __all__ = ["http_stage", "page_stage", "throttle_stage"]
 

@@ -46,13 +46,13 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Final
 
+from probe.format.view import Handshake
 from probe.format.vocab import Method, Operation, Tag
 from probe.verdict.evidence import addr, show_connect, show_http, show_tls
 from probe.verdict.facts import Context
 from probe.verdict.facts_steps import REACHED, TIMEOUT
 from probe.verdict.facts_steps import kind as failure_kind
 from probe.verdict.outcome import Finding
-from probe.verdict.view import Handshake
 
 __all__ = ["ALONE_CONFIDENCE", "ALONE_FLAG_BONUS", "tcp_stage", "tls_stage"]
 

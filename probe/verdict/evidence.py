@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from probe.verdict.view import Connect, DnsResponse, Handshake, HttpExchange
+from probe.format.view import Connect, DnsResponse, Handshake, HttpExchange
 
 __all__ = [
     "SHOWN",

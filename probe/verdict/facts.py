@@ -4,7 +4,7 @@ Built the way OONI's probe-cli builds its analysis (``internal/minipipeline``:
 observations, then a ``WebAnalysis`` of named sets such as
 ``DNSLookupSuccessWithInvalidAddresses`` or ``TCPConnectUnexpectedFailure``,
 then the classic verdict from those sets): :func:`facts` reads one
-:class:`~probe.verdict.view.Observations` into :class:`Facts`, small frozen
+:class:`~probe.format.view.Observations` into :class:`Facts`, small frozen
 records of named sets of observations, one record per family (health here,
 DNS in :mod:`probe.verdict.facts_dns`, TCP/TLS/HTTP/throughput in
 :mod:`probe.verdict.facts_steps`); the decisions (``decide_*``, the gate)
@@ -29,6 +29,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from probe.format.view import Connect, DnsResponse, Handshake, HttpExchange, Observations, Transfer
 from probe.format.vocab import Operation, Tag
 from probe.verdict.bogons import Bogons
 from probe.verdict.evidence import addr, reference, show_connect, show_dns, show_http, show_tls
@@ -49,7 +50,6 @@ from probe.verdict.facts_steps import (
 )
 from probe.verdict.fingerprints import Fingerprint, Fingerprints
 from probe.verdict.throttling import Plateau
-from probe.verdict.view import Connect, DnsResponse, Handshake, HttpExchange, Observations, Transfer
 
 __all__ = ["Context", "Facts", "Health", "facts", "to_json"]
 

@@ -32,9 +32,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from probe.format.view import DnsResponse, Observations
 from probe.format.vocab import Tag
 from probe.verdict.bogons import Bogons
-from probe.verdict.view import DnsResponse, Observations
 
 __all__ = ["NEGATIVE", "RESOLVER_ERRORS", "SECURE_ENGINES", "DnsFacts", "dns_facts"]
 

@@ -28,10 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from probe.format.view import Connect, Handshake, HttpExchange, Observations, Transfer
 from probe.format.vocab import Operation, Tag
 from probe.verdict.fingerprints import Fingerprint, Fingerprints
 from probe.verdict.throttling import RATIO, Plateau, mean_rate, plateau
-from probe.verdict.view import Connect, Handshake, HttpExchange, Observations, Transfer
 
 __all__ = [
     "CERT_INVALID",

@@ -21,12 +21,12 @@ the way.
 
 from __future__ import annotations
 
+from probe.format.view import HttpExchange
 from probe.format.vocab import Status, Tag
 from probe.verdict.evidence import addr, show_connect, show_dns, show_http, show_tls, shown
 from probe.verdict.facts import Context, Health
 from probe.verdict.facts_steps import no_ipv6
 from probe.verdict.outcome import Finding, Verdict, inconclusive
-from probe.verdict.view import HttpExchange
 
 __all__ = ["gate", "unblocked"]
 

@@ -25,8 +25,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from probe.format.view import Connect, HttpExchange
 from probe.format.vocab import Tag
-from probe.verdict.view import Connect, HttpExchange
 
 __all__ = ["Substitute", "substitute_page"]
 

@@ -1,8 +1,8 @@
 """The verdict: what blocked a target, where, how, and how sure: one pure function.
 
 :func:`verdict` reads a measurement into the observations view (ours:
-:mod:`probe.verdict.observations`; OONI's web_connectivity:
-:mod:`probe.verdict.ooni`) and :func:`judge` runs the pipeline OONI's
+:mod:`probe.format.reader`; OONI's web_connectivity:
+:mod:`probe.format.ooni`) and :func:`judge` runs the pipeline OONI's
 probe-cli runs in ``internal/minipipeline``: observations -> named **facts**
 (:mod:`probe.verdict.facts`: health, and per family ``facts_dns``,
 ``facts_steps``; serialisable, with goldens of their own) -> **decisions**,
@@ -22,7 +22,7 @@ blocking, the gate's :func:`~probe.verdict.gate.unblocked` says ``ok``,
 into ``test_keys``, :mod:`probe.verdict.evidence`) and one plain sentence.
 
 **A remote vantage point** (role ``remote``: OONI's test helper, see
-:mod:`probe.verdict.ooni`) did the same steps from another network. It
+:mod:`probe.format.ooni`) did the same steps from another network. It
 stands in for the controls our probe measures itself, weaker: it proves the
 site works from elsewhere, never which name or address a filter keys on.
 Its DNS answers (engine ``th``, over HTTPS) are a trusted DNS control; its
@@ -40,6 +40,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Final
 
+from probe.format.ooni import chain, is_ooni
+from probe.format.reader import observations
+from probe.format.view import Observations
 from probe.format.vocab import Blocking, Method, Status
 from probe.verdict.bogons import Bogons, default_bogons
 from probe.verdict.decide_dns import dns_stage
@@ -49,10 +52,7 @@ from probe.verdict.evidence import show_http
 from probe.verdict.facts import Context, facts
 from probe.verdict.fingerprints import Fingerprints, default_fingerprints
 from probe.verdict.gate import gate, unblocked
-from probe.verdict.observations import observations
-from probe.verdict.ooni import chain, is_ooni
 from probe.verdict.outcome import Finding, Verdict, inconclusive
-from probe.verdict.view import Observations
 
 __all__ = [
     "ALONE_CONFIDENCE",
@@ -96,7 +96,7 @@ def verdict(measurement: Mapping[str, Any], *, fingerprints: Fingerprints | None
                     explanation=f"{then.status}: {first.domain} redirects to {hop.domain}; {said}",
                 )
                 break
-        # entries left out (probe.verdict.ooni): the evidence says what was not read
+        # entries left out (probe.format.ooni): the evidence says what was not read
         return replace(result, evidence=result.evidence + first.notes)
     except Exception as exc:  # a rule bug must cost one verdict, not a whole report
         return inconclusive(f"the rules failed on this measurement ({type(exc).__name__})", ())

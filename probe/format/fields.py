@@ -6,8 +6,8 @@ Every value of a measurement is hostile until read here: :func:`get` and
 instead of an exception, and URLs, addresses, headers and bodies are parsed
 so that no byte of a measurement can make a reader raise. A reader that finds
 an entry of the wrong shape raises :class:`Bad` inside its parse function;
-:func:`parse_entries` catches it. :mod:`probe.verdict.observations` and
-:mod:`probe.verdict.ooni` import these, so the two readers read alike.
+:func:`parse_entries` catches it. :mod:`probe.format.reader` and
+:mod:`probe.format.ooni` import these, so the two readers read alike.
 """
 
 from __future__ import annotations

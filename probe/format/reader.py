@@ -2,12 +2,12 @@
 
 The rules never look into the raw JSON: :func:`observations` reads one
 measurement into :class:`Observations` (the records of
-:mod:`probe.verdict.view`, re-exported here), flat tuples of small records,
+:mod:`probe.format.view`, re-exported here), flat tuples of small records,
 each remembering where it came from (``ref``, e.g. ``"tls_handshakes[3]"``)
 so evidence can point back at the data. Another source only needs its own
 extractor to reuse the rules: OONI's web_connectivity has one
-(:mod:`probe.verdict.ooni`); both read fields through
-:mod:`probe.verdict.fields`. OONI's adds the roles ``remote`` (its test
+(:mod:`probe.format.ooni`); both read fields through
+:mod:`probe.format.fields`. OONI's adds the roles ``remote`` (its test
 helper's steps) and ``other`` (read by no rule) and the DNS engine ``th``.
 
 Reading is defensive, not forgiving: anything that is not what the format
@@ -30,8 +30,7 @@ from typing import Any, Final, TypeVar
 
 import dns.rcode
 
-from probe.format.vocab import KNOWN_FORMAT_VERSIONS, Operation, Tag
-from probe.verdict.fields import (
+from probe.format.fields import (
     Bad,
     Url,
     address,
@@ -45,7 +44,7 @@ from probe.verdict.fields import (
     parse_url,
     title,
 )
-from probe.verdict.view import (
+from probe.format.view import (
     Connect,
     DnsResponse,
     Handshake,
@@ -54,6 +53,7 @@ from probe.verdict.view import (
     Transfer,
     unreadable,
 )
+from probe.format.vocab import KNOWN_FORMAT_VERSIONS, Operation, Tag
 
 __all__ = [
     "Connect",

@@ -1,9 +1,9 @@
 """How one OONI web_connectivity measurement becomes observations: the per-step readers.
 
 :func:`view` reads the observations of one domain of a measurement's redirect
-chain (:func:`hops` lists the chain) into :class:`~probe.verdict.view.Observations`,
+chain (:func:`hops` lists the chain) into :class:`~probe.format.view.Observations`,
 so the rules judge OONI's data as they judge ours. The mapping and its reasons
-are in :mod:`probe.verdict.ooni` (the public entry points) and
+are in :mod:`probe.format.ooni` (the public entry points) and
 ``docs/ooni-agreement.md``: system resolvers are ``getaddrinfo``, other engines
 are DNS controls, ``x_dns_duplicate_responses`` are late responses, the test
 helper's steps are role ``remote``, its DNS answer engine ``th``, and the
@@ -20,7 +20,7 @@ from typing import Any, Final, TypeVar
 
 import dns.rcode
 
-from probe.verdict.fields import (
+from probe.format.fields import (
     Bad,
     address,
     answers,
@@ -33,7 +33,7 @@ from probe.verdict.fields import (
     parse_url,
     title,
 )
-from probe.verdict.view import Connect, DnsResponse, Handshake, HttpExchange, Observations
+from probe.format.view import Connect, DnsResponse, Handshake, HttpExchange, Observations
 
 __all__ = ["LEGACY_FAILURES", "MAX_HOPS", "entries", "flags", "hops", "idna", "view"]
 

@@ -4,7 +4,7 @@
 :func:`probe.verdict.judge` scores it exactly like ours; :func:`probe.verdict.verdict`
 dispatches here by itself when :func:`is_ooni` says so. Everything is pure:
 dicts and strings in, records out, no I/O. The per-step readers are in
-:mod:`probe.verdict.ooni_view`; this module is the entry points.
+:mod:`probe.format.ooni_reader`; this module is the entry points.
 
 The mapping (``docs/ooni-agreement.md`` has the reasoning and what it costs):
 
@@ -52,24 +52,18 @@ without ``address``, as probe-cli 3.14 wrote some) is left out and named in
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 
-from probe.verdict.fields import Bad, domain_of
-from probe.verdict.ooni_view import entries, flags, hops, idna, view
-from probe.verdict.outcome import Verdict
-from probe.verdict.view import Observations, unreadable
+from probe.format.fields import Bad, domain_of
+from probe.format.ooni_reader import entries, hops, idna, view
+from probe.format.view import Observations, unreadable
 
 __all__ = [
     "EVIDENCE_KEYS",
     "SUPPORTED_VERSIONS",
     "TIMINGS",
-    "OoniVerdict",
-    "agrees",
     "chain",
     "is_ooni",
-    "ooni_verdict",
     "parse_text",
     "skip_reason",
     "unwrap",
@@ -78,21 +72,6 @@ __all__ = [
 #: ``test_version`` prefixes of web_connectivity this reader understands (every one OONI
 #: published: 0.0.1 by Measurement Kit, 0.1.0-0.3.x by the Python ooniprobe, 0.4/0.5 by Go).
 SUPPORTED_VERSIONS: Final = ("0.0.", "0.1.", "0.2.", "0.3.", "0.4.", "0.5.")
-#: OONI's summary keys -> the verdict methods that agree with them (docs/ooni-agreement.md).
-AGREEING_METHODS: Final[Mapping[str, frozenset[str]]] = {
-    "dns": frozenset({"dns"}),
-    "tcp_ip": frozenset({"tcp_ip"}),
-    "http-failure": frozenset({"tls", "http", "throttling"}),
-    "http-diff": frozenset({"http"}),
-}
-#: ``x_blocking_flags`` bits (web_connectivity 0.5) -> the verdict methods that agree.
-FLAG_METHODS: Final[Mapping[int, frozenset[str]]] = {
-    1: frozenset({"dns"}),
-    2: frozenset({"tcp_ip"}),
-    4: frozenset({"tls"}),
-    8: frozenset({"http", "throttling"}),
-    16: frozenset({"http"}),
-}
 #: The members of a measurement its verdict reads (:func:`is_ooni`, :func:`skip_reason`,
 #: :func:`chain`), ``test_keys`` last; the report (:mod:`probe.report.scan`) scores one line
 #: per distinct value of these, :data:`TIMINGS` left out.
@@ -209,30 +188,3 @@ def chain(obj: object) -> tuple[Observations, ...]:
     except Bad as exc:
         return (unreadable(str(exc)),)
     return tuple(view(m, keys, d, m["input"] if i == 0 else url) for i, (d, url) in domains)
-
-
-@dataclass(frozen=True, slots=True)
-class OoniVerdict:
-    """OONI's own summary of a web_connectivity measurement."""
-
-    blocking: str | bool | None
-    accessible: bool | None
-    flags: int | None  # x_blocking_flags (0.5), None in 0.4
-
-
-def ooni_verdict(m: Mapping[str, Any]) -> OoniVerdict:
-    keys = m.get("test_keys")
-    keys = keys if isinstance(keys, dict) else {}
-    return OoniVerdict(keys.get("blocking"), keys.get("accessible"), flags(keys))
-
-
-def agrees(ooni: OoniVerdict, ours: Verdict) -> bool:
-    """Whether our verdict says what OONI's says (the definition is in docs/ooni-agreement.md)."""
-    if isinstance(ooni.blocking, str):
-        methods = set(AGREEING_METHODS.get(ooni.blocking, frozenset()))
-        for bit, bit_methods in FLAG_METHODS.items():
-            if (ooni.flags or 0) & bit:
-                methods |= bit_methods
-        return ours.status == "blocked" and ours.method in methods
-    expected = {(False, True): "ok", (False, False): "down", (None, None): "inconclusive"}
-    return expected.get((ooni.blocking, ooni.accessible)) == ours.status

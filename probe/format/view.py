@@ -3,8 +3,8 @@
 A reader turns one measurement into :class:`Observations` (flat tuples of small
 frozen records, each remembering where it came from: ``ref``, e.g.
 ``"tls_handshakes[3]"``, so evidence can point back at the data): ours in
-:mod:`probe.verdict.observations`, OONI's web_connectivity in
-:mod:`probe.verdict.ooni`. The facts (:mod:`probe.verdict.facts`) and the
+:mod:`probe.format.reader`, OONI's web_connectivity in
+:mod:`probe.format.ooni`. The facts (:mod:`probe.verdict.facts`) and the
 decisions read only these records, never the raw JSON. Roles: ``target``,
 ``control_sni``, ``control_address``, ``control_site``, ``residual`` (ours),
 ``remote`` (OONI's test helper) and ``other`` (read by no rule).

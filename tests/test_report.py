@@ -47,8 +47,8 @@ B_OPEN = set(range(10, 15)) | set(range(40, 50))  # runs (minutes) when ISP B le
 
 EXPECTED = [
     "AS64500 Lab ISP A: X blocked 100% of the time by TLS SNI reset (180 measurements)",
-    "AS64501 Lab ISP B: X blocked 75% of the time by TLS SNI reset; open 2 times, median 8 min, "
-    "longest 10 min (180 measurements)",
+    "AS64501 Lab ISP B: X blocked 75% of the time (±2 points, 95%) by TLS SNI reset; open 2 "
+    "times, median 8 min, longest 10 min (180 measurements)",
     "AS64502 Lab ISP C: X open 100% of the time (180 measurements)",
     "AS64503 Lab ISP D: X no verdict (every run was down or inconclusive); the network was down "
     "in 100% of measurements (180 measurements)",

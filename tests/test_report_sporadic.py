@@ -59,10 +59,20 @@ def test_a_long_gap_counts_for_at_most_four_median_intervals() -> None:
 def test_duty_cycle_shares_time_at_the_midpoints() -> None:
     bbob = stats("BBOB")
     assert bbob is not None and bbob.duty_cycle == pytest.approx(20 / 30)
-    assert stats("BBBB") == RunStats(4, 1.0, 0, ())
-    assert stats("OUOU") == RunStats(2, 0.0, 0, (Window(0, 20, 0, 20, 2, True),))
+    assert stats("BBBB") == RunStats(4, 1.0, 0.0, 0, ())
+    assert stats("OUOU") == RunStats(2, 0.0, 0.0, 0, (Window(0, 20, 0, 20, 2, True),))
     assert stats("UU") is None
-    assert stats("B") == RunStats(1, 1.0, 0, ())  # one instant: the share of blocked runs
+    assert stats("B") == RunStats(1, 1.0, None, 0, ())  # one instant: the share of blocked runs
+
+
+def test_the_duty_cycle_margin_is_two_sigma_of_the_switch_errors() -> None:
+    # runs every 10 s: each of the 2 switches lies in a 10 s gap, its midpoint off by an error
+    # uniform in +-5 s (variance 25/3); the margin is 2 sigma of their sum over 30 s owned
+    bbob = stats("BBOB")
+    assert bbob is not None and bbob.duty_margin == pytest.approx(2 * (50 / 3) ** 0.5 / 30)
+    # three times the span, the same gaps around the 2 switches: a third of the margin
+    long = stats("BBBBBOBBBB", times=list(range(0, 100, 10)))
+    assert long is not None and long.duty_margin == pytest.approx(2 * (50 / 3) ** 0.5 / 90)
 
 
 def test_switches_count_flips_between_decided_states() -> None:

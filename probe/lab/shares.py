@@ -27,10 +27,13 @@ __all__ = ["Share", "compared", "true_share"]
 class Share:
     isp: str
     reported: float | None  # the report's duty cycle (None: no decided run)
+    margin: float | None  # the report's 95% margin of it (probe.report.sporadic)
     truth: float  # the blocked share of the ISP's measured span
 
     def shown(self) -> str:
         said = "-" if self.reported is None else f"{round(100 * self.reported)}%"
+        if self.margin:
+            said += f" ±{round(100 * self.margin)}"
         return f"{self.isp} {said} (truth {self.truth:.1%})"
 
 
@@ -64,9 +67,14 @@ def compared(
     from probe.report.model import ALL
 
     report = build([directory])
-    duty = {s.asn: s.stats.duty_cycle for s in report.series if s.family == ALL}
+    stats = {s.asn: s.stats for s in report.series if s.family == ALL}
     return [
-        Share(isp, duty.get(asn), true_share(windows, *spans[isp]))
+        Share(
+            isp,
+            stats[asn].duty_cycle if asn in stats else None,
+            stats[asn].duty_margin if asn in stats else None,
+            true_share(windows, *spans[isp]),
+        )
         for isp, (asn, windows) in sorted(switched.items())
         if isp in spans
     ]

@@ -111,6 +111,11 @@ SELECT asn, source, family, count(*),
             THEN coalesce(sum(before + after) FILTER (WHERE state = 'blocked'), 0)
                  / sum(before + after)
             ELSE avg((state = 'blocked')::INT) END,
+       -- the duty cycle's 95% margin (sporadic.py): each switch's midpoint is off by an error
+       -- uniform in +-h (h: the half-gap the run after it owns before it), variance h^2/3
+       CASE WHEN sum(before + after) > 0
+            THEN 2 * sqrt(coalesce(sum(before * before) FILTER (WHERE state <> prev_state), 0) / 3)
+                 / sum(before + after) END,
        count(*) FILTER (WHERE state <> prev_state)
 FROM decided GROUP BY ALL
 """
@@ -150,6 +155,7 @@ class RunStats:
 
     decided: int
     duty_cycle: float | None
+    duty_margin: float | None
     switches: int
     windows: tuple[Window, ...]
 
@@ -241,8 +247,10 @@ def run_statistics(sql: Sql) -> dict[Key, RunStats]:
     for asn, source, family, *window in sql.rows(_WINDOWS):
         windows[asn, source, family].append(Window(*window))
     return {
-        (asn, source, family): RunStats(n, duty, switches, tuple(windows[asn, source, family]))
-        for asn, source, family, n, duty, switches in sql.rows(_SERIES_STATS)
+        (asn, source, family): RunStats(
+            n, duty, margin, switches, tuple(windows[asn, source, family])
+        )
+        for asn, source, family, n, duty, margin, switches in sql.rows(_SERIES_STATS)
     }
 
 
@@ -254,7 +262,7 @@ def _series(sql: Sql, cells: Sequence[Cell], totals: Sequence[Row],
     for c in cells:
         by_key[c.asn, c.source, c.family].append(c)
     out = []
-    none = RunStats(0, None, 0, ())
+    none = RunStats(0, None, None, 0, ())
     for asn, source, family, _, n, ok, bl, dn, inc, blocked_by, detail in totals:
         run = stats.get((asn, source, family), none)
         buckets = by_key[asn, source, family]
@@ -262,6 +270,7 @@ def _series(sql: Sql, cells: Sequence[Cell], totals: Sequence[Row],
             run.decided, run.duty_cycle, run.switches, run.windows,
             cusum([(c.bucket, c.blocked_share or 0.0, c.ok + c.blocked) for c in buckets]),
             method_changes([(c.bucket, c.detail) for c in buckets]),
+            run.duty_margin,
         )  # fmt: skip
         out.append(Series(asn, source, networks.get(asn, ""), family, n, ok, bl, dn, inc,
                           blocked_by, detail, sporadic))  # fmt: skip

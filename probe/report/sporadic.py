@@ -17,8 +17,15 @@ with these definitions:
   most ``max_gap / 2`` of it. ``unknown`` samples are skipped: an outage
   neither opens nor closes a window.
 * The *duty cycle* is the share of the owned time that was blocked (with a
-  single decided instant, the share of blocked samples); *switches* count the
-  flips between consecutive decided samples; an *open window* is a maximal
+  single decided instant, the share of blocked samples). Its *margin* is how far
+  off the midpoint split may put it: each switch lies somewhere in the gap
+  between the runs around it, so the split errs there by an amount uniform in
+  +-h (h the half-gap), independent from switch to switch when runs come at
+  random (Poisson) times. The margin is two standard deviations of their sum,
+  ``2 * sqrt(sum(h^2) / 3)``, as a share of the owned time (about 95%): it is
+  wide over few switches seen by sparse runs and narrows as the span grows
+  (  A window that opened and closed between two runs is not in it: no run saw it.)
+  *Switches* count the flips between consecutive decided samples; an *open window* is a maximal
   stretch of open samples, its ends half way to the blocked samples around it.
 
 Changepoints come from a two-sided, state-aware CUSUM on the blocked share per
@@ -81,6 +88,7 @@ class Sporadic:
     windows: tuple[Window, ...]
     changepoints: tuple[Changepoint, ...]
     method_changes: tuple[MethodChange, ...]
+    duty_margin: float | None = None  # the duty cycle is right to within this (switch times)
 
     @property
     def median_window(self) -> float | None:

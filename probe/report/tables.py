@@ -62,6 +62,7 @@ def _family(s: Series) -> dict[str, Any]:
         "detail": s.detail,
         "runs_decided": st.decided,
         "duty_cycle": st.duty_cycle,
+        "duty_cycle_margin": st.duty_margin,
         "switches": st.switches,
         "open_windows": [
             {

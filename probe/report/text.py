@@ -130,7 +130,8 @@ def _clause(s: Series) -> str:
         return "no verdict (every run was down or inconclusive)"
     if kind == "open":
         return f"open {_pct(1 - st.duty_cycle)} of the time"
-    text = f"blocked {_pct(st.duty_cycle)} of the time {_methods(s)}"
+    margin = f" (±{round(100 * st.duty_margin)} points, 95%)" if st.duty_margin else ""
+    text = f"blocked {_pct(st.duty_cycle)} of the time{margin} {_methods(s)}"
     if st.windows and st.duty_cycle < 1:
         n = len(st.windows)
         median, longest = duration(st.median_window or 0), duration(st.longest_window or 0)

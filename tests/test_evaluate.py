@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from probe.lab.evaluate import TruthWindow, evaluate, infer_interval, main
+from probe.lab.cli import main
+from probe.lab.evaluate import TruthWindow, evaluate, infer_interval
 
 GOLDEN = Path(__file__).parent / "golden"
 T0 = datetime(2025, 2, 17, 10, 0, tzinfo=UTC)
@@ -216,7 +217,7 @@ def test_main_reads_a_run_directory(tmp_path: Path, capsys: Any) -> None:
     ms = [measurement("sni_reset" if 10 <= i < 20 else "ok", i) for i in range(30)]
     write_run(tmp_path, truth, {"isp1": ms})
     out = tmp_path / "eval.json"
-    assert main([str(tmp_path), "--json", str(out)]) == 0
+    assert main(["eval", str(tmp_path), "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "30 measurements" in printed and "1 unreadable" in printed and printed.endswith("PASS\n")
     assert "isp1       x.com                  tls" in printed
@@ -240,14 +241,14 @@ def test_main_fails_and_lists_the_wrong_verdicts(tmp_path: Path, capsys: Any) ->
     ]
     ms = [measurement("ip_blackhole" if i == 30 else "lossy", i) for i in range(2, 58)]
     write_run(tmp_path, truth, {"isp1": ms})
-    assert main([str(tmp_path), "--interval", "60"]) == 1
+    assert main(["eval", str(tmp_path), "--interval", "60"]) == 1
     printed = capsys.readouterr().out
     assert "false_positive: truth lossy; got blocked tcp_ip.timeout" in printed
     assert "FAIL: 1 blocked verdict(s) where the truth says open, outage or lossy" in printed
 
 
 def test_main_without_truth(tmp_path: Path, capsys: Any) -> None:
-    assert main([str(tmp_path)]) == 2
+    assert main(["eval", str(tmp_path)]) == 2
     assert "truth.jsonl not found" in capsys.readouterr().err
 
 

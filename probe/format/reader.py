@@ -32,7 +32,6 @@ import dns.rcode
 
 from probe.format.fields import (
     Bad,
-    Url,
     address,
     answers,
     body,
@@ -55,18 +54,7 @@ from probe.format.view import (
 )
 from probe.format.vocab import KNOWN_FORMAT_VERSIONS, Operation, Tag
 
-__all__ = [
-    "Connect",
-    "DnsResponse",
-    "Handshake",
-    "HttpExchange",
-    "Observations",
-    "Transfer",
-    "Url",
-    "domain_of",
-    "observations",
-    "parse_url",
-]
+__all__ = ["observations"]
 
 _ROLES: Final = (Tag.TARGET, Tag.CONTROL_SNI, Tag.CONTROL_ADDRESS, Tag.CONTROL_SITE, Tag.RESIDUAL)
 _T = TypeVar("_T")

@@ -76,6 +76,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     evaluate.add_argument(
         "directory", type=Path, metavar="DIR", help="the --output folder of a `lab run`"
     )
+    evaluate.add_argument(
+        "--interval",
+        type=float,
+        metavar="SECONDS",
+        help="mean seconds between runs (default: inferred from the data)",
+    )
+    evaluate.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the whole evaluation here"
+    )
     _min_open_detected(evaluate)
     evaluate.set_defaults(handler=cmd_eval)
 
@@ -153,29 +162,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"probe lab: {failures} rounds failed", file=sys.stderr)
     from probe.lab import evaluate
 
-    verdicts = evaluate.main([str(args.output), *_gate(args)])
+    verdicts = evaluate.judge_run(args.output, min_open_detected=args.min_open_detected)
     return 1 if failures or verdicts else 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from probe.lab import evaluate
 
-    return evaluate.main([str(args.directory), *_gate(args)])
+    return evaluate.judge_run(
+        args.directory,
+        interval=args.interval,
+        json_path=args.json,
+        min_open_detected=args.min_open_detected,
+    )
 
 
 def _min_open_detected(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--min-open-detected",
-        type=float,
+        type=_fraction,
         metavar="FRACTION",
         help="the share of true open windows of >= 10 s the run must have seen open "
         "(default 0.9; 0 for a run too short to sample many windows)",
     )
 
 
-def _gate(args: argparse.Namespace) -> list[str]:
-    gate: float | None = args.min_open_detected
-    return [] if gate is None else ["--min-open-detected", str(gate)]
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:

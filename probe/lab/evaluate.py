@@ -36,7 +36,6 @@ the printed figures are :mod:`probe.lab.figures`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -46,7 +45,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from probe import store
-from probe.format.reader import domain_of
+from probe.format.fields import domain_of
 from probe.lab import figures
 from probe.lab.scoring import (
     METHODS,
@@ -67,7 +66,7 @@ __all__ = [
     "TruthWindow",
     "evaluate",
     "infer_interval",
-    "main",
+    "judge_run",
 ]
 
 MIN_RECALL: Final = 0.98
@@ -169,28 +168,18 @@ def infer_interval(measurements: Iterable[Mapping[str, Any] | None]) -> float:
     return statistics.median(gaps) if gaps else 0.0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``probe lab eval DIR [--interval S] [--json FILE]``; non-zero when the run fails."""
-    parser = argparse.ArgumentParser(
-        prog="probe lab eval", description="Score a lab run's verdicts against its truth."
-    )
-    parser.add_argument("dir", type=Path, help="the lab run directory (truth.jsonl, <isp>/*.jsonl)")
-    parser.add_argument(
-        "--interval", type=float, help="seconds between runs (default: inferred from the data)"
-    )
-    parser.add_argument("--json", type=Path, help="also write the full evaluation here")
-    parser.add_argument(
-        "--min-open-detected",
-        type=float,
-        default=MIN_OPEN_DETECTED,
-        metavar="FRACTION",
-        help="the share of true open windows a passing run saw open (default: "
-        f"{MIN_OPEN_DETECTED:g}; 0 for a run too short to sample many windows)",
-    )
-    args = parser.parse_args(argv)
-    if not 0 <= args.min_open_detected <= 1:
-        parser.error("--min-open-detected must be between 0 and 1")
-    truth_path = args.dir / "truth.jsonl"
+def judge_run(
+    directory: Path,
+    *,
+    interval: float | None = None,
+    json_path: Path | None = None,
+    min_open_detected: float | None = None,
+) -> int:
+    """``probe lab eval``: score a lab run's folder against its truth, print the figures
+    (PASS / FAIL last), optionally write the whole evaluation as JSON; the exit code (2: no
+    readable truth). ``interval``: seconds between runs, else inferred from the data;
+    ``min_open_detected``: the open-window gate, else :data:`MIN_OPEN_DETECTED`."""
+    truth_path = directory / "truth.jsonl"
     if not truth_path.is_file():
         print(f"probe lab eval: {truth_path} not found", file=sys.stderr)
         return 2
@@ -200,15 +189,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"probe lab eval: {truth_path}: {exc}", file=sys.stderr)
         return 2
     stats = store.ReadStats()
-    rows = list(store.read(sorted(args.dir.glob("*/*.jsonl*")), stats))
-    interval = args.interval if args.interval is not None else infer_interval(rows)
+    rows = list(store.read(sorted(directory.glob("*/*.jsonl*")), stats))
+    interval = interval if interval is not None else infer_interval(rows)
     result = evaluate(
-        [*rows, *[None] * stats.skipped], truth, interval, args.min_open_detected
-    )  # None: unreadable
-    scores, outcome = figures.report(args.dir, result).rsplit("\n", 1)
-    print(scores, figures.shares_line(args.dir, truth, rows), outcome, sep="\n")  # PASS / FAIL last
-    if args.json is not None:
-        args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+        [*rows, *[None] * stats.skipped],  # None: unreadable
+        truth,
+        interval,
+        MIN_OPEN_DETECTED if min_open_detected is None else min_open_detected,
+    )
+    scores, outcome = figures.report(directory, result).rsplit("\n", 1)
+    shares = figures.shares_line(directory, truth, rows)
+    print(scores, shares, outcome, sep="\n")  # PASS / FAIL last
+    if json_path is not None:
+        json_path.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
     return result.exit_code
 
 

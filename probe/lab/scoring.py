@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from probe.format.reader import domain_of
+from probe.format.fields import domain_of
 from probe.format.vocab import Method, Status
 from probe.lab.windows import Sample, WindowStats
 from probe.verdict.control import control_verdict

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from probe.format.reader import domain_of
+from probe.format.fields import domain_of
 from probe.format.vocab import Role
 from probe.schedule_policy import TargetState, bursting, spot_wait, spotted, track
 

@@ -12,7 +12,8 @@ observations view in :mod:`probe.format.view`, the facts in
 :mod:`probe.lab.evaluate`. Nothing here touches the network.
 """
 
-from probe.format.reader import Observations, observations
+from probe.format.reader import observations
+from probe.format.view import Observations
 from probe.verdict.fingerprints import Fingerprints, load_fingerprints
 from probe.verdict.rules import ANALYSIS_VERSION, Verdict, judge, summary_keys, verdict
 

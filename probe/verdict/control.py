@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from probe.format.reader import Connect, Handshake, HttpExchange, observations
+from probe.format.reader import observations
+from probe.format.view import Connect, Handshake, HttpExchange
 from probe.format.vocab import Status, Tag
 from probe.verdict.outcome import Verdict
 

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from probe.format.reader import domain_of
+from probe.format.fields import domain_of
 from probe.format.vocab import Status
 from probe.verdict.decide_transport import ALONE_CONFIDENCE, ALONE_FLAG_BONUS
 from probe.verdict.outcome import Verdict
